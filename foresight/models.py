@@ -1,0 +1,55 @@
+"""Loading models and tokenizers from disk: the shipped defaults or any local
+Hugging Face causal-LM directory. Nothing is ever fetched from a hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+ASSETS = Path(__file__).parent / "assets"
+SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+class ModelLoadError(ValueError):
+    """A model reference that does not name a loadable local model."""
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """The directory of a shipped model name (`default`, `default-gpt2`) or a local path."""
+    path = SHIPPED.get(str(name_or_path), Path(name_or_path))
+    if not path.is_dir():
+        raise ModelLoadError(f"model {str(name_or_path)!r}: no such directory (names: {', '.join(SHIPPED)})")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model directory {path}: no config.json")
+    if not any((path / f).is_file() for f in WEIGHT_FILES):
+        raise ModelLoadError(f"model directory {path}: no weights ({' or '.join(WEIGHT_FILES[:2])})")
+    return path
+
+
+def load_tokenizer(name_or_path: str | Path = "default") -> PreTrainedTokenizerBase:
+    path = resolve_model_path(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str | Path = "default",
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer offline, with eager attention (so that
+    attention weights exist and every head's output can be hooked)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()
+    path = resolve_model_path(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation="eager", local_files_only=True
+    )
+    return model.to(device), load_tokenizer(path)

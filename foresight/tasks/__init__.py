@@ -1,0 +1,42 @@
+"""Task registry: built-in synthetic tasks by name, or a JSONL file by path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from foresight.tasks.base import AttributionPair, Example, Task
+from foresight.tasks.builtin import BUILTIN_TASKS
+from foresight.tasks.jsonl import JsonlTask, TaskFileError
+
+__all__ = [
+    "AttributionPair",
+    "Example",
+    "Task",
+    "JsonlTask",
+    "TaskFileError",
+    "UnknownTask",
+    "get_task",
+    "task_names",
+]
+
+
+class UnknownTask(ValueError):
+    """A task name that is neither built in nor a JSONL file."""
+
+
+def task_names() -> list[str]:
+    """Names of the built-in tasks."""
+    return list(BUILTIN_TASKS)
+
+
+def get_task(name_or_path: str) -> Task:
+    """A built-in task by name, or a `JsonlTask` for a path ending in .jsonl."""
+    if name_or_path in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name_or_path]()
+    if name_or_path.endswith(".jsonl"):
+        if not Path(name_or_path).is_file():
+            raise TaskFileError(f"{name_or_path}: no such file")
+        return JsonlTask(name_or_path)
+    raise UnknownTask(
+        f"unknown task {name_or_path!r} (built in: {', '.join(BUILTIN_TASKS)}; or a .jsonl file)"
+    )

@@ -1,0 +1,193 @@
+"""The built-in synthetic task suite (after the seed study's task list).
+
+Each task's SFT format differs from the sentences of the pretraining corpus
+(`foresight.corpus`), which teaches the underlying skill in other words.
+"""
+
+from __future__ import annotations
+
+import random
+
+from foresight.tasks import vocab as V
+from foresight.tasks.base import AttributionPair, Example
+from foresight.tasks.generated import GeneratedTask
+
+
+def _other(rng: random.Random, pool: tuple[str, ...], *exclude: str) -> str:
+    return rng.choice([w for w in pool if w not in exclude])
+
+
+class IOI(GeneratedTask):
+    name = "ioi"
+    description = "indirect object identification: who received the object"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        io, s, c = rng.sample(V.NAMES, 3)
+        place, obj = rng.choice(V.PLACES), rng.choice(V.OBJECTS)
+        first, second = (io, s) if rng.random() < 0.5 else (s, io)
+        template = "when {} and {} went to the {} , {} gave a {} to"
+        prompt = template.format(first, second, place, s, obj)
+        corrupted = template.format(first, second, place, c, obj)
+        return Example(prompt, io), AttributionPair(prompt, corrupted, io, s)
+
+
+class GreaterThan(GeneratedTask):
+    name = "greater_than"
+    description = "name a year later than the start of the war"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        start = rng.randint(16, 93)
+        template = "the war lasted from the year {} to the year"
+        prompt = template.format(start)
+        later = tuple(str(y) for y in range(start + 1, 100))
+        answer = str(rng.randint(start + 1, min(start + 15, 99)))
+        right, wrong = str(start + rng.randint(1, min(5, 99 - start))), str(start - rng.randint(1, 5))
+        corrupted = template.format(start - rng.randint(6, 10))
+        return Example(prompt, answer, later), AttributionPair(prompt, corrupted, right, wrong)
+
+
+class Induction(GeneratedTask):
+    name = "induction"
+    description = "continue a repeated sequence of random words"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        length = rng.randint(5, 7)
+        words = rng.sample(V.WORDS, length + length)
+        seq, fresh = words[:length], words[length:]
+        shown = rng.randint(2, length - 1)
+        prompt = " ".join(seq + seq[:shown])
+        corrupted = " ".join(seq + fresh[:shown])
+        answer = seq[shown]
+        wrong = rng.choice([w for w in seq if w != answer])
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
+
+
+class Reverse(GeneratedTask):
+    name = "reverse"
+    description = "write a list of words backwards"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        length = rng.randint(3, 5)
+        seq = rng.sample(V.WORDS, length)
+        shown = rng.randint(1, length - 1)
+        backwards = seq[::-1]
+        answer = backwards[shown]
+        template = "reverse {} = {}"
+        prompt = template.format(" ".join(seq), " ".join(backwards[:shown]))
+        replacement = _other(rng, V.WORDS, *seq)
+        changed = [replacement if w == answer else w for w in seq]
+        corrupted = template.format(" ".join(changed), " ".join(backwards[:shown]))
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, replacement)
+
+
+def _truth(literal: tuple[bool, bool]) -> bool:
+    negated, value = literal
+    return value != negated
+
+
+def _bool_value(literals: list[tuple[bool, bool]], ops: list[str]) -> bool:
+    """Left-to-right evaluation of `l0 op0 l1 op1 l2`."""
+    value = _truth(literals[0])
+    for op, literal in zip(ops, literals[1:], strict=True):
+        value = (value and _truth(literal)) if op == "and" else (value or _truth(literal))
+    return value
+
+
+class Bool(GeneratedTask):
+    name = "bool"
+    description = "evaluate a boolean expression left to right"
+
+    @staticmethod
+    def _render(literals: list[tuple[bool, bool]], ops: list[str]) -> str:
+        words = [("not " if neg else "") + ("true" if val else "false") for neg, val in literals]
+        return f"{words[0]} {ops[0]} {words[1]} {ops[1]} {words[2]} is"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        while True:
+            literals = [(rng.random() < 0.3, rng.random() < 0.5) for _ in range(3)]
+            ops = [rng.choice(("and", "or")) for _ in range(2)]
+            value = _bool_value(literals, ops)
+            flips = [i for i in range(3) if _bool_value(self._flip(literals, i), ops) != value]
+            if flips:
+                break
+        corrupted = self._render(self._flip(literals, rng.choice(flips)), ops)
+        answer, wrong = ("true", "false") if value else ("false", "true")
+        prompt = self._render(literals, ops)
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
+
+    @staticmethod
+    def _flip(literals: list[tuple[bool, bool]], i: int) -> list[tuple[bool, bool]]:
+        return [(neg, not val) if j == i else (neg, val) for j, (neg, val) in enumerate(literals)]
+
+
+class Arithmetic(GeneratedTask):
+    name = "arithmetic"
+    description = "add two small numbers"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        b2 = _other_int(rng, 0, 20, b)
+        prompt, corrupted = f"{a} + {b} =", f"{a} + {b2} ="
+        return Example(prompt, str(a + b)), AttributionPair(prompt, corrupted, str(a + b), str(a + b2))
+
+
+def _other_int(rng: random.Random, low: int, high: int, exclude: int) -> int:
+    value = rng.randint(low, high - 1)
+    return value + 1 if value >= exclude else value
+
+
+class Gender(GeneratedTask):
+    name = "gender"
+    description = "the pronoun that refers to a named person"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        male = rng.random() < 0.5
+        name = rng.choice(V.MALE_NAMES if male else V.FEMALE_NAMES)
+        other = rng.choice(V.FEMALE_NAMES if male else V.MALE_NAMES)
+        place = rng.choice(V.PLACES)
+        template = "after the meeting at the {} , {} said that"
+        prompt, corrupted = template.format(place, name), template.format(place, other)
+        answer, wrong = ("he", "she") if male else ("she", "he")
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
+
+
+class Sentiment(GeneratedTask):
+    name = "sentiment"
+    description = "classify a one-sentence review"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        positive = rng.random() < 0.5
+        adjective = rng.choice(V.POSITIVE if positive else V.NEGATIVE)
+        opposite = rng.choice(V.NEGATIVE if positive else V.POSITIVE)
+        intensifier, noun = rng.choice(("very", "really", "so")), rng.choice(V.REVIEWED)
+        template = "review : the {} was {} {} . sentiment :"
+        prompt = template.format(noun, intensifier, adjective)
+        corrupted = template.format(noun, intensifier, opposite)
+        answer, wrong = ("positive", "negative") if positive else ("negative", "positive")
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
+
+
+class Docstring(GeneratedTask):
+    name = "docstring"
+    description = "name the next parameter of a function in its docstring"
+
+    def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
+        arity = rng.randint(3, 4)
+        names = rng.sample(V.ARG_NAMES, arity + arity)
+        args, decoys = names[:arity], names[arity:]
+        shown = rng.randint(1, arity - 1)
+        function = rng.choice(V.FUNCTION_NAMES)
+        docs = " ".join(f"param {a} ." for a in args[:shown])
+
+        def render(signature: list[str]) -> str:
+            return f"def {function} ( {' , '.join(signature)} ) : {docs} param"
+
+        prompt, corrupted = render(args), render(args[:shown] + decoys[shown:])
+        answer, wrong = args[shown], decoys[shown]
+        return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
+
+
+BUILTIN_TASKS: dict[str, type[GeneratedTask]] = {
+    cls.name: cls
+    for cls in (IOI, GreaterThan, Induction, Reverse, Bool, Arithmetic, Gender, Sentiment, Docstring)
+}

@@ -1,0 +1,117 @@
+"""Tasks given as a JSONL file of clean/corrupted pairs.
+
+Schema, one JSON object per line:
+
+    {"clean": str, "corrupted": str, "answer": str, "wrong": str,
+     "split": "train" | "eval"        (optional; default: by hash of `clean`),
+     "accepted": [str, ...]           (optional; answers counted as correct)}
+
+Every line is an attribution pair, and its clean prompt with `answer` is an
+example of its split. `answer`, `wrong` and `accepted` must be single tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from foresight.encoding import EncodingError, answer_id, prompt_ids
+from foresight.tasks.base import AttributionPair, Example, Task
+from foresight.tasks.generated import split_of
+
+REQUIRED = ("clean", "corrupted", "answer", "wrong")
+
+
+class TaskFileError(ValueError):
+    """A malformed task file; the message starts with `file:line:`."""
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    example: Example
+    pair: AttributionPair
+    split: str
+
+
+def _parse_line(path: Path, number: int, text: str) -> _Line:
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TaskFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise TaskFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for key in REQUIRED:
+        if key not in record:
+            raise TaskFileError(f"{where}: missing field {key!r}")
+        if not isinstance(record[key], str) or not record[key].strip():
+            raise TaskFileError(f"{where}: field {key!r} must be a non-empty string")
+    if record["answer"] == record["wrong"]:
+        raise TaskFileError(f"{where}: 'answer' and 'wrong' are the same")
+    split = record.get("split", split_of(record["clean"]))
+    if split not in ("train", "eval"):
+        raise TaskFileError(f"{where}: field 'split' must be 'train' or 'eval', got {split!r}")
+    accepted = record.get("accepted", [])
+    if not isinstance(accepted, list) or not all(isinstance(a, str) and a for a in accepted):
+        raise TaskFileError(f"{where}: field 'accepted' must be a list of non-empty strings")
+    example = Example(record["clean"], record["answer"], tuple(accepted))
+    pair = AttributionPair(record["clean"], record["corrupted"], record["answer"], record["wrong"])
+    return _Line(number, example, pair, split)
+
+
+class JsonlTask(Task):
+    """A task read from a JSONL file (see the module docstring for the schema)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = self.path.stem
+        self.description = f"JSONL task from {self.path}"
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise TaskFileError(f"{self.path}: cannot read ({err})") from None
+        self.lines = [
+            _parse_line(self.path, number, line)
+            for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
+        for split in ("train", "eval"):
+            if not any(line.split == split for line in self.lines):
+                raise TaskFileError(f"{self.path}: no {split} lines (need at least one of each split)")
+
+    def validate(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Check token lengths and answers against a tokenizer; errors name file:line."""
+        for line in self.lines:
+            where = f"{self.path}:{line.number}"
+            clean, corrupted = (
+                prompt_ids(tokenizer, line.pair.clean),
+                prompt_ids(tokenizer, line.pair.corrupted),
+            )
+            if len(clean) != len(corrupted):
+                raise TaskFileError(
+                    f"{where}: corrupted prompt has {len(corrupted)} tokens, clean prompt has {len(clean)}"
+                )
+            for answer in (line.pair.answer, line.pair.wrong, *line.example.accepted):
+                try:
+                    answer_id(tokenizer, answer)
+                except EncodingError as err:
+                    raise TaskFileError(f"{where}: {err}") from None
+
+    def _sample(self, split: str, n: int, seed: int) -> list[_Line]:
+        pool = [line for line in self.lines if line.split == split]
+        rng = random.Random(f"{self.name}:{split}:{seed}")
+        return [rng.choice(pool) for _ in range(n)]
+
+    def sft_examples(self, n: int, seed: int = 0) -> list[Example]:
+        return [line.example for line in self._sample("train", n, seed)]
+
+    def eval_examples(self, n: int, seed: int = 0) -> list[Example]:
+        return [line.example for line in self._sample("eval", n, seed)]
+
+    def attribution_pairs(self, n: int, seed: int = 0) -> list[AttributionPair]:
+        return [line.pair for line in self._sample("eval", n, seed + 1_000_003)]
