@@ -1,0 +1,329 @@
+"""MLflow logging for Foresight runs: thin helpers over mlflow.
+
+- `resolve_tracking_uri` / `check_reachable`: where runs go, and a quick check that a
+  tracking server answers before a long run starts.
+- `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
+  by run id; metrics per step in the active run.
+- `SafeLogger`: logging that survives the tracking server going away: after the first
+  failure it warns once and appends every further call to `pending_mlflow.jsonl` in the
+  run directory; `sync(run_dir)` uploads that file later.
+- `plot_metrics`, `plot_head_heatmap`, `log_figures`: PNG figures of the circuit metrics
+  over checkpoints, logged as artifacts.
+
+A failing call to a tracking *server* can take minutes before it fails (mlflow retries;
+see MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_TIMEOUT), which is why
+SafeLogger stops calling it after the first failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+PENDING_FILE = "pending_mlflow.jsonl"
+# log_batch limits of the MLflow REST API
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+METRIC_FAMILIES = {"cd": "Circuit Distance", "cs": "Circuit Stability", "cc": "Circuit Conflict"}
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+def resolve_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else a SQLite file `mlflow.db` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """For an http(s) URI, one GET of `{uri}/health` (TrackingUnavailable if it fails or
+    times out after `timeout` seconds); other URIs (sqlite, file) are local and pass."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status = response.status
+    except (urllib.error.URLError, OSError) as e:
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        raise TrackingUnavailable(f"MLflow tracking server {uri} is not reachable: {reason}") from e
+    if status != 200:
+        raise TrackingUnavailable(f"MLflow tracking server {uri} answered {url} with HTTP {status}")
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts as dotted keys, values as strings: {"a": {"b": 1}} -> {"a.b": "1"}."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def get_or_create_experiment(name: str, artifact_location: str | None = None) -> str:
+    """The id of experiment `name`, created (with `artifact_location`, if given) when missing."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name, artifact_location=artifact_location)
+
+
+def start_run(
+    experiment: str,
+    run_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    artifact_location: str | None = None,
+) -> mlflow.ActiveRun:
+    """Start (or, given `run_id`, resume) an MLflow run in `experiment` and log its params
+    (flattened) and tags. On resume, params already logged with the same value are
+    skipped, and a param whose value changed raises ValueError. Use as a context manager."""
+    experiment_id = get_or_create_experiment(experiment, artifact_location)
+    flat = flatten_params(params or {})
+    if run_id is not None:
+        run = MlflowClient().get_run(run_id)
+        if run.info.experiment_id != experiment_id:
+            raise ValueError(
+                f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
+            )
+        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
+        if changed:
+            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
+        flat = {k: v for k, v in flat.items() if k not in run.data.params}
+    if run_id is None:
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
+    else:
+        active = mlflow.start_run(run_id=run_id)
+    _log_batch(MlflowClient(), active.info.run_id, params=flat, tags=dict(tags or {}))
+    return active
+
+
+def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
+    """Log `metrics` (name -> value) at `step` in the active run."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """The last step logged for every metric of a run."""
+    keys = client.get_run(run_id).data.metrics
+    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def _log_batch(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Sequence[Metric] = (),
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """client.log_batch in chunks within the API's limits (metrics, then params, then tags)."""
+    params_ = [Param(k, str(v)) for k, v in (params or {}).items()]
+    tags_ = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for i in range(0, len(metrics), MAX_METRICS):
+        client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS], synchronous=True)
+    for i in range(0, len(params_), MAX_PARAMS):
+        client.log_batch(run_id, params=params_[i : i + MAX_PARAMS], synchronous=True)
+    for i in range(0, len(tags_), MAX_TAGS):
+        client.log_batch(run_id, tags=tags_[i : i + MAX_TAGS], synchronous=True)
+
+
+class SafeLogger:
+    """Logs to one MLflow run and never lets a tracking failure stop training.
+
+    The first failing call is reported once (logging.warning); that call and every later
+    one are appended to `{run_dir}/pending_mlflow.jsonl` (one JSON object per line, with
+    the run id) instead, for `sync(run_dir)` to upload. Metrics at a step not after the
+    last step already logged for that key are dropped, so a resumed run that replays
+    steps does not duplicate them.
+    """
+
+    def __init__(self, run_id: str, run_dir: str | Path, client: MlflowClient | None = None) -> None:
+        self.run_id = run_id
+        self.pending = Path(run_dir) / PENDING_FILE
+        self.client = client or MlflowClient()
+        self.offline = False
+        self._last_step: dict[str, int] = {}
+        self._call(lambda: self._last_step.update(logged_steps(self.client, run_id)), None)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log `metrics` (name -> value) at `step`."""
+        timestamp = int(time.time() * 1000)
+        fresh = {k: float(v) for k, v in metrics.items() if step > self._last_step.get(k, step - 1)}
+        if not fresh:
+            return
+        for key in fresh:
+            self._last_step[key] = step
+        entry = {"metrics": [[k, v, timestamp, step] for k, v in fresh.items()]}
+        self._call(lambda: _log_batch(self.client, self.run_id, metrics=_metrics(entry)), entry)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params (nested dicts flattened to dotted keys)."""
+        entry = {"params": flatten_params(params)}
+        self._call(lambda: _log_batch(self.client, self.run_id, params=entry["params"]), entry)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        entry = {"tags": {k: str(v) for k, v in tags.items()}}
+        self._call(lambda: _log_batch(self.client, self.run_id, tags=entry["tags"]), entry)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Log a file as an artifact (queued by path when offline: keep the file until `sync`)."""
+        entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
+        self._call(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path), entry)
+
+    def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
+        if not self.offline:
+            try:
+                action()
+                return
+            except Exception as e:  # any failure of the tracking backend: go offline
+                self.offline = True
+                message = "MLflow logging failed (%s: %s); run %s goes on, logging to %s for a later sync"
+                log.warning(message, type(e).__name__, e, self.run_id, self.pending)
+        if entry is not None:
+            self.pending.parent.mkdir(parents=True, exist_ok=True)
+            with self.pending.open("a") as f:
+                f.write(json.dumps({"run_id": self.run_id, **entry}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def _metrics(entry: Mapping[str, Any]) -> list[Metric]:
+    return [Metric(key, value, timestamp, step) for key, value, timestamp, step in entry.get("metrics", [])]
+
+
+def _read_pending(file: Path) -> list[dict[str, Any]]:
+    entries = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a crash while appending
+            log.warning("%s:%d: skipping an unreadable line", file, number)
+    return entries
+
+
+def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
+    """Upload `{run_dir}/pending_mlflow.jsonl` to the run ids stored in it (log_batch) and
+    remove the file. Metric (key, step) pairs that the run already holds are skipped, so
+    syncing twice does not duplicate. If an upload fails, the entries not yet uploaded
+    are written back and the error is raised. Returns the number of entries uploaded."""
+    file = Path(run_dir) / PENDING_FILE
+    if not file.is_file():
+        return 0
+    client = client or MlflowClient()
+    entries = _read_pending(file)
+    histories: dict[tuple[str, str], set[int]] = {}
+    for done, entry in enumerate(entries):
+        run_id = entry["run_id"]
+        try:
+            metrics = []
+            for metric in _metrics(entry):
+                if (run_id, metric.key) not in histories:
+                    history = client.get_metric_history(run_id, metric.key)
+                    histories[run_id, metric.key] = {m.step for m in history}
+                if metric.step not in histories[run_id, metric.key]:
+                    metrics.append(metric)
+                    histories[run_id, metric.key].add(metric.step)
+            _log_batch(client, run_id, metrics, entry.get("params"), entry.get("tags"))
+            if "artifact" in entry:
+                client.log_artifact(run_id, entry["artifact"], entry.get("artifact_path"))
+        except Exception:
+            remaining = "".join(json.dumps(e) + "\n" for e in entries[done:])
+            tmp = file.with_suffix(".tmp")
+            tmp.write_text(remaining)
+            os.replace(tmp, file)
+            raise
+    file.unlink()
+    return len(entries)
+
+
+def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """One line figure per metric family present in `metrics` (a table with a `step` column
+    and columns named cd_*, cs_*, cc_*): `circuit_distance.png` etc. in `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = metrics.sort_values("step")
+    paths = []
+    for prefix, title in METRIC_FAMILIES.items():
+        columns = [c for c in metrics.columns if c.startswith(f"{prefix}_")]
+        if not columns:
+            continue
+        fig = Figure(figsize=(6, 4))
+        ax = fig.add_subplot()
+        for column in columns:
+            ax.plot(metrics["step"], metrics[column], marker="o", label=column)
+        ax.set(xlabel="step", ylabel=title, title=title)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = out_dir / f"{title.lower().replace(' ', '_')}.png"
+        fig.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+def head_score_matrix(trajectory: pd.DataFrame) -> pd.DataFrame:
+    """Head scores of a trajectory table (`trackers.store.load_trajectory` columns) as a
+    matrix: rows = heads ordered by (layer, head), columns = steps ascending."""
+    heads = trajectory[(trajectory["level"] == "node") & (trajectory["kind"] == "head")]
+    matrix = heads.pivot(index="component", columns="step", values="score")
+    order = heads.drop_duplicates("component").sort_values(["layer", "head"])["component"]
+    return matrix.loc[order.tolist()].sort_index(axis=1)
+
+
+def plot_head_heatmap(head_scores: pd.DataFrame, path: str | Path) -> Path:
+    """A heatmap of head scores over checkpoints (rows = heads, columns = steps), colours
+    symmetric around 0."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = head_scores.to_numpy(dtype="float64")
+    limit = float(np.nanmax(np.abs(values))) if values.size and np.isfinite(values).any() else 1.0
+    fig = Figure(figsize=(max(4, 0.4 * values.shape[1] + 2), max(3, 0.22 * values.shape[0] + 1)))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_xticks(range(values.shape[1]), [str(s) for s in head_scores.columns], rotation=90, fontsize=6)
+    ax.set_yticks(range(values.shape[0]), [str(h) for h in head_scores.index], fontsize=6)
+    ax.set(xlabel="step", ylabel="head", title="Head scores over checkpoints")
+    fig.colorbar(image, ax=ax, label="score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def log_figures(
+    metrics: pd.DataFrame,
+    out_dir: str | Path,
+    head_scores: pd.DataFrame | None = None,
+    artifact_path: str = "figures",
+    logger: SafeLogger | None = None,
+) -> list[Path]:
+    """Save the metric line figures (and the head-score heatmap, if given) as PNGs in
+    `out_dir` and log them as artifacts under `artifact_path`: through `logger` if given,
+    else in the active run. Returns the PNG paths."""
+    paths = plot_metrics(metrics, out_dir)
+    if head_scores is not None:
+        paths.append(plot_head_heatmap(head_scores, Path(out_dir) / "head_scores.png"))
+    for path in paths:
+        if logger is not None:
+            logger.log_artifact(path, artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path)
+    return paths
