@@ -1,0 +1,49 @@
+"""`foresight attribute`: the top components of a task circuit and its faithfulness curve."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from foresight.attribution.api import attribute
+from foresight.attribution.faithfulness import faithfulness_curve, rank
+from foresight.encoding import encode_pairs
+from foresight.models import load_model
+
+
+def curve_ks(n: int, top: int) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... below n, plus `top` and n."""
+    ks = {top, n}
+    base = 1
+    while base < n:
+        ks |= {k for k in (base, 2 * base, 5 * base) if k < n}
+        base *= 10
+    return sorted(k for k in ks if 1 <= k <= n)
+
+
+def attribute_command(
+    model: str, task: str, method: str, level: str, top: int, n_pairs: int, seed: int
+) -> None:
+    """Attribute `task` on `model`, print the `top` components and the faithfulness
+    of the top-k circuits for a range of k."""
+    from foresight.tasks import get_task
+
+    lm, tokenizer = load_model(model)
+    batch = encode_pairs(tokenizer, get_task(task).attribution_pairs(n_pairs, seed=seed))
+    scores = attribute(lm, batch, method=method, level=level)
+    console = Console()
+    console.print(
+        f"[bold]{task}[/] on {model}: {method}, {level} level, {len(batch)} pairs; "
+        f"{scores.metric} clean {scores.metric_value:.4f}, corrupted {scores.corrupted_value:.4f}"
+    )
+    frame = scores.to_frame().set_index("component")
+    table = Table("rank", "component", "kind", "layer", "head", "score", title=f"top {top} by |score|")
+    for i, name in enumerate(rank(scores)[:top], start=1):
+        row = frame.loc[name]
+        table.add_row(str(i), name, row["kind"], str(row["layer"]), str(row["head"]), f"{row['score']:+.5f}")
+    console.print(table)
+    curve = faithfulness_curve(lm, batch, scores, curve_ks(len(scores.names), min(top, len(scores.names))))
+    table = Table("k", "faithfulness", title="faithfulness of the top-k circuit")
+    for k, value in zip(curve.k, curve.faithfulness, strict=True):
+        table.add_row(str(k), f"{value:.3f}")
+    console.print(table)

@@ -1,0 +1,394 @@
+"""Attribution scores against independent computations on tiny random models.
+
+The references here use their own hooks (a scalar multiplier alpha on the
+activation change, differentiated with autograd; module swapping for exact
+patching) and read the output projections' weights directly, so they share
+no code with foresight.attribution beyond the PairBatch container.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
+
+from foresight.attribution import attribute
+from foresight.encoding import PairBatch
+from foresight.graph import Graph
+
+V, B, T, HEADS, LAYERS = 40, 5, 7, 4, 2
+
+
+def build(family: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    if family == "llama":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=32,
+            attn_implementation="eager"))  # fmt: skip
+    elif family == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(
+            vocab_size=V, n_embd=32, n_layer=LAYERS, n_head=HEADS, n_positions=32, bos_token_id=0,
+            eos_token_id=0, attn_implementation="eager"))  # fmt: skip
+    else:
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(
+            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS, max_position_embeddings=32, use_parallel_residual=family == "neox",
+            attn_implementation="eager"))  # fmt: skip
+    with torch.no_grad():  # larger weights than the default init, so that effects are not tiny
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(3.0)
+    return model.to(dtype).eval()
+
+
+def make_batch(seed: int = 1) -> PairBatch:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([T, T - 2, T, T - 1, T - 3])
+    clean = torch.randint(3, V, (B, T), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 1] = torch.randint(3, V, (B,), generator=g)
+    corrupted[:, 3] = torch.randint(3, V, (B,), generator=g)
+    pad = torch.arange(T)[None] >= lengths[:, None]
+    clean[pad], corrupted[pad] = 0, 0
+    answer, wrong = torch.randint(3, V, (B,), generator=g), torch.randint(3, V, (B,), generator=g)
+    return PairBatch(clean, corrupted, lengths - 1, answer, wrong)
+
+
+class Parts:
+    """The test's own map of a model: module paths and output-projection weights."""
+
+    def __init__(self, model: nn.Module, family: str):
+        if family == "llama":
+            inner = model.model
+            layers = inner.layers
+            self.embed = (inner, "embed_tokens")
+            self.o = [(layer.self_attn, "o_proj") for layer in layers]
+            self.mlp = [(layer, "mlp") for layer in layers]
+            self.norms = [
+                n for layer in layers for n in (layer.input_layernorm, layer.post_attention_layernorm)
+            ]
+            self.norms.append(inner.norm)
+            # nn.Linear: y = x W^T, so head h's rows of W^T are W[:, slice]^T
+            self.w = [layer.self_attn.o_proj.weight.T for layer in layers]
+        elif family == "gpt2":
+            blocks = model.transformer.h
+            self.embed = (model.transformer, "drop")
+            self.o = [(block.attn, "c_proj") for block in blocks]
+            self.mlp = [(block, "mlp") for block in blocks]
+            self.norms = [n for block in blocks for n in (block.ln_1, block.ln_2)] + [model.transformer.ln_f]
+            self.w = [block.attn.c_proj.weight for block in blocks]  # Conv1D: y = x W
+        else:
+            layers = model.gpt_neox.layers
+            self.embed = (model.gpt_neox, "emb_dropout")
+            self.o = [(layer.attention, "dense") for layer in layers]
+            self.mlp = [(layer, "mlp") for layer in layers]
+            self.norms = [
+                n for layer in layers for n in (layer.input_layernorm, layer.post_attention_layernorm)
+            ]
+            self.norms.append(model.gpt_neox.final_layer_norm)
+            self.w = [layer.attention.dense.weight.T for layer in layers]
+        self.model = model
+        self.dh = self.w[0].shape[0] // HEADS
+
+    def module(self, where: tuple[nn.Module, str]) -> nn.Module:
+        return getattr(*where)
+
+
+def metric(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    last = logits[torch.arange(len(batch)), batch.last]
+    return (last.gather(1, batch.answer[:, None]) - last.gather(1, batch.wrong[:, None])).mean()
+
+
+def capture(parts: Parts, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Activations by node name, recorded with the test's own hooks."""
+    acts: dict[str, torch.Tensor] = {}
+    handles = [
+        parts.module(parts.embed).register_forward_hook(lambda m, a, o: acts.__setitem__("embed", o.detach()))
+    ]
+    for layer in range(LAYERS):
+        handles.append(parts.module(parts.o[layer]).register_forward_pre_hook(
+            lambda m, a, L=layer: acts.__setitem__(f"z{L}", a[0].detach())))  # fmt: skip
+        handles.append(parts.module(parts.mlp[layer]).register_forward_hook(
+            lambda m, a, o, L=layer: acts.__setitem__(f"m{L}", o.detach())))  # fmt: skip
+    with torch.no_grad():
+        acts["logits"] = parts.model(input_ids=ids).logits
+    for h in handles:
+        h.remove()
+    return acts
+
+
+def change(parts: Parts, clean: dict, corr: dict, node: str) -> tuple[nn.Module, str, torch.Tensor]:
+    """(module, "in"/"out", activation change masked to the node) for a sender node."""
+    if node == "embed":
+        return parts.module(parts.embed), "out", corr["embed"] - clean["embed"]
+    if ".h" in node:
+        layer, head = (int(x) for x in node[1:].split(".h"))
+        delta = torch.zeros_like(clean[f"z{layer}"])
+        cols = slice(head * parts.dh, (head + 1) * parts.dh)
+        delta[..., cols] = corr[f"z{layer}"][..., cols] - clean[f"z{layer}"][..., cols]
+        return parts.module(parts.o[layer]), "in", delta
+    layer = int(node[1:])
+    return parts.module(parts.mlp[layer]), "out", corr[node] - clean[node]
+
+
+def write_change(parts: Parts, clean: dict, corr: dict, sender: str) -> torch.Tensor:
+    """Change of the sender's residual write [B, T, d], from the raw weights."""
+    if ".h" not in sender:
+        return change(parts, clean, corr, sender)[2]
+    layer, head = (int(x) for x in sender[1:].split(".h"))
+    rows = slice(head * parts.dh, (head + 1) * parts.dh)
+    return (corr[f"z{layer}"][..., rows] - clean[f"z{layer}"][..., rows]) @ parts.w[layer][rows]
+
+
+def add_alpha(module: nn.Module, where: str, delta: torch.Tensor, alpha: torch.Tensor):
+    if where == "in":
+        return module.register_forward_pre_hook(lambda m, a: (a[0] + alpha * delta, *a[1:]))
+    return module.register_forward_hook(lambda m, a, o: o + alpha * delta)
+
+
+def alpha_effect(parts: Parts, batch: PairBatch, module: nn.Module, where: str, delta: torch.Tensor,
+                 alpha: float | None) -> float:  # fmt: skip
+    """alpha None: d/da metric(activation + a * delta) at a = 0; else metric(alpha) - metric(0)."""
+    a = torch.tensor(0.0 if alpha is None else alpha, dtype=torch.float64, requires_grad=alpha is None)
+    handle = add_alpha(module, where, delta, a)
+    try:
+        with torch.enable_grad():
+            value = metric(parts.model(input_ids=batch.clean).logits, batch)
+    finally:
+        handle.remove()
+    if alpha is None:
+        return float(torch.autograd.grad(value, a)[0])
+    with torch.no_grad():
+        return float(value - metric(parts.model(input_ids=batch.clean).logits, batch))
+
+
+def node_reference(parts: Parts, batch: PairBatch, graph: Graph, alpha: float | None) -> np.ndarray:
+    clean, corr = capture(parts, batch.clean), capture(parts, batch.corrupted)
+    out = [alpha_effect(parts, batch, *change(parts, clean, corr, n), alpha) for n in graph.senders()]
+    return np.array(out + [float(metric(corr["logits"], batch) - metric(clean["logits"], batch))])
+
+
+def edge_reference(parts: Parts, batch: PairBatch, graph: Graph, alpha: float | None) -> np.ndarray:
+    clean, corr = capture(parts, batch.clean), capture(parts, batch.corrupted)
+    receivers = {r: parts.norms[j] for j, r in enumerate(graph.receivers())}
+    return np.array([
+        alpha_effect(parts, batch, receivers[r], "in", write_change(parts, clean, corr, s), alpha)
+        for s, r in graph.edge_names()
+    ])  # fmt: skip
+
+
+FAMILIES = ["llama", "gpt2", "neox", "neox-sequential"]
+
+
+def close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> None:
+    assert np.abs(expected).max() > 1e-6, "degenerate reference"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and the machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def batch() -> PairBatch:
+    return make_batch()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_eap_is_the_first_order_term_of_patching(family: str, batch: PairBatch) -> None:
+    model = build(family)
+    parts, graph = Parts(model, family.split("-")[0]), Graph.from_model(model)
+    node = attribute(model, batch, method="eap", level="node", batch_size=2)
+    close(node.values, node_reference(parts, batch, graph, None))
+    edge = attribute(model, batch, method="eap", level="edge", batch_size=3)
+    assert edge.names == graph.edge_labels()
+    close(edge.values, edge_reference(parts, batch, graph, None))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_node_score_is_the_sum_of_its_edge_scores(family: str, batch: PairBatch) -> None:
+    """For eap and eap-ig: node(s) = sum over receivers r of edge(s->r), for every sender
+    (exact; Llama's RMSNorm computes in float32, hence its looser tolerance)."""
+    model = build(family)
+    graph = Graph.from_model(model)
+    for method in ("eap", "eap-ig"):
+        node = attribute(model, batch, method=method, level="node", ig_steps=3).as_dict()
+        edge = attribute(model, batch, method=method, level="edge", ig_steps=3).as_dict()
+        sums = [
+            sum(edge[f"{s}->{r}"] for r in graph.receivers() if graph.has_edge(s, r)) for s in graph.senders()
+        ]
+        close(
+            np.array(sums),
+            np.array([node[s] for s in graph.senders()]),
+            rtol=1e-5 if family == "llama" else 1e-9,
+        )
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "neox"])
+def test_exact_patching_matches_references(family: str, batch: PairBatch) -> None:
+    model = build(family)
+    parts, graph = Parts(model, family), Graph.from_model(model)
+    rtol = 1e-4 if family == "llama" else 1e-8  # Llama's RMSNorm rounds to float32
+    node = attribute(model, batch, method="patching", level="node", batch_size=3)
+    close(node.values, swap_reference(parts, batch, graph), rtol)
+    close(node.values, node_reference(parts, batch, graph, 1.0), rtol)
+    edge = attribute(model, batch, method="patching", level="edge", batch_size=3)
+    close(edge.values, edge_reference(parts, batch, graph, 1.0), rtol)
+
+
+class Patched(nn.Module):
+    """Wraps a module; replaces head columns of its input, or its whole output."""
+
+    def __init__(self, inner: nn.Module, value: torch.Tensor, cols: slice | None):
+        super().__init__()
+        self.inner, self.value, self.cols = inner, value, cols
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.cols is None:
+            return self.value
+        x = torch.cat([x[..., : self.cols.start], self.value[..., self.cols], x[..., self.cols.stop :]], -1)
+        return self.inner(x, *args, **kwargs)
+
+
+def swap_reference(parts: Parts, batch: PairBatch, graph: Graph) -> np.ndarray:
+    """Node patching by swapping modules for `Patched` wrappers (no hooks)."""
+    corr = capture(parts, batch.corrupted)
+    with torch.no_grad():
+        base = metric(parts.model(input_ids=batch.clean).logits, batch)
+    out = []
+    for node in graph.senders():
+        if node == "embed":
+            where, value, cols = parts.embed, corr["embed"], None
+        elif ".h" in node:
+            layer, head = (int(x) for x in node[1:].split(".h"))
+            where, value, cols = (
+                parts.o[layer],
+                corr[f"z{layer}"],
+                slice(head * parts.dh, (head + 1) * parts.dh),
+            )
+        else:
+            where, value, cols = parts.mlp[int(node[1:])], corr[node], None
+        original = parts.module(where)
+        setattr(*where, Patched(original, value, cols))
+        try:
+            with torch.no_grad():
+                out.append(float(metric(parts.model(input_ids=batch.clean).logits, batch) - base))
+        finally:
+            setattr(*where, original)
+    return np.array(out + [float(metric(corr["logits"], batch) - base)])
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_ig_completeness_on_the_embedding(family: str, batch: PairBatch) -> None:
+    """score_ig(embed) -> M(corrupted) - M(clean) as m grows (midpoint rule, error O(1/m^2))."""
+    model = build(family)
+    parts = Parts(model, family)
+    clean, corr = capture(parts, batch.clean), capture(parts, batch.corrupted)
+    gap = float(metric(corr["logits"], batch) - metric(clean["logits"], batch))
+    errors = []
+    for m in (2, 8, 32):
+        scores = attribute(model, batch, method="eap-ig", level="node", ig_steps=m)
+        assert scores.corrupted_value - scores.metric_value == pytest.approx(gap, rel=1e-9)
+        errors.append(abs(scores.as_dict()["embed"] - gap))
+    assert errors[1] < errors[0] / 8 and errors[2] < errors[1] / 8  # 4x the steps: 1/16 of the error
+
+
+def model_state(model: nn.Module) -> dict:
+    return {
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "grad_ids": [id(p.grad) for p in model.parameters()],
+        "hooks": [
+            (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks))
+            for m in model.modules()
+        ],
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    assert before["training"] == after["training"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["grad_ids"] == after["grad_ids"]
+    for a, b in zip(before["grad"], after["grad"], strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert before["hooks"] == after["hooks"]
+
+
+def test_model_is_left_as_found_also_after_an_exception(batch: PairBatch) -> None:
+    model = build("llama", torch.float32)
+    model.train()
+    model.model.layers[1].eval()
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    params[3].grad = torch.randn_like(params[3])
+    model.model.layers[0].register_forward_hook(lambda m, a, o: None)
+    before = model_state(model)
+    for method, level in [("eap", "node"), ("eap", "edge"), ("eap-ig", "edge"), ("patching", "node")]:
+        attribute(model, batch, method=method, level=level, ig_steps=2)
+        assert_same_state(before, model_state(model))
+    broken = PairBatch(batch.clean, batch.corrupted.clone(), batch.last, batch.answer, batch.wrong)
+    broken.corrupted[0, 0] = V + 5  # out of the vocabulary: the embedding raises inside the forward
+    for method in ("eap", "patching"):
+        with pytest.raises(IndexError):
+            attribute(model, broken, method=method, level="edge")
+        assert_same_state(before, model_state(model))
+
+
+def test_peft_lora_model(batch: PairBatch) -> None:
+    """A LoRA-wrapped Llama scores as its merged equivalent, and is left as found."""
+    model = build("llama")
+    config = LoraConfig(r=2, target_modules=["q_proj", "o_proj", "down_proj"], init_lora_weights=False)
+    wrapped = get_peft_model(model, config)
+    merged = copy.deepcopy(wrapped).merge_and_unload()
+    before = model_state(wrapped)
+    for level in ("node", "edge"):
+        lora = attribute(wrapped, batch, method="eap", level=level)
+        plain = attribute(merged, batch, method="eap", level=level)
+        assert lora.names == plain.names
+        close(lora.values, plain.values, rtol=1e-6)
+    assert_same_state(before, model_state(wrapped))
+
+
+def test_bfloat16_runs_and_agrees_with_float32(batch: PairBatch) -> None:
+    model = build("llama", torch.float32)
+    reference = attribute(model, batch, method="eap", level="edge")
+    low = attribute(model.to(torch.bfloat16), batch, method="eap", level="edge")
+    assert low.values.dtype == np.float64 and np.isfinite(low.values).all()
+    assert np.corrcoef(reference.values, low.values)[0, 1] > 0.9
+
+
+def test_metrics_and_frame(batch: PairBatch) -> None:
+    model = build("gpt2")
+    frame = attribute(model, batch, method="eap", level="node").to_frame()
+    assert list(frame.columns) == ["component", "kind", "layer", "head", "score"]
+    row = frame.set_index("component").loc["a1.h3"]
+    assert (row["kind"], row["layer"], row["head"]) == ("head", 1, 3)
+    assert frame.set_index("component").loc["logits"].layer == LAYERS
+    prob = attribute(model, batch, method="patching", level="node", metric="prob_diff")
+    assert prob.values[-1] == pytest.approx(prob.corrupted_value - prob.metric_value)
+    kl = attribute(model, batch, method="patching", level="node", metric="kl")
+    assert kl.metric_value == pytest.approx(0.0, abs=1e-12) and kl.corrupted_value > 0
+    assert np.allclose(attribute(model, batch, method="eap", metric="kl").values, 0.0, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown metric"):
+        attribute(model, batch, metric="accuracy")
+    with pytest.raises(ValueError, match="unknown method"):
+        attribute(model, batch, method="acdc")

@@ -1,0 +1,120 @@
+"""Circuits and faithfulness by real interventions on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
+
+from foresight.attribution import attribute, faithfulness, faithfulness_curve, minimal_circuit, rank, top_k
+from foresight.encoding import PairBatch
+from foresight.graph import Graph
+
+V, B, T = 40, 6, 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(family: str) -> nn.Module:
+    torch.manual_seed(3)
+    if family == "gpt2":
+        config = GPT2Config(
+            vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=16, bos_token_id=0,
+            eos_token_id=0, attn_implementation="eager")  # fmt: skip
+        model = GPT2LMHeadModel(config)
+    else:
+        config = GPTNeoXConfig(
+            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=16, attn_implementation="eager")  # fmt: skip
+        model = GPTNeoXForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(3.0)
+    return model.double().eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> PairBatch:
+    g = torch.Generator().manual_seed(5)
+    clean = torch.randint(3, V, (B, T), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.randint(3, V, (B,), generator=g)
+    answer, wrong = torch.randint(3, V, (B,), generator=g), torch.randint(3, V, (B,), generator=g)
+    return PairBatch(clean, corrupted, torch.full((B,), T - 1), answer, wrong)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox"])
+def test_full_is_one_empty_is_zero_and_single_removals_match_patching(family: str, batch: PairBatch) -> None:
+    """faith(full) = 1 and faith(empty) = 0; removing one component c from the full circuit
+    is patching c alone, so faith(all but c) = 1 + patching(c) / g with g = m(full) - m(empty)
+    the same for every c: g = M(clean) - M(corrupted) for edges; for nodes, where embed
+    stays in every circuit, g is whatever makes the ratio constant, and faith(all but embed) = 1."""
+    model = build(family)
+    graph = Graph.from_model(model)
+    for level, names in (("node", graph.senders()), ("edge", graph.edge_labels())):
+        assert faithfulness(model, batch, names, level=level) == pytest.approx(1.0, abs=1e-12)
+        assert faithfulness(model, batch, [], level=level) == pytest.approx(0.0, abs=1e-12)
+        patch = attribute(model, batch, method="patching", level=level).as_dict()
+        big = 1e-3 * max(abs(v) for v in patch.values())  # components with an effect to divide by
+        tested = [n for n in names[:: max(1, len(names) // 8)] if n != "embed" and abs(patch[n]) > big]
+        assert len(tested) >= 3
+        ratios = []
+        for name in tested:
+            rest = [n for n in names if n != name]
+            ratios.append((faithfulness(model, batch, rest, level=level, batch_size=4) - 1.0) / patch[name])
+        gap = 1.0 / np.array(ratios)
+        assert np.allclose(gap, gap[0], rtol=1e-8)
+        if level == "edge":
+            assert gap[0] == pytest.approx(patch_gap(model, batch), rel=1e-9)
+    without_embed = [n for n in graph.senders() if n != "embed"]
+    assert faithfulness(model, batch, without_embed) == pytest.approx(1.0, abs=1e-12)
+
+
+def patch_gap(model: nn.Module, batch: PairBatch) -> float:
+    """M(clean) - M(corrupted) of the logit difference, computed directly."""
+    with torch.no_grad():
+        values = []
+        for ids in (batch.clean, batch.corrupted):
+            last = model(input_ids=ids).logits[torch.arange(B), batch.last]
+            values.append(
+                (last.gather(1, batch.answer[:, None]) - last.gather(1, batch.wrong[:, None])).mean()
+            )
+    return float(values[0] - values[1])
+
+
+def test_top_k_ranks_by_magnitude_and_rejects_bad_k() -> None:
+    scores = {"a0.h0": 0.1, "m0": -3.0, "embed": 2.0, "logits": 0.0}
+    assert top_k(scores, 2) == ["m0", "embed"]
+    assert rank(scores) == ["m0", "embed", "a0.h0", "logits"]
+    for k in (0, -1, 5):
+        with pytest.raises(ValueError, match=rf"k = {k}.*4 components"):
+            top_k(scores, k)
+
+
+def test_curve_and_minimal_circuit(batch: PairBatch) -> None:
+    model = build("gpt2")
+    scores = attribute(model, batch, method="eap", level="node")
+    n = len(scores.names)
+    curve = faithfulness_curve(model, batch, scores, [1, 3, n])
+    assert list(curve.k) == [1, 3, n] and curve.faithfulness.iloc[-1] == pytest.approx(1.0)
+    assert curve.faithfulness.iloc[0] == pytest.approx(faithfulness(model, batch, top_k(scores, 1)))
+    with pytest.raises(ValueError, match="k = 0"):
+        faithfulness_curve(model, batch, scores, [0])
+    circuit = minimal_circuit(model, batch, scores, target=0.9)
+    assert faithfulness(model, batch, circuit) >= 0.9
+    assert circuit == rank(scores)[: len(circuit)]
+    assert np.isfinite(curve.faithfulness).all()
+
+
+def test_unknown_names_are_rejected(batch: PairBatch) -> None:
+    with pytest.raises(ValueError, match="not nodes of the graph: a9.h0"):
+        faithfulness(build("gpt2"), batch, ["a9.h0"])
