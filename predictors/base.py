@@ -1,0 +1,103 @@
+"""The forecaster interface: fit on runs, predict a score per component from an observation."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from predictors.problem import (
+    ForecasterMismatch,
+    ForecastProblem,
+    GraphSignature,
+    Observation,
+    Run,
+    observe,
+    top_n,
+)
+
+
+class Forecaster(ABC):
+    """Scores each component of the problem's level; the top-n scores are the forecast circuit.
+
+    `fit` records the graph of the training runs (all must share one); `predict` raises
+    ForecasterMismatch for an observation of another graph. Subclasses implement `_predict`
+    and, when they learn something, `_fit`, `state`/`set_state` (JSON) and `save_model`/`load_model`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, problem: ForecastProblem, seed: int = 0) -> None:
+        self.problem, self.seed = problem, seed
+        self.graph: GraphSignature | None = None
+        self.n_checkpoints = 0  # most checkpoints of a training run: "final" for partial runs
+
+    def fit(self, runs: Sequence[Run]) -> Self:
+        if not runs:
+            raise ValueError(f"{self.name}: no training runs")
+        graphs = {r.graph for r in runs}
+        if len(graphs) > 1:
+            raise ForecasterMismatch(f"{self.name}: training runs come from {len(graphs)} different graphs")
+        self.graph = graphs.pop()
+        self.n_checkpoints = max(r.n_checkpoints for r in runs)
+        self._fit(runs)
+        return self
+
+    def predict(self, obs: Observation) -> pd.Series:
+        """Predicted score per component (index sorted by name); higher = more likely in the circuit."""
+        if self.graph is None:
+            raise RuntimeError(f"{self.name}: predict before fit")
+        check_graph(self.graph, obs.graph, obs.run)
+        return self._predict(obs).sort_index().rename(self.name)
+
+    def _fit(self, runs: Sequence[Run]) -> None:  # noqa: B027 (most baselines learn nothing)
+        pass
+
+    @abstractmethod
+    def _predict(self, obs: Observation) -> pd.Series: ...
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable learned state other than the model file."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:  # noqa: B027
+        pass
+
+    def save_model(self, directory: Path) -> None:  # noqa: B027
+        pass
+
+    def load_model(self, directory: Path) -> None:  # noqa: B027
+        pass
+
+
+def forecast(forecaster: Forecaster, run: Run) -> pd.DataFrame:
+    """The forecast of `run` at the problem's prefix: one row per component (best first) with
+    score, rank (1 = best) and in_circuit (the top circuit_size). For horizon "final", a run
+    shorter than the training runs is taken to end where they did."""
+    problem = forecaster.problem
+    obs = observe(run, problem, n_checkpoints=max(run.n_checkpoints, forecaster.n_checkpoints))
+    scores = forecaster.predict(obs)
+    names = top_n(scores, len(scores))
+    return pd.DataFrame(
+        {
+            "component": names,
+            "score": scores[names].to_numpy(),
+            "rank": np.arange(1, len(names) + 1),
+            "in_circuit": np.arange(len(names)) < problem.circuit_size,
+        }
+    )
+
+
+def check_graph(expected: GraphSignature, actual: GraphSignature, run: str) -> None:
+    """Raise ForecasterMismatch if `actual` is not the graph the forecaster was trained on."""
+    if expected.fingerprint != actual.fingerprint:
+        raise ForecasterMismatch(
+            f"run {run}: graph {actual.fingerprint[:12]} ({actual.n_layers} layers x {actual.n_heads} heads, "
+            f"{len(actual.nodes)} nodes) differs from the forecaster's training graph "
+            f"{expected.fingerprint[:12]} ({expected.n_layers} layers x {expected.n_heads} heads, "
+            f"{len(expected.nodes)} nodes)"
+        )

@@ -1,0 +1,75 @@
+"""Plain functions behind the `foresight forecast` commands (wired into typer by the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from predictors.base import forecast
+from predictors.evaluate import comparison_frame, evaluate
+from predictors.persist import load_forecaster, save_forecaster
+from predictors.problem import ForecastProblem, Run, load_corpus, parse_horizon, with_checkpoint_index
+from predictors.registry import MODELS, make_forecaster
+
+
+def _print(frame: pd.DataFrame, title: str) -> None:
+    """`frame` as a rich table, at least 160 columns wide (the comparison has many columns)."""
+    console = Console()
+    console.width = max(console.width, 160)
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+def train_command(
+    trajectories: Path, prefix: int, horizon: str, model: str, circuit_size: int, out: Path, seed: int = 0
+) -> Path:
+    """Fit forecaster `model` on every trajectory under `trajectories`; save it to `out`."""
+    problem = ForecastProblem(prefix, parse_horizon(horizon), circuit_size)
+    runs = load_corpus(trajectories)
+    forecaster = make_forecaster(model, problem, seed).fit(runs)
+    save_forecaster(forecaster, out)
+    Console().print(f"trained {model} on {len(runs)} runs; saved to {out}")
+    return out
+
+
+def eval_command(
+    trajectories: Path,
+    prefix: int,
+    horizon: str,
+    circuit_size: int,
+    models: list[str] | None = None,
+    seed: int = 0,
+    log_mlflow: bool = False,
+) -> pd.DataFrame:
+    """Leave-one-task-out comparison of `models` (default: all) on the trajectories under
+    `trajectories`; prints the table and returns the summary."""
+    problem = ForecastProblem(prefix, parse_horizon(horizon), circuit_size)
+    result = evaluate(load_corpus(trajectories), problem, models or list(MODELS), seed, log_mlflow=log_mlflow)
+    title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-task-out)"
+    _print(comparison_frame(result.summary).reset_index(), title)
+    return result.summary
+
+
+def predict_command(forecaster: Path, trajectory: Path) -> pd.DataFrame:
+    """Print (and return) the forecast circuit of one trajectory directory."""
+    from trackers.store import load_probe, load_trajectory
+
+    f = load_forecaster(forecaster)
+    rows = with_checkpoint_index(load_trajectory(trajectory))
+    if rows.empty:
+        raise ValueError(f"{trajectory}: no checkpoints")
+    run = Run(str(rows["run"].iloc[0]), str(rows["task"].iloc[0]), rows, load_probe(trajectory))
+    table = forecast(f, run)
+    p = f.problem
+    _print(
+        table[table["in_circuit"]],
+        f"{f.name} forecast of {run.name} at horizon {p.horizon} from k={p.prefix}",
+    )
+    return table

@@ -1,0 +1,167 @@
+"""Per-component features at checkpoint k, computed from checkpoints 0..k only.
+
+`features_at(obs, problem)` returns one row per component of the problem's level (sorted by
+name) and the columns `FEATURES`. |score| is normalised by the largest |score| of the level at
+the same checkpoint, so features compare across tasks. Checkpoints used: 0, k-2, k-1, k
+(clipped at 0). Ranks are normalised to [0, 1], 0 = the largest |score|. Missing values
+(no grad_norm, no probe, no neighbour) are NaN.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from predictors.problem import ForecastProblem, Observation, level_scores
+
+KINDS = ("embed", "head", "mlp", "logits", "edge")
+FEATURES: tuple[str, ...] = (
+    *(f"abs_{c}" for c in ("0", "km2", "km1", "k")),
+    "signed_0",
+    "signed_k",
+    "d_abs_k_km1",
+    "d_abs_km1_km2",
+    "d_abs_k_0",
+    "rank_0",
+    "rank_km1",
+    "rank_k",
+    "d_rank_k_km1",
+    "d_rank_k_0",
+    "in_circuit_k",
+    "in_circuit_0",
+    "slope",
+    "trend_at_target",
+    "grad_norm_k",
+    "grad_norm_mean",
+    "d_grad_norm_k_0",
+    "layer",
+    "k",
+    "steps_to_target",
+    "probe_abs",
+    "d_probe_abs_0",
+    *(f"kind_{k}" for k in KINDS),
+    "layer_heads_mean",
+    "layer_mlp",
+    "prev_layer_heads_mean",
+    "sender_abs",
+    "receiver_abs",
+)
+_LAYER = re.compile(r"a(\d+)")
+_HEAD = re.compile(r"a(\d+)\.h\d+")
+_MLP = re.compile(r"m\d+")
+
+
+def _normalised_abs(scores: np.ndarray) -> np.ndarray:
+    """|scores| divided by each checkpoint's largest |score| (rows: checkpoints)."""
+    a = np.abs(scores)
+    top = a.max(axis=1, keepdims=True)
+    return a / np.where(top > 0, top, 1.0)
+
+
+def _in_top(values: np.ndarray, names: np.ndarray, n: int) -> np.ndarray:
+    """1.0 for the n largest `values` (ties broken by name), else 0.0."""
+    order = np.lexsort((names, -values))
+    flag = np.zeros(len(values))
+    flag[order[:n]] = 1.0
+    return flag
+
+
+def _trend(absn: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope of |score| over checkpoint index and its value at `target`."""
+    if len(absn) < 2:
+        return np.zeros(absn.shape[1]), absn[-1]
+    x = np.arange(len(absn), dtype=float)
+    xc = x - x.mean()
+    slope = xc @ (absn - absn.mean(axis=0)) / (xc @ xc)
+    return slope, absn.mean(axis=0) + slope * (target - x.mean())
+
+
+def _neighbourhood(
+    names: np.ndarray, kind: np.ndarray, layer: np.ndarray, node_absk: pd.Series | None
+) -> dict[str, np.ndarray]:
+    """Mean |score| at k of the same layer's heads, the layer's MLP and the previous layer's heads
+    (nodes); |score| at k of sender and receiver node (edges; receiver a{L} = mean of layer L's heads)."""
+    nan = np.full(len(names), np.nan)
+    out = dict.fromkeys(FEATURES[-5:], nan)
+    if node_absk is None:
+        return out
+    heads = {c: v for c, v in node_absk.items() if _HEAD.fullmatch(c)}
+    by_layer: dict[int, list[float]] = {}
+    for c, v in heads.items():
+        by_layer.setdefault(int(_HEAD.fullmatch(c).group(1)), []).append(v)  # type: ignore[union-attr]
+    heads_mean = {layer: float(np.mean(v)) for layer, v in by_layer.items()}
+    if (kind != "edge").all():
+        mlp = {int(c[1:]): v for c, v in node_absk.items() if _MLP.fullmatch(c)}
+        out["layer_heads_mean"] = np.array([heads_mean.get(x, np.nan) for x in layer])
+        out["layer_mlp"] = np.array([mlp.get(x, np.nan) for x in layer])
+        out["prev_layer_heads_mean"] = np.array([heads_mean.get(x - 1, np.nan) for x in layer])
+        return out
+
+    def node_value(name: str) -> float:
+        if name in node_absk.index:
+            return float(node_absk[name])
+        m = _LAYER.fullmatch(name)
+        return heads_mean.get(int(m.group(1)), np.nan) if m else np.nan
+
+    ends = [c.split("->", 1) for c in names]
+    out["sender_abs"] = np.array([node_value(s) for s, _ in ends])
+    out["receiver_abs"] = np.array([node_value(r) for _, r in ends])
+    return out
+
+
+def features_at(obs: Observation, problem: ForecastProblem) -> pd.DataFrame:
+    """Features (component x FEATURES) of `obs` at its checkpoint k; reads nothing after k."""
+    history = obs.history[obs.history["ckpt"] <= obs.k]
+    k, n_layers = obs.k, obs.graph.n_layers
+    rows = history[history["level"] == problem.level]
+    wide = rows.pivot(index="ckpt", columns="component", values=["score", "grad_norm"])
+    names = wide["score"].columns.to_numpy()
+    scores, grad = wide["score"].to_numpy(), wide["grad_norm"].to_numpy()
+    absn = _normalised_abs(scores)
+    ranks = (rankdata(-absn, axis=1) - 1) / max(len(names) - 1, 1)
+    at = {"0": 0, "km2": max(k - 2, 0), "km1": max(k - 1, 0), "k": k}
+    f = {f"abs_{tag}": absn[i] for tag, i in at.items()}
+    scale = np.abs(scores).max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    f["signed_0"], f["signed_k"] = scores[0] / scale[0], scores[k] / scale[k]
+    f["d_abs_k_km1"] = f["abs_k"] - f["abs_km1"]
+    f["d_abs_km1_km2"] = f["abs_km1"] - f["abs_km2"]
+    f["d_abs_k_0"] = f["abs_k"] - f["abs_0"]
+    f["rank_0"], f["rank_km1"], f["rank_k"] = ranks[0], ranks[at["km1"]], ranks[k]
+    f["d_rank_k_km1"] = f["rank_k"] - f["rank_km1"]
+    f["d_rank_k_0"] = f["rank_k"] - f["rank_0"]
+    f["in_circuit_k"] = _in_top(absn[k], names, problem.circuit_size)
+    f["in_circuit_0"] = _in_top(absn[0], names, problem.circuit_size)
+    f["slope"], f["trend_at_target"] = _trend(absn, obs.target_index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grad_norm columns
+        f["grad_norm_mean"] = np.nanmean(grad, axis=0)
+    f["grad_norm_k"], f["d_grad_norm_k_0"] = grad[k], grad[k] - grad[0]
+
+    meta = rows[rows["ckpt"] == k].set_index("component").loc[names]
+    kind, layer = meta["kind"].to_numpy(), meta["layer"].to_numpy()
+    f["layer"] = (layer + 1) / (n_layers + 1)
+    f["k"] = np.full(len(names), float(k))
+    f["steps_to_target"] = np.full(len(names), float(obs.target_index - k))
+    probe = obs.probe
+    if probe is not None and (probe["level"] == problem.level).any():
+        p = probe[probe["level"] == problem.level].set_index("component")["score"].reindex(names)
+        f["probe_abs"] = np.abs(p.to_numpy()) / scale[0]
+        f["d_probe_abs_0"] = f["probe_abs"] - f["abs_0"]
+    else:
+        f["probe_abs"] = f["d_probe_abs_0"] = np.full(len(names), np.nan)
+    for kd in KINDS:
+        f[f"kind_{kd}"] = (kind == kd).astype(float)
+    if problem.level == "node":
+        node_absk = pd.Series(absn[k], index=names)
+    elif (history["level"] == "node").any():
+        nodes = level_scores(history, "node")
+        node_absk = pd.Series(_normalised_abs(nodes.to_numpy())[k], index=nodes.columns)
+    else:
+        node_absk = None
+    f.update(_neighbourhood(names, kind, layer, node_absk))
+    return pd.DataFrame({c: f[c] for c in FEATURES}, index=pd.Index(names, name="component"), dtype="float64")

@@ -1,0 +1,241 @@
+"""GNN forecaster (torch_geometric, full batch): node membership probabilities per graph.
+
+One graph per (run, k): nodes = the node-level components (sorted by name) with
+`features.FEATURES` (standardised with training means/stds; NaN -> 0); edges = the run's edges
+sender->receiver (receiver a{L}: every head of layer L) with features
+[|score| at k, at 0, their difference] (normalised per checkpoint) when the training runs carry
+edge scores, else the computational graph (embed, heads, MLPs to later heads and MLPs, an MLP
+reading its own layer's heads, and logits) with the single feature 1.0. Every edge is also
+added reversed; a last edge feature marks the direction (1 forward, 0 reversed).
+Model: linear encoder, `n_layers` residual GATv2Conv(edge_dim) layers, a linear head on
+[encoder output, last layer]; BCE-with-logits with pos_weight = #neg / #pos; Adam, fixed epochs.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GATv2Conv
+
+from predictors.base import Forecaster
+from predictors.dataset import training_prefixes
+from predictors.features import FEATURES, features_at
+from predictors.problem import (
+    ForecasterMismatch,
+    ForecastProblem,
+    Observation,
+    Run,
+    circuit,
+    level_scores,
+    observe,
+    target_scores,
+    valid_prefixes,
+)
+
+MODEL_FILE = "model.pt"
+_HEAD = re.compile(r"a(\d+)\.h\d+")
+_LAYER = re.compile(r"a(\d+)")
+
+
+def _receivers(name: str, heads_by_layer: dict[int, list[str]]) -> list[str]:
+    m = _LAYER.fullmatch(name)
+    return heads_by_layer.get(int(m.group(1)), []) if m else [name]
+
+
+def computational_graph(nodes: Sequence[str], n_layers: int) -> list[tuple[str, str]]:
+    """(sender, receiver) pairs of the residual stream graph: embed, heads and MLPs feed every
+    later head, MLP (an MLP also reads its own layer's heads) and logits."""
+
+    def order(name: str) -> float:  # position in the forward pass
+        if name == "embed":
+            return -1.0
+        if name == "logits":
+            return float(n_layers)
+        m = _HEAD.fullmatch(name)
+        return float(m.group(1)) if m else int(name[1:]) + 0.5
+
+    return [
+        (s, r)
+        for s in nodes
+        for r in nodes
+        if s != "logits"
+        and r != "embed"
+        and order(s) < order(r)
+        and not (_HEAD.fullmatch(s) and _HEAD.fullmatch(r) and order(s) == order(r))
+    ]
+
+
+def _edges(
+    obs: Observation, nodes: list[str], n_layers: int, edge_scores: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(2 x E) node indices and (E x d) edge features, forward edges then reversed ones."""
+    index = {c: i for i, c in enumerate(nodes)}
+    heads_by_layer: dict[int, list[str]] = {}
+    for c in nodes:
+        if m := _HEAD.fullmatch(c):
+            heads_by_layer.setdefault(int(m.group(1)), []).append(c)
+    if edge_scores:
+        scores = level_scores(obs.history, "edge")
+        if scores.empty:
+            raise ForecasterMismatch(
+                f"run {obs.run}: the GNN was trained with edge scores, this run has none"
+            )
+        a = scores.abs().to_numpy()
+        a = a / np.where(a.max(axis=1, keepdims=True) > 0, a.max(axis=1, keepdims=True), 1.0)
+        pairs, attrs = [], []
+        for j, edge in enumerate(scores.columns):
+            sender, receiver = edge.split("->", 1)
+            for r in _receivers(receiver, heads_by_layer):
+                pairs.append((index[sender], index[r]))
+                attrs.append([a[obs.k, j], a[0, j], a[obs.k, j] - a[0, j]])
+    else:
+        pairs = [(index[s], index[r]) for s, r in computational_graph(nodes, n_layers)]
+        attrs = [[1.0]] * len(pairs)
+    ei = np.array(pairs, dtype=np.int64).T.reshape(2, -1)
+    ea = np.array(attrs, dtype=np.float32).reshape(len(pairs), -1)
+    ea = np.vstack([np.hstack([ea, np.ones((len(ea), 1))]), np.hstack([ea, np.zeros((len(ea), 1))])])
+    return np.hstack([ei, ei[::-1]]), ea.astype(np.float32)
+
+
+class _Net(nn.Module):
+    def __init__(self, in_dim: int, edge_dim: int, hidden: int, n_layers: int, heads: int) -> None:
+        super().__init__()
+        self.encode = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.convs = nn.ModuleList(
+            GATv2Conv(hidden, hidden, heads=heads, concat=False, edge_dim=edge_dim) for _ in range(n_layers)
+        )
+        self.head = nn.Linear(2 * hidden, 1)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        h0 = h = self.encode(x)
+        for conv in self.convs:
+            h = h + torch.relu(conv(h, edge_index, edge_attr))
+        return self.head(torch.cat([h0, h], dim=-1)).squeeze(-1)
+
+
+class GNNForecaster(Forecaster):
+    name = "gnn"
+
+    def __init__(
+        self,
+        problem: ForecastProblem,
+        seed: int = 0,
+        hidden: int = 32,
+        n_layers: int = 2,
+        heads: int = 1,
+        epochs: int = 100,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        if problem.level != "node":
+            raise ValueError("the GNN forecaster predicts node membership only (problem.level 'node')")
+        super().__init__(problem, seed)
+        self.hparams = {
+            "hidden": hidden,
+            "n_layers": n_layers,
+            "heads": heads,
+            "epochs": epochs,
+            "lr": lr,
+            "weight_decay": weight_decay,
+        }
+        self.edge_scores = False
+        self.mean = self.std = np.zeros(len(FEATURES))
+        self.net: _Net | None = None
+
+    def _graph(self, obs: Observation, y: np.ndarray | None = None, standardise: bool = True) -> Data:
+        f = features_at(obs, self.problem)
+        x = f.to_numpy()
+        if standardise:
+            x = np.nan_to_num((x - self.mean) / self.std)
+        ei, ea = _edges(obs, list(f.index), self.graph.n_layers, self.edge_scores)
+        data = Data(
+            x=torch.tensor(x, dtype=torch.float32),
+            edge_index=torch.from_numpy(np.ascontiguousarray(ei)),
+            edge_attr=torch.from_numpy(ea),
+        )
+        if y is not None:
+            data.y = torch.tensor(y, dtype=torch.float32)
+        data.components = list(f.index)
+        return data
+
+    def _build_net(self) -> _Net:
+        h = self.hparams
+        edge_dim = 4 if self.edge_scores else 2
+        return _Net(len(FEATURES), edge_dim, h["hidden"], h["n_layers"], h["heads"])
+
+    def _fit(self, runs: Sequence[Run]) -> None:
+        self.edge_scores = all((r.rows["level"] == "edge").any() for r in runs)
+        graphs = []
+        for run in runs:
+            for k in valid_prefixes(run, self.problem, training_prefixes(self.problem)):
+                obs = observe(run, self.problem, k)
+                nodes = level_scores(obs.history, "node").columns
+                true = circuit(target_scores(run, self.problem, k), self.problem.circuit_size)
+                graphs.append(self._graph(obs, nodes.isin(list(true)).astype(float), standardise=False))
+        if not graphs:
+            raise ValueError("gnn: no training run has a target checkpoint for the prefixes")
+        x = torch.cat([g.x for g in graphs]).numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features (no probe, no grad_norm)
+            mean, std = np.nan_to_num(np.nanmean(x, axis=0)), np.nan_to_num(np.nanstd(x, axis=0))
+        self.mean, self.std = mean, np.where(std > 1e-8, std, 1.0)
+        for g in graphs:
+            g.x = torch.nan_to_num(
+                (g.x - torch.tensor(self.mean, dtype=torch.float32))
+                / torch.tensor(self.std, dtype=torch.float32)
+            )
+        batch = Batch.from_data_list(graphs)
+        torch.manual_seed(self.seed)
+        self.net = self._build_net()
+        pos = batch.y.sum().clamp(min=1.0)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=(len(batch.y) - pos) / pos)
+        opt = torch.optim.Adam(
+            self.net.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        self.net.train()
+        for _ in range(self.hparams["epochs"]):
+            opt.zero_grad()
+            loss = loss_fn(self.net(batch.x, batch.edge_index, batch.edge_attr), batch.y)
+            loss.backward()
+            opt.step()
+        self.net.eval()
+
+    def _predict(self, obs: Observation) -> pd.Series:
+        if self.net is None:
+            raise RuntimeError("gnn: predict before fit")
+        g = self._graph(obs)
+        with torch.no_grad():
+            p = torch.sigmoid(self.net(g.x, g.edge_index, g.edge_attr)).numpy()
+        return pd.Series(p.astype(np.float64), index=g.components)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "hparams": self.hparams,
+            "edge_scores": self.edge_scores,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "feature_names": list(FEATURES),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.hparams, self.edge_scores = state["hparams"], state["edge_scores"]
+        self.mean, self.std = np.array(state["mean"]), np.array(state["std"])
+
+    def save_model(self, directory: Path) -> None:
+        torch.save(self.net.state_dict(), directory / MODEL_FILE)
+
+    def load_model(self, directory: Path) -> None:
+        self.net = self._build_net()
+        self.net.load_state_dict(torch.load(directory / MODEL_FILE, weights_only=True))
+        self.net.eval()

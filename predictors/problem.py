@@ -1,0 +1,216 @@
+"""The circuit forecasting problem.
+
+A *run* is one trajectory: rows (run, step, level, component, score, ...) as returned by
+`trackers.store.load_trajectories`, one row per (step, component). Checkpoint index k is
+the position of a step among the run's sorted steps (column `ckpt`, added by `split_runs`).
+
+`ForecastProblem(prefix=k, horizon=h, circuit_size=n, level)`: from checkpoints 0..k of a
+run, predict for every component of `level` whether it is in the circuit (the top-n by
+|score|, ties broken by name) at checkpoint k+h (or the run's last checkpoint for
+horizon "final"), and its rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Level = Literal["node", "edge"]
+Horizon = int | Literal["final"]
+
+
+class ForecasterMismatch(ValueError):
+    """A forecaster applied to trajectories of another graph (or problem) than it was trained on."""
+
+
+@dataclass(frozen=True)
+class ForecastProblem:
+    """Observe checkpoints 0..`prefix`, forecast the top-`circuit_size` set at `horizon`."""
+
+    prefix: int
+    horizon: Horizon
+    circuit_size: int
+    level: Level = "node"
+
+    def __post_init__(self) -> None:
+        if self.prefix < 0:
+            raise ValueError(f"prefix must be >= 0, not {self.prefix}")
+        if self.horizon != "final" and (not isinstance(self.horizon, int) or self.horizon < 1):
+            raise ValueError(f"horizon must be a positive int or 'final', not {self.horizon!r}")
+        if self.circuit_size < 1:
+            raise ValueError(f"circuit_size must be >= 1, not {self.circuit_size}")
+        if self.level not in ("node", "edge"):
+            raise ValueError(f"level must be 'node' or 'edge', not {self.level!r}")
+
+    def target_index(self, n_checkpoints: int, prefix: int | None = None) -> int:
+        """Checkpoint index of the forecast target for a run of `n_checkpoints` checkpoints."""
+        k = self.prefix if prefix is None else prefix
+        return n_checkpoints - 1 if self.horizon == "final" else k + int(self.horizon)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ForecastProblem:
+        return cls(**d)
+
+
+def parse_horizon(text: str | int) -> Horizon:
+    """ "final" or a positive int from a CLI string."""
+    return "final" if text == "final" else int(text)
+
+
+@dataclass(frozen=True)
+class GraphSignature:
+    """The computational graph a run's scores live on: its node names, n_layers, n_heads."""
+
+    nodes: tuple[str, ...]
+    n_layers: int
+    n_heads: int
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the sorted node names, n_layers and n_heads."""
+        text = json.dumps([sorted(self.nodes), self.n_layers, self.n_heads])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> GraphSignature:
+        """The signature of a run's node-level rows (n_layers = the logits layer, else max layer + 1)."""
+        nodes = rows[rows["level"] == "node"]
+        if nodes.empty:
+            raise ValueError("no node-level rows: cannot tell the graph")
+        logits = nodes.loc[nodes["kind"] == "logits", "layer"]
+        n_layers = int(logits.max()) if len(logits) else int(nodes["layer"].max()) + 1
+        return cls(tuple(sorted(nodes["component"].unique())), n_layers, int(nodes["head"].max()) + 1)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trajectory: `rows` (with column `ckpt`) and optional `probe` rows (one step)."""
+
+    name: str
+    task: str
+    rows: pd.DataFrame
+    probe: pd.DataFrame | None = None
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.sort(self.rows["step"].unique())
+
+    @property
+    def n_checkpoints(self) -> int:
+        return int(self.rows["ckpt"].max()) + 1
+
+    @cached_property
+    def graph(self) -> GraphSignature:
+        return GraphSignature.of(self.rows[self.rows["ckpt"] == 0])
+
+
+def with_checkpoint_index(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` of one run with column `ckpt` = index of the row's step among the run's sorted steps."""
+    steps = np.sort(rows["step"].unique())
+    return rows.assign(ckpt=np.searchsorted(steps, rows["step"].to_numpy()).astype("int64"))
+
+
+def split_runs(trajectories: pd.DataFrame, probes: Mapping[str, pd.DataFrame] | None = None) -> list[Run]:
+    """The runs of a `load_trajectories` table, sorted by name; `probes` maps run -> probe rows."""
+    probes = probes or {}
+    return [
+        Run(
+            str(name),
+            str(rows["task"].iloc[0]),
+            with_checkpoint_index(rows.reset_index(drop=True)),
+            probes.get(str(name)),
+        )
+        for name, rows in trajectories.groupby("run", sort=True)
+    ]
+
+
+def load_corpus(root: str | Path) -> list[Run]:
+    """Every trajectory under `root` (trackers.store) with its probe scores, as runs."""
+    from trackers.store import find_trajectories, load_probe, load_trajectories, read_manifest
+
+    probes = {}
+    for path in find_trajectories(root):
+        probe = load_probe(path)
+        if probe is not None:
+            probes[str(read_manifest(path)["run_id"])] = probe
+    return split_runs(load_trajectories(root), probes)
+
+
+def level_scores(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
+    """Signed scores of `level` as a (checkpoint index x component) table, components sorted."""
+    rows = rows[rows["level"] == level]
+    return rows.pivot(index="ckpt", columns="component", values="score").sort_index(axis=1)
+
+
+def top_n(scores: pd.Series, n: int) -> list[str]:
+    """The n names with the highest `scores` (ties broken by name)."""
+    order = pd.DataFrame({"s": scores.to_numpy(), "name": scores.index}).sort_values(
+        ["s", "name"], ascending=[False, True], kind="mergesort"
+    )
+    return order["name"].iloc[:n].tolist()
+
+
+def circuit(scores: pd.Series, n: int) -> set[str]:
+    """The circuit of signed `scores`: the top-n components by |score|."""
+    return set(top_n(scores.abs(), n))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a forecaster may see of a run: rows of checkpoints 0..k, the probe, and where the
+    target lies (index, and step when known, else NaN)."""
+
+    run: str
+    task: str
+    history: pd.DataFrame
+    probe: pd.DataFrame | None
+    k: int
+    target_index: int
+    target_step: float
+
+    @cached_property
+    def graph(self) -> GraphSignature:
+        return GraphSignature.of(self.history[self.history["ckpt"] == 0])
+
+
+def observe(
+    run: Run, problem: ForecastProblem, prefix: int | None = None, n_checkpoints: int | None = None
+) -> Observation:
+    """The observation of `run` at checkpoint `prefix` (default problem.prefix): rows with ckpt <= k.
+
+    `n_checkpoints` overrides the run's own count (for horizon "final" on a partial run).
+    """
+    k = problem.prefix if prefix is None else prefix
+    if k >= run.n_checkpoints:
+        raise ValueError(f"run {run.name}: prefix {k} but only {run.n_checkpoints} checkpoints")
+    target = problem.target_index(n_checkpoints or run.n_checkpoints, k)
+    steps = run.steps
+    target_step = float(steps[target]) if target < len(steps) else float("nan")
+    history = run.rows[run.rows["ckpt"] <= k].reset_index(drop=True)
+    return Observation(run.name, run.task, history, run.probe, k, target, target_step)
+
+
+def target_scores(run: Run, problem: ForecastProblem, prefix: int | None = None) -> pd.Series:
+    """Signed scores of the problem's level at the target checkpoint of `run` (component -> score)."""
+    k = problem.prefix if prefix is None else prefix
+    target = problem.target_index(run.n_checkpoints, k)
+    if target >= run.n_checkpoints:
+        raise ValueError(f"run {run.name}: target checkpoint {target} but {run.n_checkpoints} checkpoints")
+    return level_scores(run.rows, problem.level).loc[target]
+
+
+def valid_prefixes(run: Run, problem: ForecastProblem, prefixes: Iterable[int]) -> list[int]:
+    """The prefixes whose target checkpoint exists in `run` and lies after them."""
+    n = run.n_checkpoints
+    return [k for k in prefixes if k < n and k < problem.target_index(n, k) < n]

@@ -1,0 +1,69 @@
+"""Metrics against a hand computation; summaries, markdown and MLflow logging of an evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from predictors.evaluate import ALL, bootstrap_ci, evaluate, log_evaluation, summarize
+from predictors.metrics import run_metrics
+from predictors.problem import ForecastProblem
+from predictors.synthetic import synthetic_runs
+
+
+def test_run_metrics_by_hand() -> None:
+    predicted = pd.Series({"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.5, "e": 0.3})
+    true = pd.Series({"a": -3.0, "b": 0.1, "c": 2.0, "d": 0.2, "e": 1.0})
+    m = run_metrics(predicted, true, n=2)
+    # P = {a, b}, T = {a, c}: |P∩T| = 1, |P∪T| = 3
+    assert m["jaccard"] == pytest.approx(1 / 3) and m["f1"] == 0.5 and m["precision_at_n"] == 0.5
+    assert m["auroc"] == pytest.approx(3 / 6)  # a beats b, d, e; c beats none
+    assert m["average_precision"] == pytest.approx((1 / 1 + 2 / 5) / 2)  # hits at ranks 1 and 5
+    assert m["spearman"] == pytest.approx(0.0)  # rank differences 0, 3, -3, 1, -1: 1 - 6*20/120
+    perfect = run_metrics(true.abs(), true, n=2)
+    assert perfect["jaccard"] == perfect["auroc"] == 1.0 and perfect["spearman"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no true score"):
+        run_metrics(predicted, true.drop("e"), n=2)
+
+
+def test_summary_and_gap_closed() -> None:
+    per_run = pd.DataFrame(
+        {
+            "model": ["static"] * 4 + ["m"] * 4,
+            "task": ["x", "x", "y", "y"] * 2,
+            "run": list("abcd") * 2,
+            "jaccard": [0.2, 0.2, 0.6, 0.2, 0.6, 0.6, 1.0, 0.6],
+        }
+    ).assign(f1=0.5, precision_at_n=0.5, auroc=np.nan, average_precision=0.5, spearman=0.1)
+    s = summarize(per_run, n_boot=200).set_index(["model", "task"])
+    assert s.loc[("static", ALL), "jaccard"] == pytest.approx(0.3) and s.loc[("m", "y"), "jaccard"] == 0.8
+    assert s.loc[("m", ALL), "gap_closed"] == pytest.approx((0.7 - 0.3) / 0.7)
+    assert np.isnan(s.loc[("m", "x"), "gap_closed"]) and np.isnan(s.loc[("m", ALL), "auroc"])
+    assert s.loc[("m", ALL), "jaccard_lo"] <= 0.7 <= s.loc[("m", ALL), "jaccard_hi"]
+    assert bootstrap_ci(np.array([0.5, 0.5])) == (0.5, 0.5)
+
+
+def test_evaluation_table_and_mlflow(tmp_path: Path) -> None:
+    runs = synthetic_runs(tasks=("t0", "t1"), seeds=(0,), n_checkpoints=6)
+    problem = ForecastProblem(2, "final", 6)
+    result = evaluate(runs, problem, ["static", "last"], n_boot=100)
+    assert set(result.per_run["task"]) == {"t0", "t1"} and len(result.per_run) == 4
+    assert "| static" in result.markdown and "J t1" in result.markdown
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    try:
+        mlflow.create_experiment("forecast-test", artifact_location=str(tmp_path / "artifacts"))
+        ids = log_evaluation(result, "forecast-test")
+        client = MlflowClient()
+        run = client.get_run(ids[0])
+        assert run.data.params["model"] == "static" and run.data.params["horizon"] == "final"
+        static_all = result.summary.query("model == 'static' and task == @ALL")["jaccard"].iloc[0]
+        assert run.data.metrics["jaccard"] == pytest.approx(static_all)
+        assert [a.path for a in client.list_artifacts(ids[1])] == ["comparison.md"]
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -1,0 +1,91 @@
+"""Forecasting problem, features and dataset: definitions, and no leakage from after checkpoint k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors.dataset import build_dataset
+from predictors.features import FEATURES, features_at
+from predictors.problem import ForecastProblem, Run, circuit, observe, split_runs, target_scores, top_n
+from predictors.synthetic import synthetic_trajectories
+
+PROBLEM = ForecastProblem(prefix=3, horizon=2, circuit_size=5)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    return synthetic_trajectories(tasks=("t0", "t1"), seeds=(0,), edges=True)
+
+
+def perturbed_after(run: Run, k: int) -> Run:
+    """`run` with every score and grad_norm after checkpoint k replaced by noise."""
+    rows = run.rows.copy()
+    later = rows["ckpt"] > k
+    rng = np.random.default_rng(1)
+    rows.loc[later, "score"] = rng.normal(0, 5, later.sum())
+    rows.loc[later, "grad_norm"] = rng.uniform(0, 9, later.sum())
+    return Run(run.name, run.task, rows, run.probe)
+
+
+def test_problem_validation_and_targets() -> None:
+    assert PROBLEM.target_index(8) == 5 and ForecastProblem(3, "final", 5).target_index(8) == 7
+    for bad in ({"prefix": -1}, {"horizon": 0}, {"circuit_size": 0}, {"level": "head"}):
+        with pytest.raises(ValueError):
+            ForecastProblem(**{"prefix": 1, "horizon": 1, "circuit_size": 2, **bad})
+    assert top_n(pd.Series({"b": 1.0, "a": 1.0, "c": 0.5}), 2) == ["a", "b"]  # ties broken by name
+    assert circuit(pd.Series({"x": -3.0, "y": 2.0, "z": 1.0}), 2) == {"x", "y"}
+
+
+@pytest.mark.parametrize("level", ["node", "edge"])
+def test_features_ignore_checkpoints_after_k(corpus: tuple, level: str) -> None:
+    problem = ForecastProblem(3, 2, 5, level)
+    run = split_runs(*corpus)[0]
+    before = features_at(observe(run, problem), problem)
+    assert list(before.columns) == list(FEATURES) and before.index.is_monotonic_increasing
+    after = features_at(observe(perturbed_after(run, 3), problem), problem)
+    pd.testing.assert_frame_equal(before, after)
+    # the check can fail: perturbing checkpoint k itself changes the features
+    changed = features_at(observe(perturbed_after(run, 2), problem), problem)
+    assert not before.equals(changed)
+
+
+def test_features_slice_an_unsliced_history(corpus: tuple) -> None:
+    run = split_runs(*corpus)[0]
+    obs = observe(run, PROBLEM)
+    leaky = type(obs)(
+        obs.run, obs.task, perturbed_after(run, 3).rows, obs.probe, obs.k, obs.target_index, 0.0
+    )
+    pd.testing.assert_frame_equal(features_at(obs, PROBLEM), features_at(leaky, PROBLEM))
+
+
+def test_feature_values_by_hand(corpus: tuple) -> None:
+    run = split_runs(*corpus)[0]
+    f = features_at(observe(run, PROBLEM), PROBLEM)
+    scores = run.rows[run.rows["level"] == "node"].pivot(index="ckpt", columns="component", values="score")
+    a = scores.abs()
+    np.testing.assert_allclose(f["abs_k"], a.loc[3] / a.loc[3].max())
+    assert f["rank_k"].min() == 0 and f["rank_k"].max() == 1 and f["in_circuit_k"].sum() == 5
+    absn = a.div(a.max(axis=1), axis=0).loc[:3]
+    slope = np.polyfit(np.arange(4), absn["a0.h0"], 1)[0]
+    assert f.loc["a0.h0", "slope"] == pytest.approx(slope)
+    assert f.loc["logits", "layer"] == 1.0 and f.loc["embed", "layer"] == 0.0
+    assert f.loc["m2", "layer_mlp"] == f.loc["m2", "abs_k"]
+    assert f.loc["m2", "layer_heads_mean"] == pytest.approx(
+        f.loc[[f"a2.h{h}" for h in range(4)], "abs_k"].mean()
+    )
+    assert f[["kind_embed", "kind_head", "kind_mlp", "kind_logits"]].sum().tolist() == [1, 16, 4, 1]
+    assert f["probe_abs"].notna().all() and f["steps_to_target"].eq(2).all()
+
+
+def test_dataset_labels_are_the_future_circuit(corpus: tuple) -> None:
+    runs = split_runs(*corpus)
+    data = build_dataset(runs, PROBLEM, prefixes=[1, 3, 6])  # 6 + 2 > 7: no target, skipped
+    assert set(data.features.index.get_level_values("k")) == {1, 3}
+    assert data.labels.groupby(data.groups).sum().eq(5).all()
+    assert data.groups.nunique() == 4 and set(data.tasks) == {"t0", "t1"}
+    true = target_scores(runs[0], PROBLEM)
+    labelled = data.labels.loc[(runs[0].name, 3)]
+    assert set(labelled.index[labelled == 1]) == circuit(true, 5)
+    np.testing.assert_allclose(data.target_scores.loc[(runs[0].name, 3)], true.abs())
