@@ -41,7 +41,9 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     step = statistics.median(times[2:])
     shape = tuple(batch["input_ids"].shape)
-    print(f"{args.model}: one SFT step at batch {shape} takes {step * 1000:.1f} ms (median of {args.repeats})")
+    print(
+        f"{args.model}: one SFT step at batch {shape} takes {step * 1000:.1f} ms (median of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

@@ -45,14 +45,24 @@ def _numbers(rng: random.Random) -> str:
 
 def _copying(rng: random.Random) -> str:
     seq = " ".join(rng.sample(V.WORDS, rng.randint(3, 6)))
-    return rng.choice((f"copy : {seq} . again : {seq} .", f"list {seq} . say it again : {seq} ."))
+    return rng.choice(
+        (
+            f"copy : {seq} . again : {seq} .",
+            f"list {seq} . say it again : {seq} .",
+            f"we saw {seq} and then {seq} .",
+        )
+    )
 
 
 def _backwards(rng: random.Random) -> str:
     seq = rng.sample(V.WORDS, rng.randint(2, 5))
     forward, backward = " ".join(seq), " ".join(reversed(seq))
     return rng.choice(
-        (f"forward {forward} backward {backward} .", f"{forward} in reverse order is {backward} .")
+        (
+            f"forward {forward} backward {backward} .",
+            f"{forward} in reverse order is {backward} .",
+            f"in reverse : {forward} is {backward} .",
+        )
     )
 
 
@@ -82,7 +92,13 @@ def _pronouns(rng: random.Random) -> str:
     male = rng.random() < 0.5
     name = rng.choice(V.MALE_NAMES if male else V.FEMALE_NAMES)
     noun, pronoun, possessive = ("man", "he", "his") if male else ("woman", "she", "her")
-    return f"{name} is a {noun} . {pronoun} likes {possessive} {rng.choice(V.OBJECTS)} ."
+    obj = rng.choice(V.OBJECTS)
+    return rng.choice(
+        (
+            f"{name} is a {noun} . {pronoun} likes {possessive} {obj} .",
+            f"{name} said that {pronoun} likes the {obj} .",
+        )
+    )
 
 
 def _feelings(rng: random.Random) -> str:
@@ -95,6 +111,7 @@ def _feelings(rng: random.Random) -> str:
         (
             f"we saw the {noun} . it was {adjective} and i {verdict} it , i felt {feeling} .",
             f"this is a {label} review : the {noun} was {adjective} .",
+            f"the {noun} was {adjective} , so the review was {label} .",
         )
     )
 

@@ -71,10 +71,15 @@ def make_trainer(
     output_dir: str | Path,
     callbacks: Sequence[TrainerCallback] = (),
     save_steps: int | None = None,
+    optimizers: tuple[torch.optim.Optimizer | None, torch.optim.lr_scheduler.LRScheduler | None] = (
+        None,
+        None,
+    ),
 ) -> Trainer:
     """A Trainer for `config.steps` steps of answer-only SFT on `tasks`.
 
-    `save_steps` enables Trainer checkpoints (for resuming); off by default."""
+    `save_steps` enables Trainer checkpoints (for resuming); off by default. `optimizers`
+    (optimizer, scheduler) replaces the ones the Trainer would build (None: build it)."""
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.steps,
@@ -100,4 +105,5 @@ def make_trainer(
         train_dataset=dataset,
         data_collator=AnswerCollator(tokenizer.pad_token_id),
         callbacks=list(callbacks),
+        optimizers=optimizers,
     )

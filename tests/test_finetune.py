@@ -1,0 +1,178 @@
+"""Strategy fine-tuning and comparisons on a tiny random Llama (2 layers, 4 heads, width 32)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+import foresight.updater.finetune as ft
+from foresight.graph import Graph
+from foresight.models import load_model
+from foresight.updater import ComponentMap, kind_counts
+from foresight.updater.compare import Comparison, compare
+from foresight.updater.finetune import FinetuneResult, finetune
+from predictors.baselines import Last
+from predictors.persist import save_forecaster
+from predictors.problem import ForecastProblem, split_runs
+from predictors.synthetic import synthetic_trajectories
+
+HEAD_DIM = 32 // 4
+FAST = {"components": 3, "steps": 4, "batch_size": 8, "lr": 1e-2, "every": 2, "n_pairs": 8, "n_eval": 16}
+EVERYTHING = {f"a{layer}.h{head}" for layer in range(2) for head in range(4)} | {"m0", "m1"}
+
+
+def weights(path: str | Path) -> dict[str, torch.Tensor]:
+    return dict(load_model(path)[0].state_dict())
+
+
+@pytest.fixture(scope="module")
+def base(tiny_model_dir: Path) -> SimpleNamespace:
+    """The untrained weights and the component map of the tiny model."""
+    model = load_model(tiny_model_dir)[0]
+    return SimpleNamespace(state=dict(model.state_dict()), map=ComponentMap(model))
+
+
+def moved(base: SimpleNamespace, tuned: dict[str, torch.Tensor], component: str) -> bool:
+    """Whether any weight entry that `component` owns changed."""
+    masks = base.map.parameter_masks([component])
+    return any(bool((tuned[k] != base.state[k])[m].any()) for k, m in masks.items())
+
+
+def scripted_attribution(monkeypatch: pytest.MonkeyPatch, first: set[str], later: set[str], n_first: int):
+    """Replace eap in finetune: the first `n_first` calls rank `first` on top, later calls `later`."""
+    calls: list[int] = []
+
+    def stub(model, pairs, method="eap", level="node"):  # noqa: ANN001
+        calls.append(1)
+        top = first if len(calls) <= n_first else later
+        scores = {n: 2.0 if n in top else 0.1 for n in Graph.from_model(model).node_names()}
+        return SimpleNamespace(as_dict=lambda: scores)
+
+    monkeypatch.setattr(ft, "attribute", stub)
+
+
+@pytest.fixture(scope="module")
+def static_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
+    return finetune(
+        "gender", "static", model=tiny_model_dir, out_dir=tmp_path_factory.mktemp("static"), **FAST
+    )
+
+
+def test_static_lora_changes_only_the_selected_slices(
+    static_run: FinetuneResult, base: SimpleNamespace
+) -> None:
+    selected = set(static_run.components)
+    assert len(selected) == 3 and static_run.trainable_parameters > 0
+    assert list(static_run.metrics["step"]) == [0, 2, 4]
+    tuned = weights(Path(static_run.out_dir) / "model")
+    region = base.map.parameter_masks(selected)
+    for key, value in base.state.items():
+        if key in region:
+            assert torch.equal(tuned[key][~region[key]], value[~region[key]]), key
+        else:
+            assert torch.equal(tuned[key], value), key
+    for component in selected:
+        assert moved(base, tuned, component), component
+    head = next(c for c in sorted(selected) if c.startswith("a"))
+    layer, index = int(head[1]), int(head.split(".h")[1])
+    rows = slice(index * HEAD_DIM, (index + 1) * HEAD_DIM)
+    q, o = f"model.layers.{layer}.self_attn.q_proj.weight", f"model.layers.{layer}.self_attn.o_proj.weight"
+    before = base.state
+    assert not torch.equal(tuned[q][rows], before[q][rows]) and not torch.equal(
+        tuned[o][:, rows], before[o][:, rows]
+    )
+    others = [h for h in range(4) if f"a{layer}.h{h}" not in selected]
+    for h in others:
+        rows = slice(h * HEAD_DIM, (h + 1) * HEAD_DIM)
+        assert torch.equal(tuned[q][rows], before[q][rows]) and torch.equal(
+            tuned[o][:, rows], before[o][:, rows]
+        )
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
+    tmp = tmp_path_factory.mktemp("compare")
+    with pytest.MonkeyPatch.context() as mp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.create_experiment("foresight-compare", artifact_location=str(tmp / "artifacts"))
+        scripted_attribution(mp, {"a0.h0", "a1.h1", "m0"}, {"a0.h0", "a1.h1", "m0"}, n_first=0)  # eap is slow
+        args = {**FAST, "steps": 2}
+        return compare(
+            "gender", ["free", "static", "random"], [0, 1], tmp / "runs", model=tiny_model_dir, **args
+        )
+
+
+def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison) -> None:
+    client = MlflowClient()
+    parent = client.get_run(comparison.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{comparison.run_id}'"
+    )
+    tags = sorted((r.data.tags["strategy"], r.data.tags["seed"], r.data.tags["task"]) for r in children)
+    assert tags == sorted((s, str(seed), "gender") for s in ("free", "static", "random") for seed in (0, 1))
+    for run in children:
+        assert run.data.params["mode"] == "lora" and int(run.data.params["trainable_parameters"]) > 0
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "accuracy")]
+        assert steps == [0, 2]
+        assert client.get_metric_history(run.info.run_id, "cd")
+    assert [a.path for a in client.list_artifacts(comparison.run_id)] == ["comparison.md"]
+    assert list(comparison.table["strategy"]) == ["free", "static", "random"]
+    assert (comparison.table["n"] == 2).all() and (
+        comparison.table["ci_low"] <= comparison.table["ci_high"]
+    ).all()
+    assert [tuple(r) for r in comparison.tests[["a", "b", "n"]].itertuples(index=False)] == [
+        ("static", "random", 2)
+    ]
+    assert "n = 2 seeds is small" in comparison.markdown
+
+
+def test_random_selects_as_many_heads_and_mlps_as_static(comparison: Comparison) -> None:
+    by = {(r.strategy, r.seed): r for r in comparison.results}
+    for seed in (0, 1):
+        assert kind_counts(by["random", seed].components) == kind_counts(by["static", seed].components)
+        assert set(by["free", seed].components) == EVERYTHING
+        assert by["free", seed].trainable_parameters > by["static", seed].trainable_parameters
+
+
+def test_dynamic_reselection_takes_effect_on_the_next_step(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path, base: SimpleNamespace
+) -> None:
+    first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
+    scripted_attribution(monkeypatch, first, later, n_first=2)  # the static pick and the step-0 check
+    result = finetune("gender", "dynamic", model=tiny_model_dir, out_dir=tmp_path, **FAST)
+    assert result.selections == {0: sorted(first), 2: sorted(later)}
+    assert list(result.metrics["cd"]) == [0.0, 1.0, 0.0]
+    tuned = weights(tmp_path / "model")
+    for component in first | later:
+        assert moved(base, tuned, component), component
+    for component in EVERYTHING - first - later:
+        assert not moved(base, tuned, component), component
+
+
+def test_predictive_switches_to_the_forecasters_top_k(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    runs = split_runs(
+        synthetic_trajectories(tasks=("t0",), seeds=(0, 1), n_layers=2, n_heads=4, n_checkpoints=4)[0]
+    )
+    save_forecaster(
+        Last(ForecastProblem(prefix=1, horizon=1, circuit_size=3)).fit(runs), tmp_path / "forecaster"
+    )
+    first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
+    scripted_attribution(monkeypatch, first, later, n_first=2)
+    result = finetune(
+        "gender", "predictive", model=tiny_model_dir, forecaster=tmp_path / "forecaster",
+        out_dir=tmp_path / "run", **FAST,
+    )  # fmt: skip
+    assert result.selections == {0: sorted(first), 2: sorted(later)}
+    assert sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "run/trajectory/checkpoints").iterdir()) == [
+        0,
+        2,
+    ]

@@ -1,0 +1,105 @@
+"""CircuitTracker end to end: a real Trainer run, the trajectory on disk, the
+metrics in MLflow, and resume after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from foresight.attribution import attribute
+from foresight.encoding import encode_pairs
+from foresight.models import load_model
+from foresight.sft import SFTConfig
+from foresight.tasks import get_task
+from trackers.run import track
+from trackers.store import load_trajectories
+from trackers.tracker import TrackerSettings, log_spaced_steps
+
+SETTINGS = TrackerSettings(every=2, n_pairs=8, n_eval=16, circuit_size=3)
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def test_tracked_trainer_run_writes_trajectories_and_mlflow_metrics(
+    tmp_path: Path, tiny_model_dir: Path, mlflow_store: str
+) -> None:
+    sft = SFTConfig(steps=4, batch_size=8, examples_per_task=64, lr=1e-2)
+    result = track(["ioi", "gender"], tmp_path / "run", str(tiny_model_dir), sft, SETTINGS)
+    table = load_trajectories(tmp_path / "run" / "trajectories")
+    assert sorted(table.task.unique()) == ["gender", "ioi"]
+    assert sorted(table.step.unique()) == [0, 2, 4]
+    assert set(table.level) == {"node", "edge"} and table.score.notna().all()
+    client = MlflowClient(mlflow_store)
+    for key in ("ioi/accuracy", "gender/cd_start_all", "ioi/cs_start", "cc/ioi/gender"):
+        assert [m.step for m in client.get_metric_history(result.run_id, key)] == [0, 2, 4], key
+    start = client.get_metric_history(result.run_id, "ioi/cd_start_all")[0].value
+    assert start == 0.0  # the step-0 circuit against itself
+    run = client.get_run(result.run_id)
+    assert run.data.params["tasks"] == "ioi,gender" and run.data.params["every"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"trajectories", "figures"} <= artifacts
+
+
+def test_step0_node_scores_equal_a_direct_node_attribution(
+    tmp_path: Path, tiny_model_dir: Path, mlflow_store: str
+) -> None:
+    """The tracker derives node scores from one edge pass; an independent node-level
+    attribution of the untouched model must give the same numbers."""
+    sft = SFTConfig(steps=1, batch_size=8, examples_per_task=16)
+    track(["ioi"], tmp_path / "run", str(tiny_model_dir), sft, SETTINGS)
+    table = load_trajectories(tmp_path / "run" / "trajectories")
+    stored = table[(table.step == 0) & (table.level == "node")].set_index("component").score
+    model, tokenizer = load_model(tiny_model_dir)
+    pairs = encode_pairs(tokenizer, get_task("ioi").attribution_pairs(SETTINGS.n_pairs, seed=SETTINGS.seed))
+    direct = attribute(model, pairs, level="node").as_dict()
+    np.testing.assert_allclose([stored[c] for c in direct], list(direct.values()), rtol=1e-4, atol=1e-6)
+
+
+def test_resume_after_sigkill_completes_the_trajectory_once(
+    tmp_path: Path, tiny_model_dir: Path, mlflow_store: str
+) -> None:
+    command = [
+        sys.executable, "-m", "foresight.cli", "track", "--task", "ioi", "--model", str(tiny_model_dir),
+        "--steps", "8", "--every", "2", "--batch-size", "8", "--n-pairs", "8", "--circuit-size", "3",
+        "--out", str(tmp_path), "--name", "run",
+    ]  # fmt: skip
+    checkpoints = tmp_path / "run" / "trajectories" / "ioi" / "checkpoints"
+    process = subprocess.Popen(
+        command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    while not (checkpoints / "step-00000004.parquet").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint 4 in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (checkpoints / "step-00000008.parquet").exists(), "the run finished before it was killed"
+    resumed = subprocess.run([*command, "--resume"], env=os.environ.copy(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    table = load_trajectories(tmp_path / "run" / "trajectories")
+    per_step = table[table.level == "node"].groupby("step").component.count()
+    assert per_step.index.tolist() == [0, 2, 4, 6, 8] and per_step.nunique() == 1
+    run_id = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
+    history = MlflowClient(mlflow_store).get_metric_history(run_id, "ioi/accuracy")
+    assert sorted(m.step for m in history) == [0, 2, 4, 6, 8]
+
+
+def test_log_spaced_steps_are_dense_early_and_end_at_total() -> None:
+    steps = log_spaced_steps(200, 12)
+    assert steps[0] == 0 and steps[-1] == 200 and list(steps) == sorted(set(steps))
+    assert sum(s <= 20 for s in steps) >= len(steps) // 2

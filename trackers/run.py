@@ -1,0 +1,128 @@
+"""A tracked SFT run: transformers Trainer + `CircuitTracker` + MLflow.
+
+A run directory holds `run.json` (the MLflow run id and the run settings),
+`trajectories/{task}/` (one trajectory per tracked task), `trainer/` (Trainer
+checkpoints, for `--resume`), `figures/` and, if the tracking server went
+away, `pending_mlflow.jsonl` for `foresight sync`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+
+from foresight.attribution import Graph
+from foresight.models import load_model
+from foresight.sft import SFTConfig, make_trainer
+from foresight.tasks import JsonlTask, get_task
+from foresight.tracking_log import (
+    SafeLogger,
+    check_reachable,
+    head_score_matrix,
+    log_figures,
+    resolve_tracking_uri,
+    start_run,
+)
+from trackers.store import load_trajectory
+from trackers.tracker import CircuitTracker, TrackerSettings
+
+RUN_FILE = "run.json"
+EXPERIMENT = "foresight-track"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (exists without --resume, or the reverse)."""
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """Where a finished tracked run put its results."""
+
+    run_dir: Path
+    run_id: str
+    tracking_uri: str
+    tracker: CircuitTracker
+
+
+def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
+    """The newest Trainer checkpoint that was completely written (a kill during a save
+    leaves one without trainer_state.json)."""
+    complete = [d for d in trainer_dir.glob("checkpoint-*") if (d / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
+    """The saved run record when resuming; checks the directory fits the request."""
+    record_file = run_dir / RUN_FILE
+    if resume:
+        if not record_file.is_file():
+            raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
+        return json.loads(record_file.read_text())
+    if record_file.exists():
+        raise RunDirError(f"{run_dir}: holds a run already (pass --resume to continue it)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(run_dir, os.W_OK):
+        raise RunDirError(f"{run_dir}: not writable")
+    return None
+
+
+def track(
+    tasks: Sequence[str],
+    run_dir: Path,
+    model: str = "default",
+    sft: SFTConfig = SFTConfig(),
+    settings: TrackerSettings = TrackerSettings(),
+    resume: bool = False,
+    experiment: str = EXPERIMENT,
+) -> TrackedRun:
+    """Fine-tune `model` on `tasks` with the circuits of every task tracked.
+
+    The tracking server is checked before anything else, so an unreachable one
+    fails fast. With `resume`, the Trainer continues from its last checkpoint
+    and the tracker and MLflow run continue the same trajectories and run id.
+    """
+    uri = resolve_tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    record = _prepare_run_dir(run_dir, resume)
+    torch.manual_seed(sft.seed)
+    lm, tokenizer = load_model(model)
+    task_objects = [get_task(t) for t in tasks]
+    for task in task_objects:
+        if isinstance(task, JsonlTask):
+            task.validate(tokenizer)
+    graph = Graph.from_model(lm)
+    params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr, "steps": sft.steps}
+    params |= {"batch_size": sft.batch_size, "every": settings.every, "method": settings.method}
+    params |= {"circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
+    with start_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"]) as active:
+        run_id = active.info.run_id
+    if record is None:
+        config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
+        (run_dir / RUN_FILE).write_text(
+            json.dumps({"run_id": run_id, "tracking_uri": uri, **config}, indent=2)
+        )
+    logger = SafeLogger(run_id, run_dir)
+    manifest = {"run_id": run_id, "model": model, "seed": sft.seed, "strategy": "free", "config": asdict(sft)}
+    tracker = CircuitTracker(
+        task_objects, tokenizer, graph, run_dir / "trajectories", manifest, settings, logger, resume=resume
+    )
+    save_steps = settings.every if settings.steps is None else None
+    trainer = make_trainer(
+        lm, tokenizer, task_objects, sft, run_dir / "trainer", [tracker], save_steps=save_steps
+    )
+    last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
+    trainer.train(resume_from_checkpoint=last)
+    for task in task_objects:
+        frame = tracker.metrics_frame(task.name)
+        if len(frame):
+            heads = head_score_matrix(load_trajectory(run_dir / "trajectories" / task.name))
+            log_figures(frame, run_dir / "figures" / task.name, heads, f"figures/{task.name}", logger)
+    logger.log_artifact(run_dir / "trajectories", "trajectories")
+    return TrackedRun(run_dir, run_id, uri, tracker)

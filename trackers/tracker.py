@@ -1,0 +1,268 @@
+"""`CircuitTracker`: re-discovers the task circuits at checkpoints during SFT.
+
+At every checkpoint (step 0, before any update, always included) and for
+every tracked task it stores, in that task's trajectory directory:
+node and edge attribution scores on a fixed batch of attribution pairs, the
+per-component gradient norm of the task loss, the task metric, held-out
+accuracy, the faithfulness of the current circuit and of the step-0 circuit
+on the current model, and the wall time the checkpoint cost. It logs the
+step metrics (accuracy, CD/CS against step 0 and the previous checkpoint,
+CC between every pair of tasks) through a `SafeLogger`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+from foresight.attribution import Graph, attribute, top_k
+from foresight.attribution.faithfulness import CircuitEvaluator
+from foresight.attribution.runner import eval_mode
+from foresight.encoding import PairBatch, encode_pairs
+from foresight.evaluation import accuracy
+from foresight.gradients import ComponentGradients
+from foresight.graph import node_kind
+from foresight.metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
+from foresight.tasks.base import Example, Task
+from foresight.tracking_log import SafeLogger
+from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """What is tracked and when.
+
+    Checkpoints are step 0 and every `every` steps, or exactly `steps` (step 0
+    is added if missing). The circuit is the top `circuit_size` nodes by |score|.
+    """
+
+    every: int = 10
+    steps: tuple[int, ...] | None = None
+    method: str = "eap"
+    levels: tuple[str, ...] = ("node", "edge")
+    n_pairs: int = 32
+    n_eval: int = 100
+    circuit_size: int = 10
+    ig_steps: int = 5
+    seed: int = 0
+
+    def is_checkpoint(self, step: int) -> bool:
+        if step == 0:
+            return True
+        return step in self.steps if self.steps is not None else step % self.every == 0
+
+
+@dataclass
+class _TaskState:
+    """The fixed data of one tracked task and what earlier checkpoints left behind."""
+
+    task: Task
+    pairs: PairBatch
+    examples: list[Example]
+    writer: TrajectoryWriter
+    start_circuit: set[str] | None = None
+    start_scores: pd.Series | None = None
+    previous_circuit: set[str] | None = None
+    previous_scores: pd.Series | None = None
+    circuit: set[str] = field(default_factory=set)
+
+
+def log_spaced_steps(total: int, n: int) -> tuple[int, ...]:
+    """About `n` checkpoint steps in [0, total], spaced evenly in log(1 + step), so
+    that early training (where circuits move most) is sampled densely."""
+    points = np.unique(np.round(np.expm1(np.linspace(0.0, np.log1p(total), n))).astype(int))
+    return tuple(int(p) for p in points)
+
+
+class CircuitTracker(TrainerCallback):
+    """Tracks the circuits of `tasks` during training: as a Trainer callback, or by
+    calling `observe(model, step)` from a plain PyTorch loop."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        tokenizer: PreTrainedTokenizerBase,
+        graph: Graph,
+        out_dir: str | Path,
+        manifest: Mapping[str, Any],
+        settings: TrackerSettings = TrackerSettings(),
+        logger: SafeLogger | None = None,
+        resume: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ):
+        self.settings, self.graph, self.tokenizer = settings, graph, tokenizer
+        self.gradients: ComponentGradients | None = None
+        self.logger, self.progress = logger, progress
+        self.out_dir = Path(out_dir)
+        self.history: list[dict[str, float]] = []
+        self.states: dict[str, _TaskState] = {}
+        for task in tasks:
+            writer = TrajectoryWriter(
+                self.out_dir / task.name,
+                {
+                    **manifest,
+                    "run_id": f"{manifest['run_id']}-{task.name}",
+                    "mlflow_run_id": manifest["run_id"],
+                    "task": task.name,
+                    "graph": graph.to_dict(),
+                    "tracker": asdict(settings),
+                },
+                resume=resume,
+            )
+            pairs = encode_pairs(tokenizer, task.attribution_pairs(settings.n_pairs, seed=settings.seed))
+            examples = task.eval_examples(settings.n_eval, seed=settings.seed)
+            self.states[task.name] = _TaskState(task, pairs, examples, writer)
+            self._restore(self.states[task.name])
+
+    def _restore(self, state: _TaskState) -> None:
+        """On resume, recover the start and previous circuits from the written checkpoints."""
+        steps = state.writer.steps()
+        if not steps:
+            return
+        for step, slot in ((steps[0], "start"), (steps[-1], "previous")):
+            table, _ = read_checkpoint(checkpoint_file(state.writer.path, step))
+            scores = table[table.level == "node"].set_index("component")["score"]
+            setattr(state, f"{slot}_scores", scores)
+            setattr(state, f"{slot}_circuit", self._circuit(scores))
+
+    def _circuit(self, node_scores: pd.Series) -> set[str]:
+        """The top `circuit_size` heads and MLPs by |score| (embed and logits, which every
+        circuit contains, are left out)."""
+        movable = node_scores[[node_kind(c) in ("head", "mlp") for c in node_scores.index]]
+        return set(top_k(movable.to_dict(), self.settings.circuit_size))
+
+    def _node_and_edge_scores(
+        self, model: PreTrainedModel, state: _TaskState
+    ) -> tuple[pd.Series, pd.Series, float]:
+        """Node scores, edge scores (empty unless tracked) and the clean metric.
+
+        With edges tracked, one attribution pass serves both levels: a sender's
+        node score is the sum of its edge scores (the identity `test_attribution`
+        checks), and the logits node's score is M(corrupted) - M(clean), which is
+        its exact value for the linear logit-difference metric."""
+        s = self.settings
+        if "edge" not in s.levels:
+            node = attribute(model, state.pairs, method=s.method, level="node", ig_steps=s.ig_steps)
+            return pd.Series(node.as_dict()), pd.Series(dtype=float), node.metric_value
+        edge = attribute(model, state.pairs, method=s.method, level="edge", ig_steps=s.ig_steps)
+        edges = pd.Series(edge.as_dict())
+        nodes = edges.groupby(edges.index.str.split("->").str[0], sort=False).sum()
+        nodes = nodes.reindex(self.graph.node_names())
+        nodes["logits"] = edge.corrupted_value - edge.metric_value
+        return nodes, edges, edge.metric_value
+
+    def steps_done(self) -> list[int]:
+        """Checkpoint steps written for every task."""
+        sets = [set(s.writer.steps()) for s in self.states.values()]
+        return sorted(set.intersection(*sets))
+
+    def observe(self, model: PreTrainedModel, step: int, extra: Mapping[str, float] | None = None) -> None:
+        """Take checkpoint `step` for every task that does not have it yet."""
+        metrics: dict[str, float] = dict(extra or {})
+        gradients: dict[str, dict[str, np.ndarray]] = {}
+        pending = []
+        for name, state in self.states.items():
+            if state.writer.has(step):
+                continue
+            if self.progress:
+                self.progress(f"checkpoint {step}: {name}")
+            step_metrics, table, scalars = self._checkpoint(model, step, state, gradients)
+            metrics.update(step_metrics)
+            pending.append((state.writer, table, scalars))
+        for a, b in itertools.combinations(gradients, 2):
+            cc = circuit_conflict(gradients[a], gradients[b], self.states[a].circuit, self.states[b].circuit)
+            metrics[f"cc/{a}/{b}"] = cc
+        if metrics:
+            self.history.append({"step": step, **metrics})
+        if self.logger is not None and metrics:
+            self.logger.log_metrics(metrics, step)
+        # written after logging: a crash in between is replayed on resume, and the
+        # logger drops steps it already has, so no metric step is lost or doubled
+        for writer, table, scalars in pending:
+            writer.write_checkpoint(step, table, scalars)
+
+    def metrics_frame(self, task: str) -> pd.DataFrame:
+        """The step metrics of `task` observed in this process: columns step, accuracy,
+        metric, faithfulness, cd_*, cs_*, and cc_{other task} for every other task."""
+        rows = []
+        for entry in self.history:
+            row = {"step": entry["step"]}
+            for key, value in entry.items():
+                parts = key.split("/")
+                if parts[0] == task and len(parts) == 2:
+                    row[parts[1]] = value
+                elif parts[0] == "cc" and task in parts[1:]:
+                    row["cc_" + (parts[2] if parts[1] == task else parts[1])] = value
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _checkpoint(
+        self,
+        model: PreTrainedModel,
+        step: int,
+        state: _TaskState,
+        gradients: dict[str, dict[str, np.ndarray]],
+    ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float]]:
+        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written)."""
+        s, name = self.settings, state.task.name
+        start = time.perf_counter()
+        node_scores, edge_scores, metric_value = self._node_and_edge_scores(model, state)
+        self.gradients = self.gradients or ComponentGradients(model)
+        grads = gradients[name] = self.gradients(model, state.pairs)
+        circuit = self._circuit(node_scores)
+        if state.start_circuit is None:
+            state.start_circuit, state.start_scores = circuit, node_scores
+        if state.previous_circuit is None:
+            state.previous_circuit, state.previous_scores = circuit, node_scores
+        with eval_mode(model):
+            evaluator = CircuitEvaluator(model, state.pairs, "logit_diff", None)
+            faith_now, faith_start, faith_previous = (
+                evaluator.faithfulness(c, "node")
+                for c in (circuit, state.start_circuit, state.previous_circuit)
+            )
+        scalars = {
+            "accuracy": accuracy(model, self.tokenizer, state.examples),
+            "metric": metric_value,
+            "faithfulness": faith_now,
+            "faithfulness_start_circuit": faith_start,
+            "wall_s": 0.0,
+        }
+        step_metrics = {
+            f"{name}/accuracy": scalars["accuracy"],
+            f"{name}/metric": scalars["metric"],
+            f"{name}/faithfulness": faith_now,
+            f"{name}/cs_start": circuit_stability(faith_start, faith_now),
+            f"{name}/cs_prev": circuit_stability(faith_previous, faith_now),
+            f"{name}/cs_start_spearman": score_stability(state.start_scores, node_scores),
+        }
+        for kind in ("all", "head", "mlp"):
+            step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, circuit, kind)
+            step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, circuit, kind)
+        state.circuit = state.previous_circuit = circuit
+        state.previous_scores = node_scores
+        scalars["wall_s"] = time.perf_counter() - start
+        grad_norms = {c: float(np.linalg.norm(g)) for c, g in grads.items()}
+        all_scores = pd.concat([node_scores, edge_scores]).to_dict()
+        table = scores_table(all_scores, self.graph.n_layers, s.method, grad_norms)
+        return step_metrics, table, scalars
+
+    # TrainerCallback hooks
+    def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if self.settings.is_checkpoint(state.global_step):
+            self.observe(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if self.settings.is_checkpoint(state.global_step):
+            self.observe(model, state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if self.logger is not None and logs and "loss" in logs:
+            self.logger.log_metrics({"loss": logs["loss"]}, state.global_step)
