@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,11 +96,10 @@ class CircuitTracker(TrainerCallback):
         settings: TrackerSettings = TrackerSettings(),
         logger: SafeLogger | None = None,
         resume: bool = False,
-        progress: Callable[[str], None] | None = None,
     ):
         self.settings, self.graph, self.tokenizer = settings, graph, tokenizer
         self.gradients: ComponentGradients | None = None
-        self.logger, self.progress = logger, progress
+        self.logger = logger
         self.out_dir = Path(out_dir)
         self.history: list[dict[str, float]] = []
         self.states: dict[str, _TaskState] = {}
@@ -159,21 +158,14 @@ class CircuitTracker(TrainerCallback):
         nodes["logits"] = edge.corrupted_value - edge.metric_value
         return nodes, edges, edge.metric_value
 
-    def steps_done(self) -> list[int]:
-        """Checkpoint steps written for every task."""
-        sets = [set(s.writer.steps()) for s in self.states.values()]
-        return sorted(set.intersection(*sets))
-
-    def observe(self, model: PreTrainedModel, step: int, extra: Mapping[str, float] | None = None) -> None:
+    def observe(self, model: PreTrainedModel, step: int) -> None:
         """Take checkpoint `step` for every task that does not have it yet."""
-        metrics: dict[str, float] = dict(extra or {})
+        metrics: dict[str, float] = {}
         gradients: dict[str, dict[str, np.ndarray]] = {}
         pending = []
-        for name, state in self.states.items():
+        for state in self.states.values():
             if state.writer.has(step):
                 continue
-            if self.progress:
-                self.progress(f"checkpoint {step}: {name}")
             step_metrics, table, scalars = self._checkpoint(model, step, state, gradients)
             metrics.update(step_metrics)
             pending.append((state.writer, table, scalars))
