@@ -1,6 +1,6 @@
 """Per-task accuracy of a model before and after the standard SFT run.
 
-    python experiments/sft_accuracy.py [--model default] [--steps 300]
+    python experiments/sft_accuracy.py [--model default] [--steps 1500]
 
 The standard run: every built-in task mixed, answer-only loss, batch 32,
 AdamW lr 1e-3 with linear decay, seed 0. Writes
@@ -38,7 +38,7 @@ def evaluate(model, tokenizer, n: int) -> dict[str, tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--n-eval", type=int, default=500)
     args = parser.parse_args()
     torch.set_num_threads(2)
