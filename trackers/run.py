@@ -80,12 +80,15 @@ def track(
     settings: TrackerSettings = TrackerSettings(),
     resume: bool = False,
     experiment: str = EXPERIMENT,
+    save_every: int | None = None,
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
 
     The tracking server is checked before anything else, so an unreachable one
     fails fast. With `resume`, the Trainer continues from its last checkpoint
     and the tracker and MLflow run continue the same trajectories and run id.
+    Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
+    steps (default: every tracking checkpoint of an evenly spaced cadence, else none).
     """
     uri = resolve_tracking_uri()
     check_reachable(uri)
@@ -113,7 +116,7 @@ def track(
     tracker = CircuitTracker(
         task_objects, tokenizer, graph, run_dir / "trajectories", manifest, settings, logger, resume=resume
     )
-    save_steps = settings.every if settings.steps is None else None
+    save_steps = save_every or (settings.every if settings.steps is None else None)
     trainer = make_trainer(
         lm, tokenizer, task_objects, sft, run_dir / "trainer", [tracker], save_steps=save_steps
     )

@@ -280,7 +280,7 @@ class TrajectoryWriter:
 
     def steps(self) -> list[int]:
         """Steps whose checkpoint is written, ascending."""
-        return _steps(self.path)
+        return written_steps(self.path)
 
     def has(self, step: int) -> bool:
         return checkpoint_file(self.path, step).is_file()
@@ -327,7 +327,8 @@ def scores_table(
     return pd.DataFrame(rows, columns=columns).astype({c: CHECKPOINT_COLUMNS[c] for c in columns})
 
 
-def _steps(path: Path) -> list[int]:
+def written_steps(path: Path) -> list[int]:
+    """Steps whose checkpoint file is in trajectory directory `path`, ascending."""
     directory = path / CHECKPOINT_DIR
     if not directory.is_dir():
         return []
@@ -360,7 +361,7 @@ def load_trajectory(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     manifest = read_manifest(path)
     frames = []
-    for step in _steps(path):
+    for step in written_steps(path):
         file = checkpoint_file(path, step)
         table, scalars = read_checkpoint(file)
         if not (table["step"] == step).all():

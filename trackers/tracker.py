@@ -82,6 +82,26 @@ def log_spaced_steps(total: int, n: int) -> tuple[int, ...]:
     return tuple(int(p) for p in points)
 
 
+def node_and_edge_scores(
+    model: PreTrainedModel, pairs: PairBatch, graph: Graph, settings: TrackerSettings
+) -> tuple[pd.Series, pd.Series, float]:
+    """Node scores, edge scores (empty unless `settings.levels` has "edge") and the clean metric.
+
+    With edges tracked, one attribution pass serves both levels: a sender's node score is the
+    sum of its edge scores (the identity `test_attribution` checks), and the logits node's score
+    is M(corrupted) - M(clean), which is its exact value for the linear logit-difference metric."""
+    s = settings
+    if "edge" not in s.levels:
+        node = attribute(model, pairs, method=s.method, level="node", ig_steps=s.ig_steps)
+        return pd.Series(node.as_dict()), pd.Series(dtype=float), node.metric_value
+    edge = attribute(model, pairs, method=s.method, level="edge", ig_steps=s.ig_steps)
+    edges = pd.Series(edge.as_dict())
+    nodes = edges.groupby(edges.index.str.split("->").str[0], sort=False).sum()
+    nodes = nodes.reindex(graph.node_names())
+    nodes["logits"] = edge.corrupted_value - edge.metric_value
+    return nodes, edges, edge.metric_value
+
+
 class CircuitTracker(TrainerCallback):
     """Tracks the circuits of `tasks` during training: as a Trainer callback, or by
     calling `observe(model, step)` from a plain PyTorch loop."""
@@ -138,26 +158,6 @@ class CircuitTracker(TrainerCallback):
         movable = node_scores[[node_kind(c) in ("head", "mlp") for c in node_scores.index]]
         return set(top_k(movable.to_dict(), self.settings.circuit_size))
 
-    def _node_and_edge_scores(
-        self, model: PreTrainedModel, state: _TaskState
-    ) -> tuple[pd.Series, pd.Series, float]:
-        """Node scores, edge scores (empty unless tracked) and the clean metric.
-
-        With edges tracked, one attribution pass serves both levels: a sender's
-        node score is the sum of its edge scores (the identity `test_attribution`
-        checks), and the logits node's score is M(corrupted) - M(clean), which is
-        its exact value for the linear logit-difference metric."""
-        s = self.settings
-        if "edge" not in s.levels:
-            node = attribute(model, state.pairs, method=s.method, level="node", ig_steps=s.ig_steps)
-            return pd.Series(node.as_dict()), pd.Series(dtype=float), node.metric_value
-        edge = attribute(model, state.pairs, method=s.method, level="edge", ig_steps=s.ig_steps)
-        edges = pd.Series(edge.as_dict())
-        nodes = edges.groupby(edges.index.str.split("->").str[0], sort=False).sum()
-        nodes = nodes.reindex(self.graph.node_names())
-        nodes["logits"] = edge.corrupted_value - edge.metric_value
-        return nodes, edges, edge.metric_value
-
     def observe(self, model: PreTrainedModel, step: int) -> None:
         """Take checkpoint `step` for every task that does not have it yet."""
         metrics: dict[str, float] = {}
@@ -206,7 +206,7 @@ class CircuitTracker(TrainerCallback):
         """Scores, metrics and scalars of checkpoint `step` of one task (not yet written)."""
         s, name = self.settings, state.task.name
         start = time.perf_counter()
-        node_scores, edge_scores, metric_value = self._node_and_edge_scores(model, state)
+        node_scores, edge_scores, metric_value = node_and_edge_scores(model, state.pairs, self.graph, s)
         self.gradients = self.gradients or ComponentGradients(model)
         grads = gradients[name] = self.gradients(model, state.pairs)
         circuit = self._circuit(node_scores)
