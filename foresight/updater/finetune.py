@@ -9,7 +9,8 @@ selected; `free` ignores K). Strategies:
 - oracle: the top-K at the end of a free run of the same budget and seed (the hindsight bound;
   the reference run's time is not counted in `wall_s`);
 - dynamic: static at step 0, then the eap top-K of the current model every `every` steps;
-- predictive: warm-up with the static set while the trajectory is tracked (node eap scores at
+- predictive: the probe fine-tune of `trackers.probe` (for forecasters that use probe features),
+  then warm-up with the static set while the trajectory is tracked (node eap scores at
   steps 0, every, 2 * every, ...); after `warmup_checkpoints` checkpoints the forecaster predicts
   the circuit and the set switches to its top-K for the remaining steps. The warm-up steps count
   in the shared budget. The forecaster should have been trained on trajectories tracked with the
@@ -50,7 +51,9 @@ from foresight.updater.strategies import kind_counts, select_free, select_from_s
 from predictors.base import Forecaster
 from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
-from trackers.store import TrajectoryWriter, load_trajectory, scores_table
+from trackers.probe import write_probe
+from trackers.store import TrajectoryWriter, load_probe, load_trajectory, scores_table
+from trackers.tracker import TrackerSettings
 
 STRATEGIES = ("free", "static", "random", "predictive", "oracle", "dynamic", "predictive-dynamic")
 RESELECTING = ("dynamic", "predictive", "predictive-dynamic")
@@ -161,7 +164,9 @@ class _Forecasts:
 
     def select(self) -> set[str]:
         """The top-K heads and MLPs of the forecast from every checkpoint recorded so far."""
-        (run,) = split_runs(load_trajectory(self.path))
+        rows = load_trajectory(self.path)
+        probe = load_probe(self.path)
+        (run,) = split_runs(rows, None if probe is None else {str(rows["run"].iloc[0]): probe})
         prefix = run.n_checkpoints - 1
         obs = observe(run, self.forecaster.problem, prefix, max(self.n_planned, run.n_checkpoints))
         return select_from_scores(self.forecaster.predict(obs).to_dict(), self.k)
@@ -264,7 +269,14 @@ def finetune(
     }.get(strategy, lambda: static)()
     manifest = {"run_id": f"{task.name}-{strategy}-s{seed}", "graph": graph.to_dict(), "model": str(model)}
     manifest |= {"task": task.name, "seed": seed, "strategy": strategy}
-    reselect = _reselector(strategy, forecaster, warmup_checkpoints, every, steps, components, out, manifest)
+    forecasts = None
+    if strategy in FORECASTING:
+        forecasts = _forecasts(
+            forecaster, strategy, out / "trajectory", manifest, components, steps // every + 1
+        )
+        probe_settings = TrackerSettings(levels=("node",), n_pairs=n_pairs, seed=0)
+        write_probe(forecasts.writer, model, task, config, probe_settings)
+    reselect = _reselector(strategy, forecasts, warmup_checkpoints, every, steps, components)
     accuracy_before = accuracy(base, tokenizer, data.examples)
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -294,34 +306,41 @@ def finetune(
     )
 
 
+def _forecasts(
+    forecaster: Forecaster | str | Path | None,
+    strategy: str,
+    path: Path,
+    manifest: dict,
+    k: int,
+    n_planned: int,
+) -> _Forecasts:
+    if forecaster is None:
+        raise ValueError(f"strategy {strategy!r} needs a forecaster")
+    forecaster = forecaster if isinstance(forecaster, Forecaster) else load_forecaster(forecaster)
+    return _Forecasts(forecaster, path, manifest, manifest["graph"]["n_layers"], k, n_planned)
+
+
 def _reselector(
     strategy: str,
-    forecaster: Forecaster | str | Path | None,
+    forecasts: _Forecasts | None,
     warmup_checkpoints: int | None,
     every: int,
     steps: int,
     k: int,
-    out: Path,
-    manifest: dict,
 ) -> Callable[[int, dict[str, float]], set[str] | None]:
     """The strategy's re-selection rule, called at every monitored step with the current scores."""
     if strategy == "dynamic":
         return lambda step, scores: (
             select_from_scores(scores, k) if step % every == 0 and step < steps else None
         )
-    if strategy not in FORECASTING:
+    if forecasts is None:
         return lambda step, scores: None
-    if forecaster is None:
-        raise ValueError(f"strategy {strategy!r} needs a forecaster")
-    forecaster = forecaster if isinstance(forecaster, Forecaster) else load_forecaster(forecaster)
-    warmup = forecaster.problem.prefix + 1 if warmup_checkpoints is None else warmup_checkpoints
+    warmup = forecasts.forecaster.problem.prefix + 1 if warmup_checkpoints is None else warmup_checkpoints
     switch = (warmup - 1) * every
     if warmup < 1 or switch >= steps:
         raise ValueError(
             f"a warm-up of {warmup} checkpoints every {every} steps leaves none of {steps} steps"
         )
-    n_layers = manifest["graph"]["n_layers"]
-    forecasts = _Forecasts(forecaster, out / "trajectory", manifest, n_layers, k, steps // every + 1)
 
     def reselect(step: int, scores: dict[str, float]) -> set[str] | None:
         if step % every or step >= steps or (strategy == "predictive" and step > switch):
