@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -22,7 +24,107 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+if TYPE_CHECKING:
+    from foresight.graph import Graph
+    from foresight.tasks import Task
+
 USER_ERRORS = (ValueError, OSError, KeyError)
+
+
+def _model_graph(model: str, attribution: bool = True) -> Graph:
+    """The graph of `model`, read from its config.json before any weights are loaded.
+
+    ModelLoadError if the directory, its config or its weights are missing, or its
+    model_type is no causal LM that transformers knows (or, with `attribution`, one
+    without an attribution adapter)."""
+    import json
+
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from foresight.adapters import BUILDERS
+    from foresight.graph import Graph
+    from foresight.models import ModelLoadError, resolve_model_path
+
+    path = resolve_model_path(model)
+    file = path / "config.json"
+    try:
+        model_type = json.loads(file.read_text()).get("model_type")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
+    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if architecture is None:
+        raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
+    if attribution and architecture not in BUILDERS:
+        raise ModelLoadError(
+            f"{file}: architecture {architecture} has no attribution adapter "
+            f"(supported: {', '.join(BUILDERS)})"
+        )
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    parallel = model_type == "gpt_neox" and bool(getattr(config, "use_parallel_residual", False))
+    return Graph(config.num_hidden_layers, config.num_attention_heads, parallel)
+
+
+def _check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads and MLPs") -> None:
+    """ValueError unless 1 <= k <= the number of heads and MLPs (or "nodes", "edges") of the graph."""
+    counts = {"nodes": len(graph.node_names()), "edges": len(graph.edge_labels())}
+    n = counts.get(what, graph.n_layers * (graph.n_heads + 1))
+    if not 1 <= k <= n:
+        raise ValueError(f"{option} {k}: must be in 1..{n} (the {what} of model {model!r})")
+
+
+def _check_positive(**options: int) -> None:
+    for name, value in options.items():
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+
+
+def _check_out_dir(option: str, path: Path) -> None:
+    """Fail before any work if directory `path` can be neither created nor written."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {path}: {existing} is not writable")
+
+
+def _tasks(names: list[str], model: str) -> list[Task]:
+    """The tasks by name or .jsonl path; JSONL tasks are checked against the model's
+    tokenizer (token lengths, single-token answers; errors name file:line)."""
+    from foresight.models import load_tokenizer
+    from foresight.tasks import JsonlTask, get_task
+
+    tasks = [get_task(name) for name in names]
+    if any(isinstance(task, JsonlTask) for task in tasks):
+        tokenizer = load_tokenizer(model)
+        for task in tasks:
+            if isinstance(task, JsonlTask):
+                task.validate(tokenizer)
+    return tasks
+
+
+def _check_forecaster(forecaster: Path | None, strategies: list[str], model: str, graph: Graph) -> None:
+    """A strategy that forecasts needs a forecaster of the model's graph: checked before training."""
+    from foresight.updater.finetune import FORECASTING, STRATEGIES
+
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+    if forecaster is None:
+        if any(s in FORECASTING for s in strategies):
+            raise ValueError(f"strategies {', '.join(FORECASTING)} need --forecaster")
+        return
+    from predictors.persist import load_forecaster
+    from predictors.problem import ForecasterMismatch
+
+    trained_on = load_forecaster(forecaster).graph
+    if set(trained_on.nodes) != set(graph.node_names()):
+        raise ForecasterMismatch(
+            f"--forecaster {forecaster}: trained on a graph of {trained_on.n_layers} layers x "
+            f"{trained_on.n_heads} heads, model {model!r} has {graph.n_layers} x {graph.n_heads}"
+        )
 
 
 @app.command("tasks")
@@ -48,12 +150,15 @@ def evaluate_command(
     """Top-1 and two-way accuracy of a model on held-out task examples."""
     from foresight.evaluation import accuracy, choice_accuracy
     from foresight.models import load_model
-    from foresight.tasks import get_task, task_names
+    from foresight.tasks import task_names
 
+    _check_positive(n=n)
+    _model_graph(model, attribution=False)
+    names = task or task_names()
+    specs = _tasks(names, model)
     lm, tokenizer = load_model(model)
     table = Table("task", "top-1 accuracy", "two-way accuracy")
-    for name in task or task_names():
-        spec = get_task(name)
+    for name, spec in zip(names, specs, strict=True):
         top1 = accuracy(lm, tokenizer, spec.eval_examples(n, seed))
         two_way = choice_accuracy(lm, tokenizer, spec.attribution_pairs(n, seed))
         table.add_row(name, f"{top1:.3f}", f"{two_way:.3f}")
@@ -73,11 +178,14 @@ def sft_command(
     """Plain SFT (no tracking) of a model on tasks; saves the fine-tuned model."""
     from foresight.models import load_model
     from foresight.sft import SFTConfig, make_trainer
-    from foresight.tasks import get_task
 
+    _check_positive(steps=steps, batch_size=batch_size)
+    _model_graph(model, attribution=False)
+    _check_out_dir("--out", out)
+    tasks = _tasks(task, model)
     lm, tokenizer = load_model(model)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
-    trainer = make_trainer(lm, tokenizer, [get_task(t) for t in task], config, out / "trainer")
+    trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
     trainer.train()
     lm.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -102,11 +210,14 @@ def track_command(
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.sft import SFTConfig
+    from foresight.tracking_log import PENDING_FILE
     from trackers.run import track
     from trackers.tracker import TrackerSettings
 
-    if steps < 1 or every < 1:
-        raise ValueError(f"--steps and --every must be at least 1 (got {steps}, {every})")
+    _check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
+    _check_k("--circuit-size", circuit_size, model, _model_graph(model))
+    _check_out_dir("--out", out)
+    _tasks(task, model)
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
     sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     settings = TrackerSettings(
@@ -116,6 +227,15 @@ def track_command(
     console.print(f"trajectories: {run_dir / 'trajectories'}")
     console.print(f"MLflow run {result.run_id} in {result.tracking_uri}")
     console.print(f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}")
+    pending = run_dir / PENDING_FILE
+    if pending.is_file():
+        n = len(pending.read_text().splitlines())
+        err_console.print(
+            f"[yellow]{n} MLflow calls wait in {escape(str(pending))}: upload them with "
+            f"`foresight sync {escape(str(run_dir))}`",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("attribute")
@@ -131,6 +251,9 @@ def attribute_command(
     """Attribute a task: the top components and the faithfulness curve."""
     from foresight.attribution.cli import attribute_command as run
 
+    _check_positive(n_pairs=n_pairs)
+    _check_k("--top", top, model, _model_graph(model), "edges" if level == "edge" else "nodes")
+    _tasks([task], model)
     run(model, task, method, level, top, n_pairs, seed)
 
 
@@ -151,6 +274,7 @@ def forecast_train(
     """Train a forecaster on every trajectory under a root."""
     from predictors.cli import train_command
 
+    _check_out_dir("--out", out)
     train_command(
         trajectories, prefix, horizon, "lgbm" if model == "lightgbm" else model, circuit_size, out, seed
     )
@@ -196,6 +320,12 @@ def finetune_command(
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
 
+    _check_positive(steps=steps)
+    graph = _model_graph(model)
+    _check_k("--components", components, model, graph)
+    _check_forecaster(forecaster, [strategy], model, graph)
+    _check_out_dir("--out", out)
+    _tasks([task], model)
     run(task, strategy, model, components, mode, steps, seed=seed, forecaster=forecaster, out_dir=out)
 
 
@@ -214,15 +344,49 @@ def compare_command(
     from foresight.updater.cli import compare_command as run
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"--strategies {strategies!r}: no strategy named")
+    _check_positive(seeds=seeds, steps=steps)
+    graph = _model_graph(model)
+    _check_k("--components", components, model, graph)
+    _check_forecaster(forecaster, names, model, graph)
+    _check_out_dir("--out", out)
+    _tasks([task], model)
     run(task, names, list(range(seeds)), model, components, steps=steps, forecaster=forecaster, out_dir=out)
 
 
 @app.command("sync")
 def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of foresight track")) -> None:
-    """Upload MLflow calls that were queued while the tracking server was away."""
-    from foresight.tracking_log import sync
+    """Upload MLflow calls that were queued while the tracking server was away.
 
-    console.print(f"uploaded {sync(run_dir)} queued entries")
+    They go to MLFLOW_TRACKING_URI if set, else to the tracking URI the run recorded."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from foresight.tracking_log import PENDING_FILE, check_reachable, resolve_tracking_uri, sync
+
+    if not run_dir.is_dir():
+        raise NotADirectoryError(f"{run_dir}: no such run directory")
+    record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri and record_file.is_file():
+        try:
+            uri = json.loads(record_file.read_text()).get("tracking_uri")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{record_file}: unreadable run record ({e})") from None
+    uri = uri or resolve_tracking_uri()
+    check_reachable(uri)
+    store = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(store).is_file():
+        raise FileNotFoundError(f"{store}: no MLflow store (set MLFLOW_TRACKING_URI to where the run logged)")
+    try:
+        uploaded = sync(run_dir, MlflowClient(uri))
+    except MlflowException as e:
+        raise ValueError(
+            f"{run_dir}: sync to {uri} failed, what was not uploaded stays in {PENDING_FILE} ({e.message})"
+        ) from e
+    console.print(f"uploaded {uploaded} queued entries to {uri}")
 
 
 def main() -> None:
@@ -236,12 +400,22 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    except (click.ClickException, typer.TyperException) as err:  # usage errors: bad options
+        message = err.format_message() if hasattr(err, "format_message") else str(err)
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _error(f"{message}{hint}")
+        sys.exit(getattr(err, "exit_code", 2))
     except USER_ERRORS as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        _error(f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err))
         sys.exit(2)
+
+
+def _error(message: str) -> None:
+    """`message` as one `error:` line on stderr (line breaks inside it become spaces; brackets
+    in it are text, not rich markup)."""
+    text = escape(" ".join(message.split()) or "unknown error")
+    err_console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,35 @@ def _print(frame: pd.DataFrame, title: str) -> None:
     console.print(table)
 
 
+def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:
+    try:
+        parsed = parse_horizon(horizon)
+    except ValueError:
+        raise ValueError(f"--horizon {horizon!r}: must be a number of checkpoints or 'final'") from None
+    return ForecastProblem(prefix, parsed, circuit_size)
+
+
+def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Run]:
+    """The runs under `trajectories`; ValueError if there are none or the circuit size
+    exceeds the components of their graph."""
+    runs = load_corpus(trajectories)
+    if not runs:
+        raise ValueError(f"{trajectories}: no trajectories with checkpoints under it")
+    n = min(len(run.graph.nodes) for run in runs)
+    if problem.circuit_size > n:
+        raise ValueError(
+            f"--circuit-size {problem.circuit_size}: larger than the {n} nodes of the graph "
+            f"of the trajectories under {trajectories}"
+        )
+    return runs
+
+
 def train_command(
     trajectories: Path, prefix: int, horizon: str, model: str, circuit_size: int, out: Path, seed: int = 0
 ) -> Path:
     """Fit forecaster `model` on every trajectory under `trajectories`; save it to `out`."""
-    problem = ForecastProblem(prefix, parse_horizon(horizon), circuit_size)
-    runs = load_corpus(trajectories)
+    problem = _problem(prefix, horizon, circuit_size)
+    runs = _corpus(trajectories, problem)
     forecaster = make_forecaster(model, problem, seed).fit(runs)
     save_forecaster(forecaster, out)
     Console().print(f"trained {model} on {len(runs)} runs; saved to {out}")
@@ -50,8 +73,9 @@ def eval_command(
 ) -> pd.DataFrame:
     """Leave-one-task-out comparison of `models` (default: all) on the trajectories under
     `trajectories`; prints the table and returns the summary."""
-    problem = ForecastProblem(prefix, parse_horizon(horizon), circuit_size)
-    result = evaluate(load_corpus(trajectories), problem, models or list(MODELS), seed, log_mlflow=log_mlflow)
+    problem = _problem(prefix, horizon, circuit_size)
+    runs = _corpus(trajectories, problem)
+    result = evaluate(runs, problem, models or list(MODELS), seed, log_mlflow=log_mlflow)
     title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-task-out)"
     _print(comparison_frame(result.summary).reset_index(), title)
     return result.summary

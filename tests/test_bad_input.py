@@ -1,0 +1,430 @@
+"""Bad input catalogue: every `foresight` command answers malformed input with one
+`error: ...` line on stderr that says what is wrong and where, exit code 2 and no
+traceback; what a failed command finds already written is left as it was.
+
+The commands run in this process through `foresight.cli.main` (the entry point that
+maps errors to one line), with a temporary SQLite MLflow store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from foresight.cli import main
+from foresight.models import SHIPPED
+from foresight.tracking_log import PENDING_FILE
+from predictors.cli import train_command
+from predictors.synthetic import synthetic_trajectories, write_corpus
+from trackers.store import MANIFEST, checkpoint_file
+
+GOOD = [
+    {"clean": "3 + 4 =", "corrupted": "3 + 5 =", "answer": "7", "wrong": "8", "split": "train"},
+    {"clean": "2 + 2 =", "corrupted": "2 + 6 =", "answer": "4", "wrong": "8", "split": "eval"},
+]
+
+
+@dataclass
+class Result:
+    code: int | str | None
+    out: str
+    err: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digest(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under `root`."""
+    return {
+        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(root.rglob("*"))
+        if f.is_file()
+    }
+
+
+def _jsonl(path: Path, lines: list[str]) -> str:
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _rewrite_scores(file: Path, value: float) -> None:
+    """Put `value` into the score of the second row of a checkpoint, bypassing the writer."""
+    table = pq.read_table(file)
+    scores = table.column("score").to_pylist()
+    scores[1] = value
+    table = table.set_column(table.schema.get_field_index("score"), "score", pa.array(scores))
+    pq.write_table(table, file)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Inputs shared by the cases: JSONL files, model directories, trajectories, a forecaster."""
+    root = tmp_path_factory.mktemp("bad-input")
+    _jsonl(root / "bad_json.jsonl", [json.dumps(GOOD[0]), "{oops", json.dumps(GOOD[1])])
+    _jsonl(root / "missing_field.jsonl", [json.dumps(GOOD[0]), json.dumps({"clean": "a", "answer": "b"})])
+    _jsonl(root / "unequal.jsonl", [json.dumps(GOOD[0]), json.dumps({**GOOD[1], "corrupted": "2 + 2 + 6 ="})])
+    for name, model_type in (("unknown-arch", "foobarnet"), ("bert", "bert")):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(json.dumps({"model_type": model_type}))
+        (root / name / "model.safetensors").write_bytes(b"not really weights")
+    shutil.copytree(SHIPPED["default"], root / "no-weights", ignore=shutil.ignore_patterns("*.safetensors"))
+
+    trajectories, probes = synthetic_trajectories(tasks=("t0", "t1"), seeds=(0,), n_checkpoints=5)
+    corpus = write_corpus(trajectories, probes, root / "corpus")
+    train_command(corpus, prefix=2, horizon="final", model="lgbm", circuit_size=4, out=root / "forecaster")
+    other = synthetic_trajectories(tasks=("t0",), seeds=(0,), n_heads=3, n_checkpoints=5)
+    write_corpus(*other, root / "other", n_heads=3)
+
+    for name in ("schema", "truncated", "nan", "inf"):
+        shutil.copytree(corpus, root / name)
+    manifest = root / "schema" / "t0-s0" / MANIFEST
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "schema_version": 99}))
+    truncated = checkpoint_file(root / "truncated" / "t1-s0", 50)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    _rewrite_scores(checkpoint_file(root / "nan" / "t0-s0", 25), float("nan"))
+    _rewrite_scores(checkpoint_file(root / "inf" / "t0-s0", 75), float("-inf"))
+    (root / "empty").mkdir()
+
+    run = root / "existing-run"  # what `foresight track` leaves behind
+    (run / "trajectories" / "ioi" / "checkpoints").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"run_id": "abc", "tracking_uri": "sqlite:///nowhere.db"}))
+    (run / "trajectories" / "ioi" / MANIFEST).write_text("{}")
+    (root / "a-file").write_text("a regular file, not a directory\n")
+    return root
+
+
+@pytest.fixture()
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> Iterator[Callable[..., Result]]:
+    """Runs `foresight ARGS...` through main(): the exit code and what it printed."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("FORESIGHT_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    saved_uri = tracking_utils._tracking_uri
+
+    def run(*args: object) -> Result:
+        monkeypatch.setattr(sys, "argv", ["foresight", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    yield run
+    mlflow.set_tracking_uri(saved_uri)
+
+
+def assert_one_error_line(result: Result, *fragments: str) -> str:
+    """Exit code 2, no traceback, and stderr is one `error:` line holding every fragment."""
+    assert result.code == 2, (result.code, result.err[-3000:])
+    assert "Traceback" not in result.err and "Traceback" not in result.out
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    """An output directory that cannot be created: below a read-only directory, or, where
+    permissions do not stop this user (root), below a regular file."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        (locked / "probe").mkdir()
+    except PermissionError:
+        return locked / "out"
+    (locked / "probe").rmdir()  # permissions do not bind this user
+    locked.chmod(0o700)
+    (tmp_path / "a-file").write_text("")
+    return tmp_path / "a-file" / "out"
+
+
+# (id, arguments with {data} for the shared inputs, fragments the error line must hold)
+CASES = [
+    ("tasks-extra-argument", ["tasks", "extra"], ["unexpected extra argument", "extra"]),
+    (
+        "evaluate-missing-jsonl",
+        ["evaluate", "--task", "{data}/nope.jsonl"],
+        ["{data}/nope.jsonl: no such file"],
+    ),
+    (
+        "evaluate-bad-json",
+        ["evaluate", "--task", "{data}/bad_json.jsonl", "--n", "4"],
+        ["{data}/bad_json.jsonl:2: not valid JSON"],
+    ),
+    (
+        "sft-missing-field",
+        ["sft", "--task", "{data}/missing_field.jsonl", "--out", "sft-out", "--steps", "1"],
+        ["{data}/missing_field.jsonl:2: missing field 'corrupted'"],
+    ),
+    (
+        "evaluate-unequal-lengths",
+        ["evaluate", "--task", "{data}/unequal.jsonl", "--n", "4"],
+        ["{data}/unequal.jsonl:2: corrupted prompt has 7 tokens, clean prompt has 5"],
+    ),
+    (
+        "attribute-unequal-lengths",
+        ["attribute", "--task", "{data}/unequal.jsonl", "--n-pairs", "4"],
+        ["{data}/unequal.jsonl:2: corrupted prompt has 7 tokens"],
+    ),
+    ("track-unknown-task", ["track", "--task", "nosuch", "--steps", "1"], ["unknown task 'nosuch'", "ioi"]),
+    (
+        "evaluate-unknown-architecture",
+        ["evaluate", "--model", "{data}/unknown-arch", "--task", "ioi", "--n", "4"],
+        ["{data}/unknown-arch/config.json: model_type 'foobarnet' is not a causal LM"],
+    ),
+    (
+        "attribute-architecture-without-adapter",
+        ["attribute", "--model", "{data}/bert", "--task", "ioi"],
+        ["{data}/bert/config.json: architecture BertLMHeadModel has no attribution adapter"],
+    ),
+    (
+        "track-model-without-weights",
+        ["track", "--model", "{data}/no-weights", "--task", "ioi", "--steps", "1"],
+        ["model directory {data}/no-weights: no weights"],
+    ),
+    (
+        "track-circuit-size-zero",
+        ["track", "--task", "ioi", "--circuit-size", "0"],
+        ["--circuit-size 0", "1..36"],
+    ),
+    (
+        "track-circuit-size-too-large",
+        ["track", "--task", "ioi", "--circuit-size", "37"],
+        ["--circuit-size 37: must be in 1..36", "'default'"],
+    ),
+    ("attribute-top-zero", ["attribute", "--task", "ioi", "--top", "0"], ["--top 0: must be in 1..38"]),
+    (
+        "attribute-top-larger-than-edges",
+        ["attribute", "--task", "ioi", "--level", "edge", "--top", "100000"],
+        ["--top 100000: must be in 1..", "edges"],
+    ),
+    (
+        "finetune-components-too-large",
+        ["finetune", "--task", "ioi", "--strategy", "static", "--components", "99", "--out", "ft"],
+        ["--components 99: must be in 1..36"],
+    ),
+    (
+        "compare-components-zero",
+        ["compare", "--task", "ioi", "--components", "0", "--seeds", "1", "--out", "cmp"],
+        ["--components 0: must be in 1..36"],
+    ),
+    (
+        "compare-unknown-strategy",
+        ["compare", "--task", "ioi", "--strategies", "free,bogus", "--seeds", "1", "--out", "cmp"],
+        ["unknown strategy 'bogus'"],
+    ),
+    (
+        "finetune-predictive-without-forecaster",
+        ["finetune", "--task", "ioi", "--strategy", "predictive", "--out", "ft"],
+        ["need --forecaster"],
+    ),
+    (
+        "finetune-forecaster-of-another-graph",
+        ["finetune", "--task", "ioi", "--strategy", "predictive", "--forecaster", "{data}/forecaster"],
+        ["--forecaster {data}/forecaster: trained on a graph of 4 layers x 4 heads", "4 x 8"],
+    ),
+    (
+        "predict-trajectory-of-another-graph",
+        [
+            "forecast",
+            "predict",
+            "--forecaster",
+            "{data}/forecaster",
+            "--trajectory",
+            "{data}/other/t0-s0",
+        ],
+        ["differs from the forecaster's training graph"],
+    ),
+    (
+        "predict-not-a-forecaster",
+        ["forecast", "predict", "--forecaster", "{data}/corpus", "--trajectory", "{data}/corpus/t0-s0"],
+        ["{data}/corpus: no forecaster.json"],
+    ),
+    (
+        "predict-other-schema-version",
+        ["forecast", "predict", "--forecaster", "{data}/forecaster", "--trajectory", "{data}/schema/t0-s0"],
+        ["{data}/schema/t0-s0/manifest.json: schema_version 99", "reads 1"],
+    ),
+    (
+        "eval-truncated-parquet",
+        ["forecast", "eval", "--trajectories", "{data}/truncated"],
+        ["{data}/truncated/t1-s0/checkpoints/step-00000050.parquet: unreadable Parquet file"],
+    ),
+    (
+        "train-nan-score",
+        ["forecast", "train", "--trajectories", "{data}/nan", "--out", "fc"],
+        ["{data}/nan/t0-s0/checkpoints/step-00000025.parquet: non-finite score nan for component"],
+    ),
+    (
+        "predict-inf-score",
+        ["forecast", "predict", "--forecaster", "{data}/forecaster", "--trajectory", "{data}/inf/t0-s0"],
+        ["{data}/inf/t0-s0/checkpoints/step-00000075.parquet: non-finite score -inf for component"],
+    ),
+    (
+        "train-empty-root",
+        ["forecast", "train", "--trajectories", "{data}/empty", "--out", "fc"],
+        ["{data}/empty: no trajectories"],
+    ),
+    (
+        "train-circuit-size-too-large",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--circuit-size", "99", "--out", "fc"],
+        ["--circuit-size 99: larger than the 22 nodes"],
+    ),
+    (
+        "eval-bad-horizon",
+        ["forecast", "eval", "--trajectories", "{data}/corpus", "--horizon", "soon"],
+        ["--horizon 'soon'"],
+    ),
+    ("track-usage-error", ["track", "--task", "ioi", "--steps", "many"], ["'--steps'", "track --help"]),
+    ("sync-no-run-dir", ["sync", "{data}/no-such-run"], ["{data}/no-such-run: no such run directory"]),
+]
+
+
+@pytest.mark.parametrize(("args", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_error_line(
+    cli: Callable[..., Result], data: Path, args: list[str], fragments: list[str]
+) -> None:
+    result = cli(*(a.replace("{data}", str(data)) for a in args))
+    assert_one_error_line(result, *(f.replace("{data}", str(data)) for f in fragments))
+
+
+@pytest.mark.parametrize("command", ["sft", "track", "forecast-train", "finetune"])
+def test_unwritable_output_directory(
+    cli: Callable[..., Result], data: Path, tmp_path: Path, command: str
+) -> None:
+    out = unwritable_dir(tmp_path)
+    args = {
+        "sft": ["sft", "--task", "ioi", "--steps", "1", "--out", out],
+        "track": ["track", "--task", "ioi", "--steps", "1", "--out", out],
+        "forecast-train": ["forecast", "train", "--trajectories", data / "corpus", "--out", out],
+        "finetune": ["finetune", "--task", "ioi", "--strategy", "static", "--steps", "1", "--out", out],
+    }[command]
+    assert_one_error_line(cli(*args), f"--out {out}: {out.parent} is not")
+    assert not out.exists()
+
+
+def test_existing_run_directory_is_left_untouched(cli: Callable[..., Result], data: Path) -> None:
+    run = data / "existing-run"
+    before = digest(run)
+    result = cli("track", "--task", "ioi", "--steps", "1", "--out", data, "--name", "existing-run")
+    assert_one_error_line(result, f"{run}: holds a run already", "--resume")
+    assert digest(run) == before
+
+
+def test_failed_training_keeps_the_forecaster_already_saved(
+    cli: Callable[..., Result], data: Path, tmp_path: Path
+) -> None:
+    saved = shutil.copytree(data / "forecaster", tmp_path / "fc")
+    before = digest(saved)
+    result = cli("forecast", "train", "--trajectories", data / "nan", "--out", saved)
+    assert_one_error_line(result, "non-finite score nan")
+    assert digest(saved) == before
+
+
+@pytest.mark.parametrize("command", ["track", "compare"])
+def test_unreachable_tracking_server_fails_before_training(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    args = {
+        "track": ["track", "--task", "ioi", "--steps", "1", "--out", tmp_path / "runs"],
+        "compare": ["compare", "--task", "ioi", "--seeds", "1", "--steps", "1", "--out", tmp_path / "runs"],
+    }[command]
+    assert_one_error_line(cli(*args), f"MLflow tracking server {uri} is not reachable")
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def _pending_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    entry = {"run_id": "0123456789abcdef0123456789abcdef", "metrics": [["loss", 1.0, 1000, 2]]}
+    (run / PENDING_FILE).write_text(json.dumps(entry) + "\n")
+    return run
+
+
+def test_sync_to_an_unreachable_server_keeps_the_queue(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run = _pending_run(tmp_path)
+    before = digest(run)
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert_one_error_line(cli("sync", run), f"MLflow tracking server {uri} is not reachable")
+    assert digest(run) == before
+
+
+def test_sync_to_a_store_that_does_not_exist_creates_none(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    run = _pending_run(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere.db")
+    assert_one_error_line(cli("sync", run), f"{tmp_path}/elsewhere.db: no MLflow store")
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_sync_of_a_run_the_store_does_not_hold_keeps_the_queue(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    run = _pending_run(tmp_path)
+    before = digest(run)
+    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()  # the store exists
+    line = assert_one_error_line(cli("sync", run), f"{run}: sync to sqlite:///", PENDING_FILE)
+    assert "0123456789abcdef0123456789abcdef" in line
+    assert digest(run) == before
+
+
+def test_the_error_line_is_the_whole_stderr_for_multiline_messages_and_brackets(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import foresight.tasks
+
+    def broken(name: str) -> None:
+        raise ValueError("first line\n[Errno 2] second [bold]line[/x]")
+
+    monkeypatch.setattr(foresight.tasks, "get_task", broken)
+    line = assert_one_error_line(cli("evaluate", "--task", "ioi"))
+    assert line == "error: first line [Errno 2] second [bold]line[/x]"
+
+
+def test_debug_mode_shows_the_traceback(cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORESIGHT_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown task 'nosuch'"):
+        cli("evaluate", "--task", "nosuch")
+
+
+def test_helpers_detect_what_they_claim(tmp_path: Path) -> None:
+    """The checks above must be able to fail: a traceback or a second line is caught."""
+    with pytest.raises(AssertionError):
+        assert_one_error_line(Result(2, "", "Traceback (most recent call last):\nerror: x\n"))
+    with pytest.raises(AssertionError):
+        assert_one_error_line(Result(2, "", "error: x\nerror: y\n"))
+    with pytest.raises(AssertionError):
+        assert_one_error_line(Result(1, "", "error: x\n"))
+    out = unwritable_dir(tmp_path)
+    with pytest.raises(OSError):
+        out.mkdir(parents=True)
