@@ -42,8 +42,8 @@ MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 METRIC_FAMILIES = {"cd": "Circuit Distance", "cs": "Circuit Stability", "cc": "Circuit Conflict"}
 
 
-class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking server does not answer."""
+class TrackingUnavailable(ConnectionError):
+    """The MLflow tracking server does not answer (an OSError, so the CLI reports it as a user error)."""
 
 
 def resolve_tracking_uri() -> str:
@@ -186,9 +186,10 @@ class SafeLogger:
         self._call(lambda: _log_batch(self.client, self.run_id, tags=entry["tags"]), entry)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        """Log a file as an artifact (queued by path when offline: keep the file until `sync`)."""
+        """Log a file, or the contents of a directory, under `artifact_path` (queued by path
+        when offline: keep the files until `sync`)."""
         entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
-        self._call(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path), entry)
+        self._call(lambda: _log_artifact(self.client, self.run_id, str(local_path), artifact_path), entry)
 
     def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
         if not self.offline:
@@ -205,6 +206,15 @@ class SafeLogger:
                 f.write(json.dumps({"run_id": self.run_id, **entry}) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+
+
+def _log_artifact(client: MlflowClient, run_id: str, local_path: str, artifact_path: str | None) -> None:
+    """A file as `artifact_path/name`; a directory's contents under `artifact_path` (not under
+    `artifact_path/name`, where client.log_artifact would put them)."""
+    if os.path.isdir(local_path):
+        client.log_artifacts(run_id, local_path, artifact_path)
+    else:
+        client.log_artifact(run_id, local_path, artifact_path)
 
 
 def _metrics(entry: Mapping[str, Any]) -> list[Metric]:
@@ -245,7 +255,7 @@ def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
                     histories[run_id, metric.key].add(metric.step)
             _log_batch(client, run_id, metrics, entry.get("params"), entry.get("tags"))
             if "artifact" in entry:
-                client.log_artifact(run_id, entry["artifact"], entry.get("artifact_path"))
+                _log_artifact(client, run_id, entry["artifact"], entry.get("artifact_path"))
         except Exception:
             remaining = "".join(json.dumps(e) + "\n" for e in entries[done:])
             tmp = file.with_suffix(".tmp")
