@@ -1,0 +1,203 @@
+"""`foresight track` against a real `mlflow server` (SQLite backend, proxied artifacts on
+127.0.0.1), checked through the server's REST API; then the server is killed in the middle
+of a run, and `foresight sync` uploads what it missed to the restarted server.
+
+Starting a server takes about 10 s; the module shares one (about 1-2 min in all)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from foresight.tracking_log import PENDING_FILE
+from trackers.store import load_trajectory
+
+pytestmark = pytest.mark.server
+
+CLI = [sys.executable, "-m", "foresight.cli"]
+TRACK = ["track", "--task", "ioi", "--every", "2", "--n-pairs", "8", "--batch-size", "8"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """An `mlflow server` in its own process group, restartable on the same port and backend."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> None:
+        port = self.url.rsplit(":", 1)[1]
+        command = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port, "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+            "--artifacts-destination", str(self.root / "artifacts"),
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no background job workers
+        log = (self.root / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                tail = (self.root / "server.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"mlflow server did not come up at {self.url}:\n{tail}")
+            time.sleep(0.25)
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group (the server and its uvicorn worker)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
+    def api(self, endpoint: str, **params: str) -> dict:
+        """GET /api/2.0/mlflow/{endpoint} with query `params`, as JSON."""
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}/api/2.0/mlflow/{endpoint}?{query}", timeout=30) as r:
+            return json.loads(r.read())
+
+    def artifact(self, run_id: str, path: str) -> bytes:
+        query = urllib.parse.urlencode({"path": path, "run_uuid": run_id})
+        with urllib.request.urlopen(f"{self.url}/get-artifact?{query}", timeout=30) as r:
+            return r.read()
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        metrics = self.api("metrics/get-history", run_id=run_id, metric_key=key).get("metrics", [])
+        return sorted((int(m["step"]), float(m["value"])) for m in metrics)
+
+    def files(self, run_id: str, path: str) -> list[str]:
+        listing = self.api("artifacts/list", run_id=run_id, path=path).get("files", [])
+        return sorted(f["path"] for f in listing)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.kill()
+
+
+def run_cli(args: list[object], server: Server, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": server.url, **env}
+    return subprocess.run(
+        [*CLI, *map(str, args)], env=environment, capture_output=True, text=True, timeout=400
+    )
+
+
+def local_accuracy(trajectory: Path) -> list[tuple[int, float]]:
+    table = load_trajectory(trajectory)
+    per_step = table.groupby("step")["accuracy"].first()
+    return [(int(step), float(value)) for step, value in per_step.items()]
+
+
+def test_track_logs_params_metrics_and_the_trajectory_to_the_server(server: Server, tmp_path: Path) -> None:
+    done = run_cli([*TRACK, "--steps", "4", "--out", tmp_path, "--name", "run"], server)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+    assert f"MLflow run {run_id} in {server.url}" in done.stdout
+
+    run = server.api("runs/get", run_id=run_id)["run"]
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert {k: params[k] for k in ("model", "tasks", "steps", "every", "n_pairs", "batch_size")} == {
+        "model": "default", "tasks": "ioi", "steps": "4", "every": "2", "n_pairs": "8", "batch_size": "8",
+    }  # fmt: skip
+    trajectory = run_dir / "trajectories" / "ioi"
+    assert server.history(run_id, "ioi/accuracy") == local_accuracy(trajectory)
+    assert [s for s, _ in server.history(run_id, "ioi/accuracy")] == [0, 2, 4]
+    assert [s for s, _ in server.history(run_id, "ioi/cd_start_all")] == [0, 2, 4]
+    losses = [s for s, _ in server.history(run_id, "loss")]
+    assert losses and len(losses) == len(set(losses))
+
+    assert "trajectories/ioi" in server.files(run_id, "trajectories")
+    checkpoints = server.files(run_id, "trajectories/ioi/checkpoints")
+    assert checkpoints == [f"trajectories/ioi/checkpoints/step-{s:08d}.parquet" for s in (0, 2, 4)]
+    for name in ("manifest.json", "checkpoints/step-00000004.parquet"):
+        assert server.artifact(run_id, f"trajectories/ioi/{name}") == (trajectory / name).read_bytes()
+    assert "figures/ioi/head_scores.png" in server.files(run_id, "figures/ioi")
+    assert not (run_dir / PENDING_FILE).exists()
+
+
+def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "trajectories" / "ioi" / "checkpoints"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # fail at once on a dead server, not after minutes
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    }
+    command = [*CLI, *TRACK, "--steps", "8", "--out", str(tmp_path), "--name", "run"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (checkpoints / "step-00000002.parquet").exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint 2 in time"
+            time.sleep(0.05)
+        server.kill()  # steps 0 and 2 are logged; the rest of the run goes on without a server
+        out, err = process.communicate(timeout=400)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.start()  # same port, same backend: the run recorded there is reachable again
+    assert process.returncode == 0, err[-3000:]
+    assert err.count("MLflow logging failed") == 1, err[-3000:]
+    assert f"foresight sync {run_dir}" in err
+    trajectory = run_dir / "trajectories" / "ioi"
+    expected = local_accuracy(trajectory)
+    assert [s for s, _ in expected] == [0, 2, 4, 6, 8]  # the local trajectory is complete
+
+    run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+    before = server.history(run_id, "ioi/accuracy")
+    assert before == expected[: len(before)] and len(before) < len(expected)
+    queued = [json.loads(line) for line in (run_dir / PENDING_FILE).read_text().splitlines()]
+    assert {e["run_id"] for e in queued} == {run_id}
+    assert any(e.get("artifact_path") == "trajectories" for e in queued)
+
+    synced = run_cli(["sync", run_dir], server)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert f"uploaded {len(queued)} queued entries" in synced.stdout
+    assert not (run_dir / PENDING_FILE).exists()
+    assert server.history(run_id, "ioi/accuracy") == expected  # every step once, none doubled
+    for key in ("loss", "ioi/cd_prev_all", "ioi/faithfulness"):
+        steps = [s for s, _ in server.history(run_id, key)]
+        assert len(steps) == len(set(steps)) and steps, key
+    assert server.files(run_id, "trajectories/ioi/checkpoints") == [
+        f"trajectories/ioi/checkpoints/step-{s:08d}.parquet" for s in (0, 2, 4, 6, 8)
+    ]
+    assert (
+        server.artifact(run_id, "trajectories/ioi/checkpoints/step-00000008.parquet")
+        == (trajectory / "checkpoints" / "step-00000008.parquet").read_bytes()
+    )
+    again = run_cli(["sync", run_dir], server)
+    assert again.returncode == 0 and "uploaded 0 queued entries" in again.stdout
+    assert len(server.history(run_id, "ioi/accuracy")) == len(expected)
