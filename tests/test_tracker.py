@@ -95,8 +95,21 @@ def test_resume_after_sigkill_completes_the_trajectory_once(
     per_step = table[table.level == "node"].groupby("step").component.count()
     assert per_step.index.tolist() == [0, 2, 4, 6, 8] and per_step.nunique() == 1
     run_id = json.loads((tmp_path / "run" / "run.json").read_text())["run_id"]
-    history = MlflowClient(mlflow_store).get_metric_history(run_id, "ioi/accuracy")
+    client = MlflowClient(mlflow_store)
+    # the resumed process continued the same MLflow run: it says so, and no other run exists
+    assert f"MLflow run {run_id} in" in resumed.stdout
+    experiment = client.get_run(run_id).info.experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [run_id]
+    history = client.get_metric_history(run_id, "ioi/accuracy")
     assert sorted(m.step for m in history) == [0, 2, 4, 6, 8]
+    # no metric has a step twice, though the steps between the last Trainer checkpoint and
+    # the kill were trained and logged twice
+    keys = client.get_run(run_id).data.metrics
+    assert {"loss", "ioi/accuracy", "ioi/cd_start_all", "ioi/cs_prev"} <= set(keys)
+    for key in keys:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert len(steps) == len(set(steps)), (key, sorted(steps))
+    assert max(m.step for m in client.get_metric_history(run_id, "loss")) == 8
 
 
 def test_log_spaced_steps_are_dense_early_and_end_at_total() -> None:
