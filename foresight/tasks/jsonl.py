@@ -38,12 +38,23 @@ class _Line:
     split: str
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's "\\ud800" escape decodes to one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_line(path: Path, number: int, text: str) -> _Line:
     where = f"{path}:{number}"
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise TaskFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except (ValueError, RecursionError) as err:  # an integer too long for int(), nesting too deep
+        raise TaskFileError(f"{where}: not valid JSON ({type(err).__name__}: {err})") from None
     if not isinstance(record, dict):
         raise TaskFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
     for key in REQUIRED:
@@ -51,13 +62,17 @@ def _parse_line(path: Path, number: int, text: str) -> _Line:
             raise TaskFileError(f"{where}: missing field {key!r}")
         if not isinstance(record[key], str) or not record[key].strip():
             raise TaskFileError(f"{where}: field {key!r} must be a non-empty string")
+        if not _is_unicode(record[key]):
+            raise TaskFileError(f"{where}: field {key!r} holds a lone surrogate (not valid Unicode)")
     if record["answer"] == record["wrong"]:
         raise TaskFileError(f"{where}: 'answer' and 'wrong' are the same")
     split = record.get("split", split_of(record["clean"]))
     if split not in ("train", "eval"):
         raise TaskFileError(f"{where}: field 'split' must be 'train' or 'eval', got {split!r}")
     accepted = record.get("accepted", [])
-    if not isinstance(accepted, list) or not all(isinstance(a, str) and a for a in accepted):
+    if not isinstance(accepted, list) or not all(
+        isinstance(a, str) and a and _is_unicode(a) for a in accepted
+    ):
         raise TaskFileError(f"{where}: field 'accepted' must be a list of non-empty strings")
     example = Example(record["clean"], record["answer"], tuple(accepted))
     pair = AttributionPair(record["clean"], record["corrupted"], record["answer"], record["wrong"])
@@ -72,12 +87,14 @@ class JsonlTask(Task):
         self.name = self.path.stem
         self.description = f"JSONL task from {self.path}"
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise TaskFileError(f"{self.path}: cannot read ({err})") from None
+        # only "\n" ends a line: str.splitlines would also split at characters that JSON
+        # strings may hold raw (U+2028, U+0085, form feed, ...)
         self.lines = [
             _parse_line(self.path, number, line)
-            for number, line in enumerate(text.splitlines(), start=1)
+            for number, line in enumerate(text.split("\n"), start=1)
             if line.strip()
         ]
         for split in ("train", "eval"):
