@@ -389,6 +389,27 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     console.print(f"uploaded {uploaded} queued entries to {uri}")
 
 
+@app.command("report")
+def report_command(
+    experiment: str = typer.Option(..., help="MLflow experiment, e.g. study-illusion or foresight-compare"),
+    out: Path = typer.Option(None, help="also write the markdown table here"),
+) -> None:
+    """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+    import mlflow
+
+    from foresight.report import report
+    from foresight.tracking_log import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    text = report(experiment)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    console.print(text, markup=False, highlight=False)
+
+
 def main() -> None:
     """Entry point: runs the app, turning user errors into one line and exit 2."""
     if os.environ.get("FORESIGHT_DEBUG"):

@@ -128,7 +128,9 @@ def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison) ->
         comparison.table["ci_low"] <= comparison.table["ci_high"]
     ).all()
     assert [tuple(r) for r in comparison.tests[["a", "b", "n"]].itertuples(index=False)] == [
-        ("static", "random", 2)
+        ("static", "random", 2),
+        ("static", "free", 2),
+        ("random", "free", 2),
     ]
     assert "n = 2 seeds is small" in comparison.markdown
 

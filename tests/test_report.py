@@ -1,0 +1,136 @@
+"""Results tables: paired tests against hand computation, and tables rebuilt from MLflow."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from foresight.report import ReportError, paired_tests, report, summarise, verdict
+
+ACCURACY = {  # (task, seed) -> strategy -> accuracy after
+    ("ioi", 0): {"static": 0.60, "random": 0.50, "predictive": 0.70},
+    ("ioi", 1): {"static": 0.64, "random": 0.52, "predictive": 0.71},
+    ("bool", 0): {"static": 0.80, "random": 0.81, "predictive": 0.90},
+    ("bool", 1): {"static": 0.70, "random": 0.69, "predictive": 0.85},
+}
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"task": task, "seed": seed, "strategy": s, "accuracy_before": 0.5, "accuracy_after": a,
+             "trainable_parameters": 100.0 if s != "free" else 1000.0}
+            for (task, seed), by in ACCURACY.items()
+            for s, a in by.items()
+        ]
+    )  # fmt: skip
+
+
+def hand_t(diffs: list[float]) -> float:
+    n = len(diffs)
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    return mean / (sd / math.sqrt(n))
+
+
+def test_paired_tests_pool_task_seed_pairs_as_computed_by_hand() -> None:
+    tests = paired_tests(frame()).set_index(["a", "b"])
+    diffs = [by["predictive"] - by["static"] for by in ACCURACY.values()]
+    row = tests.loc[("predictive", "static")]
+    assert row["n"] == 4
+    assert row["mean_diff"] == pytest.approx(sum(diffs) / 4)
+    assert row["t"] == pytest.approx(hand_t(diffs))
+    assert ("static", "free") not in tests.index  # free did not run
+
+
+def test_summary_interval_is_the_t_interval() -> None:
+    table = summarise(frame()).set_index("strategy")
+    static = [by["static"] for by in ACCURACY.values()]
+    half = 3.182446305284263 * np.std(static, ddof=1) / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert table.loc["static", "accuracy"] == pytest.approx(np.mean(static))
+    assert table.loc["static", "ci_high"] - table.loc["static", "accuracy"] == pytest.approx(half)
+
+
+def test_verdict_says_who_wins_and_when_nobody_does() -> None:
+    tests = paired_tests(frame()).set_index(["a", "b"])
+    lines = verdict(tests.reset_index())
+    assert any(line.startswith("predictive beats static") for line in lines)
+    # static - random: +0.10, +0.12, -0.01, +0.01: t = 1.70, p = 0.19
+    assert any(line.startswith("static vs random: no significant difference (mean +0.055") for line in lines)
+    tie = pd.DataFrame([{"a": "x", "b": "y", "n": 3, "mean_diff": 0.0, "t": np.nan, "p": np.nan}])
+    assert verdict(tie) == ["x vs y: no significant difference (mean +0.000, n = 3)"]
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return tmp_path
+
+
+def test_report_rebuilds_the_strategy_table_from_mlflow(store: Path) -> None:
+    experiment = mlflow.create_experiment("study-x", artifact_location=str(store / "artifacts"))
+    for (task, seed), by in ACCURACY.items():
+        for strategy, acc in by.items():
+            tags = {"task": task, "strategy": strategy, "seed": str(seed)}
+            with mlflow.start_run(experiment_id=experiment, tags=tags):
+                mlflow.log_param("trainable_parameters", 100)
+                mlflow.log_metrics({"accuracy_before": 0.5, "accuracy_after": acc, "wall_s": 1.0}, step=10)
+    text = report("study-x")
+    ioi_static = np.mean([ACCURACY["ioi", s]["static"] for s in (0, 1)])
+    assert f"| ioi    |      0.5 |     {ioi_static:.4g} |" in text
+    diffs = [by["predictive"] - by["static"] for by in ACCURACY.values()]
+    assert f"{hand_t(diffs):.4g}" in text
+    assert text.index("| static") < text.index("| random")  # the order the runs were made in
+
+
+def test_report_rebuilds_the_evolution_table_from_mlflow(store: Path) -> None:
+    experiment = mlflow.create_experiment("evo", artifact_location=str(store / "artifacts"))
+    finals = [0.2, 0.6]
+    for final in finals:
+        with mlflow.start_run(experiment_id=experiment):
+            for step, value in ((0, 0.0), (10, final)):  # the last step's value counts
+                mlflow.log_metrics(
+                    {"ioi/cd_start_head": value, "ioi/cd_start_mlp": value / 2, "bool/cd_start_head": 0.1,
+                     "cc/bool/ioi": value},
+                    step=step,
+                )  # fmt: skip
+    text = report("evo")
+    row = next(line for line in text.splitlines() if line.startswith("| ioi"))
+    assert f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1):.3f}" in row
+    assert f"{np.mean(finals) / 2:.1f} ± {np.std(finals, ddof=1) / 2:.3f}" in row
+
+
+def test_report_of_a_missing_or_empty_experiment_is_a_clear_error(store: Path) -> None:
+    with pytest.raises(ReportError, match="no MLflow experiment 'nope'"):
+        report("nope")
+    mlflow.create_experiment("empty", artifact_location=str(store / "artifacts"))
+    with pytest.raises(ReportError, match="holds no strategy-comparison or tracked runs"):
+        report("empty")
+
+
+def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> None:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
+    experiment = mlflow.create_experiment("cli", artifact_location=str(store / "artifacts"))
+    with mlflow.start_run(experiment_id=experiment, tags={"task": "ioi", "strategy": "static", "seed": "0"}):
+        mlflow.log_param("trainable_parameters", 10)
+        mlflow.log_metrics({"accuracy_before": 0.5, "accuracy_after": 0.75, "wall_s": 1.0})
+    command = [sys.executable, "-m", "foresight.cli", "report"]
+    done = subprocess.run([*command, "--experiment", "cli", "--out", str(store / "t.md")], env=env, text=True,
+                          capture_output=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| ioi    |      0.5 |     0.75 |" in (store / "t.md").read_text()
+    missing = subprocess.run([*command, "--experiment", "nope"], env=env, text=True, capture_output=True)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: no MLflow experiment 'nope' at sqlite:///{store}/mlflow.db"
+    ]
