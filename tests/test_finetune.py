@@ -158,6 +158,18 @@ def test_dynamic_reselection_takes_effect_on_the_next_step(
         assert not moved(base, tuned, component), component
 
 
+def test_metrics_cadence_is_separate_from_the_reselection_cadence(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
+    scripted_attribution(monkeypatch, first, later, n_first=2)
+    args = {**FAST, "log_every": 4}
+    result = finetune("gender", "dynamic", model=tiny_model_dir, out_dir=tmp_path, save_model=False, **args)
+    assert result.selections == {0: sorted(first), 2: sorted(later)}  # reselected at step 2 ...
+    assert list(result.metrics.dropna(subset=["accuracy"])["step"]) == [0, 4]  # ... logged at 0 and 4
+    assert list(result.metrics.dropna(subset=["accuracy"])["cd"]) == [0.0, 0.0]
+
+
 def test_predictive_switches_to_the_forecasters_top_k(
     monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

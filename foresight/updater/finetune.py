@@ -18,10 +18,10 @@ selected; `free` ignores K). Strategies:
 - predictive-dynamic: as predictive, then re-forecast from the whole trajectory so far at every
   later checkpoint.
 
-Every `every` steps (and at the last step) the run records the training loss, held-out accuracy
-and the Circuit Distance (heads and MLPs) of the set in force to the current circuit (eap top-K on
-the current model), measured before any re-selection at that step. A re-selection at step s
-takes effect from step s + 1.
+Every `log_every` steps (default `every`; and at the last step) the run records the training loss,
+held-out accuracy and the Circuit Distance (heads and MLPs) of the set in force to the current
+circuit (eap top-K on the current model), measured before any re-selection at that step. A
+re-selection at step s takes effect from step s + 1.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def _scores(model: PreTrainedModel, data: _Data) -> dict[str, float]:
 
 
 class _Monitor(TrainerCallback):
-    """Every `every` steps (and at the last): metrics, then `reselect(step, scores)` -> new set or None."""
+    """Every `log_every` steps (and at the last): metrics; every `every` steps, for reselecting
+    strategies: `reselect(step, scores)` -> new set or None."""
 
     def __init__(
         self,
@@ -109,34 +110,39 @@ class _Monitor(TrainerCallback):
         data: _Data,
         k: int,
         every: int,
+        log_every: int,
         selected: set[str],
-        reselect: Callable[[int, dict[str, float]], set[str] | None],
+        reselect: Callable[[int, dict[str, float]], set[str] | None] | None,
         logger: SafeLogger | None,
     ) -> None:
-        self.model, self.updater, self.data, self.k, self.every = model, updater, data, k, every
+        self.model, self.updater, self.data, self.k = model, updater, data, k
+        self.every, self.log_every = every, log_every
         self.selected, self.reselect, self.logger = selected, reselect, logger
         self.rows: dict[int, dict[str, float]] = {}
         self.selections: dict[int, list[str]] = {0: sorted(selected)}
 
-    def observe(self, step: int) -> None:
+    def observe(self, step: int, last: bool = False) -> None:
+        log = step % self.log_every == 0 or last
+        check = self.reselect is not None and step % self.every == 0
+        if not (log or check):
+            return
         scores = _scores(self.model, self.data)
-        current = select_from_scores(scores, self.k)
-        row = {
-            "accuracy": accuracy(self.model, self.data.tokenizer, self.data.examples),
-            "cd": circuit_distance(self.selected, current, "all"),
-        }
-        self.rows.setdefault(step, {}).update(row)
-        if self.logger is not None:
-            self.logger.log_metrics(row, step)
-        new = self.reselect(step, scores)
+        if log:
+            row = {
+                "accuracy": accuracy(self.model, self.data.tokenizer, self.data.examples),
+                "cd": circuit_distance(self.selected, select_from_scores(scores, self.k), "all"),
+            }
+            self.rows.setdefault(step, {}).update(row)
+            if self.logger is not None:
+                self.logger.log_metrics(row, step)
+        new = self.reselect(step, scores) if check else None
         if new is not None and new != self.selected:
             self.updater.set_components(new)  # type: ignore[union-attr] (reselecting strategies have one)
             self.selected = new
             self.selections[step] = sorted(new)
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            self.observe(state.global_step)
+        self.observe(state.global_step, last=state.global_step == state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if logs and "loss" in logs:
@@ -201,7 +207,7 @@ def _train(
         model, data.tokenizer, [data.task], config, out_dir, callbacks, optimizers=(optimizer, None)
     )
     if monitor is not None:
-        trainer.args.logging_steps = monitor.every
+        trainer.args.logging_steps = monitor.log_every
     trainer.train()
 
 
@@ -234,6 +240,7 @@ def finetune(
     forecaster: Forecaster | str | Path | None = None,
     warmup_checkpoints: int | None = None,
     every: int = 10,
+    log_every: int | None = None,
     out_dir: str | Path = "runs/finetune",
     logger: SafeLogger | None = None,
     n_pairs: int = 32,
@@ -251,8 +258,8 @@ def finetune(
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if mode not in DEFAULT_LR:
         raise ValueError(f"mode must be 'lora' or 'full', not {mode!r}")
-    if steps < 1 or every < 1:
-        raise ValueError(f"steps ({steps}) and every ({every}) must be >= 1")
+    if steps < 1 or every < 1 or (log_every is not None and log_every < 1):
+        raise ValueError(f"steps ({steps}), every ({every}) and log_every ({log_every}) must be >= 1")
     out = Path(out_dir)
     task = get_task(task) if isinstance(task, str) else task
     base, tokenizer = load_model(model)
@@ -287,7 +294,8 @@ def finetune(
     start = time.perf_counter()
     torch.manual_seed(seed)
     net, updater = _wrap(base, initial, mode, rank, strategy in RESELECTING, strategy == "free")
-    monitor = _Monitor(net, updater, data, components, every, initial, reselect, logger)
+    log_every = log_every or every
+    monitor = _Monitor(net, updater, data, components, every, log_every, initial, reselect, logger)
     monitor.observe(0)
     _train(net, updater, data, monitor, config, out / "trainer")
     wall = time.perf_counter() - start
@@ -333,14 +341,15 @@ def _reselector(
     every: int,
     steps: int,
     k: int,
-) -> Callable[[int, dict[str, float]], set[str] | None]:
-    """The strategy's re-selection rule, called at every monitored step with the current scores."""
+) -> Callable[[int, dict[str, float]], set[str] | None] | None:
+    """The strategy's re-selection rule, called every `every` steps with the current scores
+    (None for strategies that keep their initial set)."""
     if strategy == "dynamic":
         return lambda step, scores: (
             select_from_scores(scores, k) if step % every == 0 and step < steps else None
         )
     if forecasts is None:
-        return lambda step, scores: None
+        return None
     warmup = forecasts.forecaster.problem.prefix + 1 if warmup_checkpoints is None else warmup_checkpoints
     switch = (warmup - 1) * every
     if warmup < 1 or switch >= steps:
