@@ -29,7 +29,7 @@ from foresight.models import SHIPPED
 from foresight.tracking_log import PENDING_FILE
 from predictors.cli import train_command
 from predictors.synthetic import synthetic_trajectories, write_corpus
-from trackers.store import MANIFEST, checkpoint_file
+from trackers.store import MANIFEST, SCALARS_KEY, checkpoint_file
 
 GOOD = [
     {"clean": "3 + 4 =", "corrupted": "3 + 5 =", "answer": "7", "wrong": "8", "split": "train"},
@@ -64,13 +64,22 @@ def _jsonl(path: Path, lines: list[str]) -> str:
     return str(path)
 
 
-def _rewrite_scores(file: Path, value: float) -> None:
-    """Put `value` into the score of the second row of a checkpoint, bypassing the writer."""
+def _rewrite_scores(file: Path, value: object) -> None:
+    """Put `value` into the score of the second row of a checkpoint, bypassing the writer
+    (a string turns the column into strings)."""
     table = pq.read_table(file)
     scores = table.column("score").to_pylist()
     scores[1] = value
+    if isinstance(value, str):
+        scores = [str(v) for v in scores]
     table = table.set_column(table.schema.get_field_index("score"), "score", pa.array(scores))
     pq.write_table(table, file)
+
+
+def _rewrite_scalars(file: Path, text: bytes) -> None:
+    """Replace the JSON scalars of a checkpoint by `text`, bypassing the writer."""
+    table = pq.read_table(file)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, SCALARS_KEY: text}), file)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +101,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     other = synthetic_trajectories(tasks=("t0",), seeds=(0,), n_heads=3, n_checkpoints=5)
     write_corpus(*other, root / "other", n_heads=3)
 
-    for name in ("schema", "truncated", "nan", "inf"):
+    for name in ("schema", "truncated", "nan", "inf", "infs", "text-scores"):
         shutil.copytree(corpus, root / name)
+    _rewrite_scalars(checkpoint_file(root / "infs" / "t0-s0", 50), b'{"accuracy": Infinity}')
+    _rewrite_scores(checkpoint_file(root / "text-scores" / "t0-s0", 0), "high")
     manifest = root / "schema" / "t0-s0" / MANIFEST
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "schema_version": 99}))
     truncated = checkpoint_file(root / "truncated" / "t1-s0", 50)
@@ -283,6 +294,26 @@ CASES = [
         "predict-inf-score",
         ["forecast", "predict", "--forecaster", "{data}/forecaster", "--trajectory", "{data}/inf/t0-s0"],
         ["{data}/inf/t0-s0/checkpoints/step-00000075.parquet: non-finite score -inf for component"],
+    ),
+    (
+        "predict-infinite-scalar",
+        [
+            "forecast",
+            "predict",
+            "--forecaster",
+            "{data}/forecaster",
+            "--trajectory",
+            "{data}/infs/t0-s0",
+        ],
+        [
+            "{data}/infs/t0-s0/checkpoints/step-00000050.parquet: unreadable checkpoint scalars",
+            "Infinity",
+        ],
+    ),
+    (
+        "eval-scores-as-text",
+        ["forecast", "eval", "--trajectories", "{data}/text-scores"],
+        ["{data}/text-scores/t0-s0/checkpoints/step-00000000.parquet: column score is not numeric"],
     ),
     (
         "train-empty-root",

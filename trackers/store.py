@@ -175,7 +175,10 @@ def _validate_table(table: pd.DataFrame, where: str) -> None:
     if bad_kind.any():
         raise TrajectoryError(f"{where}: kind {table['kind'][bad_kind].iloc[0]!r} is not one of {KINDS}")
     for column in ("score", "grad_norm"):
-        values = table[column].to_numpy(dtype="float64")
+        try:
+            values = table[column].to_numpy(dtype="float64")
+        except (TypeError, ValueError) as e:
+            raise TrajectoryError(f"{where}: column {column} is not numeric ({e})") from e
         bad = np.isinf(values) if column == "grad_norm" else ~np.isfinite(values)
         if bad.any():
             component = table["component"].iloc[int(np.flatnonzero(bad)[0])]
@@ -214,16 +217,31 @@ def _write_parquet(path: Path, table: pd.DataFrame, scalars: dict[str, Any]) -> 
 
 def read_checkpoint(file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One checkpoint (or probe) file: its table and its scalars. TrajectoryError names
-    the file if it is unreadable, truncated, lacks columns or holds non-finite scores."""
+    the file if it is unreadable, truncated, lacks columns, holds columns of the wrong
+    type, non-finite scores or non-finite scalars."""
     file = Path(file)
     try:
         arrow = pq.read_table(file)
-        scalars = json.loads((arrow.schema.metadata or {}).get(SCALARS_KEY, b"{}"))
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as e:
+    except (OSError, pa.ArrowException) as e:
         raise TrajectoryError(f"{file}: unreadable Parquet file ({e})") from e
+    try:
+        text = (arrow.schema.metadata or {}).get(SCALARS_KEY, b"{}")
+        scalars = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise TrajectoryError(f"{file}: unreadable checkpoint scalars ({e})") from e
+    if not isinstance(scalars, dict):
+        raise TrajectoryError(f"{file}: checkpoint scalars are not a JSON object")
     table = arrow.to_pandas()
     _validate_table(table, str(file))
-    return table.astype(CHECKPOINT_COLUMNS), scalars
+    try:
+        return table.astype(CHECKPOINT_COLUMNS), scalars
+    except (TypeError, ValueError) as e:
+        raise TrajectoryError(f"{file}: checkpoint columns of the wrong type ({e})") from e
+
+
+def _reject_constant(name: str) -> float:
+    """json.loads hook for NaN and +-Infinity: scalars are stored finite (NaN as null)."""
+    raise ValueError(f"non-finite scalar {name}")
 
 
 class TrajectoryWriter:
