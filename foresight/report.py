@@ -164,51 +164,69 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def evolution_markdown(frame: pd.DataFrame, title: str) -> str:
-    """Per task: mean and sd over runs of each metric at the last checkpoint."""
+    """Per task: mean and sd over runs of each metric at the last checkpoint; then the median
+    over tasks of those means for CD (heads, MLPs), CS and CC."""
     metrics = [*EVOLUTION_METRICS, "cc"]
     grouped = frame.groupby("task")[metrics]
-    table = grouped.mean().round(3).astype(str) + " ± " + grouped.std(ddof=1).round(3).astype(str)
+    mean, sd = grouped.mean(), grouped.std(ddof=1)
+    table = pd.DataFrame(
+        {
+            m: [
+                f"{a:.3f}" + (f" ± {b:.3f}" if pd.notna(b) else "")
+                for a, b in zip(mean[m], sd[m], strict=True)
+            ]
+            for m in metrics
+        },
+        index=mean.index,
+    )
     table.insert(0, "runs", frame.groupby("task").size())
-    mean = frame[metrics].mean()
+    median = mean.median()
     parts = [f"# {title}", "", "At the last checkpoint, mean ± sd over runs (seeds):", ""]
-    parts += [table.reset_index().to_markdown(index=False), ""]
+    parts += [table.reset_index().to_markdown(index=False, disable_numparse=True), ""]
     parts += [
-        f"Over all tasks: CD to step 0 of heads {mean['cd_start_head']:.3f}, of MLPs "
-        f"{mean['cd_start_mlp']:.3f}; CS to step 0 {mean['cs_start']:.3f}; CC {mean['cc']:.3f}.",
+        f"Median over tasks: CD to step 0 of heads {median['cd_start_head']:.3f}, of MLPs "
+        f"{median['cd_start_mlp']:.3f}; CS to step 0 {median['cs_start']:.3f}; CC {median['cc']:.3f} "
+        "(CS is a ratio of faithfulnesses: it is unbounded where the new circuit's is near 0).",
         "",
     ]
     return "\n".join(parts)
 
 
-def _runs(experiment: str) -> pd.DataFrame:
+def experiment_runs(experiment: str) -> pd.DataFrame:
+    """`mlflow.search_runs` of experiment `experiment`, oldest run first."""
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
         raise ReportError(f"no MLflow experiment {experiment!r} at {mlflow.get_tracking_uri()}")
-    return mlflow.search_runs([found.experiment_id], max_results=50_000)
+    return mlflow.search_runs([found.experiment_id], max_results=50_000).iloc[::-1]
 
 
 def strategy_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """STRATEGY_COLUMNS (and wall_s) of the child runs of `compare` in `mlflow.search_runs` output."""
+    """STRATEGY_COLUMNS (and wall_s) of the child runs of `compare` in `mlflow.search_runs` output
+    (oldest first); a (task, strategy, seed) that ran more than once keeps its latest run."""
     if "tags.strategy" not in runs:
         return pd.DataFrame(columns=[*STRATEGY_COLUMNS, "wall_s"])
     runs = runs[runs["tags.strategy"].notna() & runs["metrics.accuracy_after"].notna()]
-    return pd.DataFrame(
-        {
-            "task": runs["tags.task"],
-            "strategy": runs["tags.strategy"],
-            "seed": runs["tags.seed"].astype(int),
-            "accuracy_before": runs["metrics.accuracy_before"],
-            "accuracy_after": runs["metrics.accuracy_after"],
-            "trainable_parameters": runs["params.trainable_parameters"].astype(float),
-            "wall_s": runs["metrics.wall_s"],
-        }
-    ).sort_values(["task", "seed"], kind="stable")
+    return (
+        pd.DataFrame(
+            {
+                "task": runs["tags.task"],
+                "strategy": runs["tags.strategy"],
+                "seed": runs["tags.seed"].astype(int),
+                "accuracy_before": runs["metrics.accuracy_before"],
+                "accuracy_after": runs["metrics.accuracy_after"],
+                "trainable_parameters": runs["params.trainable_parameters"].astype(float),
+                "wall_s": runs["metrics.wall_s"],
+            }
+        )
+        .drop_duplicates(["task", "strategy", "seed"], keep="last")
+        .sort_values(["task", "seed"], kind="stable")
+    )
 
 
 def report(experiment: str) -> str:
     """The markdown table of an MLflow experiment: strategy comparisons if it holds `compare`
     child runs, else the evolution table of its tracked runs."""
-    runs = _runs(experiment).iloc[::-1]  # search_runs lists newest first: keep the run order
+    runs = experiment_runs(experiment)
     strategies = strategy_frame(runs)
     if len(strategies):
         return strategy_markdown(strategies, f"Strategy comparison ({experiment})")

@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foresight.report import ReportError, paired_tests, report, summarise, verdict
+from foresight.report import (
+    EVOLUTION_METRICS,
+    ReportError,
+    evolution_markdown,
+    paired_tests,
+    report,
+    strategy_frame,
+    summarise,
+    verdict,
+)
 
 ACCURACY = {  # (task, seed) -> strategy -> accuracy after
     ("ioi", 0): {"static": 0.60, "random": 0.50, "predictive": 0.70},
@@ -106,8 +115,16 @@ def test_report_rebuilds_the_evolution_table_from_mlflow(store: Path) -> None:
                 )  # fmt: skip
     text = report("evo")
     row = next(line for line in text.splitlines() if line.startswith("| ioi"))
-    assert f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1):.3f}" in row
-    assert f"{np.mean(finals) / 2:.1f} ± {np.std(finals, ddof=1) / 2:.3f}" in row
+    assert f"{np.mean(finals):.3f} ± {np.std(finals, ddof=1):.3f}" in row
+    assert f"{np.mean(finals) / 2:.3f} ± {np.std(finals, ddof=1) / 2:.3f}" in row
+    bool_row = next(line for line in text.splitlines() if line.startswith("| bool"))
+    assert "0.100 ± 0.000" in bool_row
+
+
+def test_evolution_table_of_a_single_run_shows_values_without_a_spread() -> None:
+    frame = pd.DataFrame([{"run": "r", "task": "ioi", **dict.fromkeys(EVOLUTION_METRICS, 0.25), "cc": 0.5}])
+    row = next(line for line in evolution_markdown(frame, "t").splitlines() if line.startswith("| ioi"))
+    assert row.count("0.250") == len(EVOLUTION_METRICS) and "0.500" in row and "±" not in row
 
 
 def test_report_of_a_missing_or_empty_experiment_is_a_clear_error(store: Path) -> None:
@@ -134,3 +151,19 @@ def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> Non
     assert missing.stderr.strip().splitlines() == [
         f"error: no MLflow experiment 'nope' at sqlite:///{store}/mlflow.db"
     ]
+
+
+def test_a_strategy_run_repeated_for_the_same_seed_counts_once_with_its_latest_result() -> None:
+    runs = pd.DataFrame(
+        {
+            "tags.task": ["ioi", "ioi", "ioi"],
+            "tags.strategy": ["static", "static", "static"],
+            "tags.seed": ["0", "1", "0"],
+            "metrics.accuracy_before": [0.5, 0.5, 0.5],
+            "metrics.accuracy_after": [0.6, 0.7, 0.9],  # oldest first: seed 0 ran again and got 0.9
+            "params.trainable_parameters": ["10", "10", "10"],
+            "metrics.wall_s": [1.0, 1.0, 1.0],
+        }
+    )
+    frame = strategy_frame(runs)
+    assert sorted(zip(frame["seed"], frame["accuracy_after"], strict=True)) == [(0, 0.9), (1, 0.7)]
