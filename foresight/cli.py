@@ -73,10 +73,18 @@ def _check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads a
         raise ValueError(f"{option} {k}: must be in 1..{n} (the {what} of model {model!r})")
 
 
-def _check_positive(**options: int) -> None:
+def _check_positive(**options: int | None) -> None:
+    """Each option given (not None) is at least 1."""
     for name, value in options.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
+
+
+def _check_mode(mode: str) -> None:
+    from foresight.updater.finetune import DEFAULT_LR
+
+    if mode not in DEFAULT_LR:
+        raise ValueError(f"--mode {mode!r}: choose from {', '.join(DEFAULT_LR)}")
 
 
 def _check_out_dir(option: str, path: Path) -> None:
@@ -270,14 +278,14 @@ def forecast_train(
     circuit_size: int = typer.Option(10),
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
+    hold_out: list[str] = typer.Option(None, help="a task whose runs are left out (to forecast it)"),
 ) -> None:
-    """Train a forecaster on every trajectory under a root."""
+    """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
 
     _check_out_dir("--out", out)
-    train_command(
-        trajectories, prefix, horizon, "lgbm" if model == "lightgbm" else model, circuit_size, out, seed
-    )
+    name = "lgbm" if model == "lightgbm" else model
+    train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
 
 @forecast.command("eval")
@@ -313,6 +321,9 @@ def finetune_command(
     components: int = typer.Option(8, help="K: heads and MLPs to update (not free)"),
     mode: str = typer.Option("lora", help="lora or full"),
     steps: int = typer.Option(100),
+    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
+    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
+    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
     forecaster: Path = typer.Option(None),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/finetune")),
@@ -320,13 +331,17 @@ def finetune_command(
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
 
-    _check_positive(steps=steps)
+    _check_positive(steps=steps, every=every, log_every=log_every)
+    _check_mode(mode)
     graph = _model_graph(model)
     _check_k("--components", components, model, graph)
     _check_forecaster(forecaster, [strategy], model, graph)
     _check_out_dir("--out", out)
     _tasks([task], model)
-    run(task, strategy, model, components, mode, steps, seed=seed, forecaster=forecaster, out_dir=out)
+    run(
+        task, strategy, model, components, mode, steps, lr, seed=seed, forecaster=forecaster,
+        every=every, log_every=log_every, out_dir=out,
+    )  # fmt: skip
 
 
 @app.command("compare")
@@ -336,7 +351,11 @@ def compare_command(
     seeds: int = typer.Option(3),
     model: str = typer.Option("default"),
     components: int = typer.Option(8),
+    mode: str = typer.Option("lora", help="lora or full"),
     steps: int = typer.Option(100),
+    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
+    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
+    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
     forecaster: Path = typer.Option(None),
     out: Path = typer.Option(Path("runs/compare")),
 ) -> None:
@@ -346,13 +365,17 @@ def compare_command(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    _check_positive(seeds=seeds, steps=steps)
+    _check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
+    _check_mode(mode)
     graph = _model_graph(model)
     _check_k("--components", components, model, graph)
     _check_forecaster(forecaster, names, model, graph)
     _check_out_dir("--out", out)
     _tasks([task], model)
-    run(task, names, list(range(seeds)), model, components, steps=steps, forecaster=forecaster, out_dir=out)
+    run(
+        task, names, list(range(seeds)), model, components, mode, steps, lr, forecaster=forecaster,
+        every=every, log_every=log_every, out_dir=out,
+    )  # fmt: skip
 
 
 @app.command("sync")

@@ -51,11 +51,26 @@ def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Run]:
 
 
 def train_command(
-    trajectories: Path, prefix: int, horizon: str, model: str, circuit_size: int, out: Path, seed: int = 0
+    trajectories: Path,
+    prefix: int,
+    horizon: str,
+    model: str,
+    circuit_size: int,
+    out: Path,
+    seed: int = 0,
+    hold_out: list[str] | None = None,
 ) -> Path:
-    """Fit forecaster `model` on every trajectory under `trajectories`; save it to `out`."""
+    """Fit forecaster `model` on every trajectory under `trajectories` but those of the tasks in
+    `hold_out` (the tasks it will forecast); save it to `out`."""
     problem = _problem(prefix, horizon, circuit_size)
     runs = _corpus(trajectories, problem)
+    tasks = {run.task for run in runs}
+    for task in hold_out or []:
+        if task not in tasks:
+            raise ValueError(f"--hold-out {task}: no runs of that task under {trajectories}")
+    runs = [run for run in runs if run.task not in (hold_out or [])]
+    if not runs:
+        raise ValueError(f"--hold-out leaves no runs under {trajectories} to train on")
     forecaster = make_forecaster(model, problem, seed).fit(runs)
     save_forecaster(forecaster, out)
     Console().print(f"trained {model} on {len(runs)} runs; saved to {out}")

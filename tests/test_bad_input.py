@@ -249,6 +249,21 @@ CASES = [
         ["unknown strategy 'bogus'"],
     ),
     (
+        "compare-unknown-mode",
+        ["compare", "--task", "ioi", "--mode", "half", "--seeds", "1", "--out", "cmp"],
+        ["--mode 'half': choose from lora, full"],
+    ),
+    (
+        "finetune-log-every-zero",
+        ["finetune", "--task", "ioi", "--strategy", "static", "--log-every", "0", "--out", "ft"],
+        ["--log-every must be at least 1, not 0"],
+    ),
+    (
+        "train-hold-out-unknown-task",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--hold-out", "nosuch", "--out", "fc"],
+        ["--hold-out nosuch: no runs of that task under {data}/corpus"],
+    ),
+    (
         "finetune-predictive-without-forecaster",
         ["finetune", "--task", "ioi", "--strategy", "predictive", "--out", "ft"],
         ["need --forecaster"],

@@ -1,6 +1,7 @@
 """Determinism on CPU: the same seed gives a bit-identical trajectory (in this process and
 in a `foresight track` subprocess with another hash seed) and a LightGBM forecaster trained
-twice with the same seed gives the same forecasts."""
+twice with the same seed gives the same forecasts (and, with `--hold-out`, the model it would
+give on a corpus without the held-out task's runs)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,16 @@ def test_lightgbm_forecaster_with_the_same_seed_forecasts_the_same(tmp_path: Pat
     other = forecast(4, "other-seed")  # the seed matters: the comparison above can fail
     aligned = other.set_index("component").loc[first["component"], "score"].to_numpy()
     assert not np.array_equal(first["score"].to_numpy(), aligned)
+
+
+def test_a_held_out_task_is_trained_on_as_if_its_runs_were_not_there(tmp_path: Path) -> None:
+    def corpus(tasks: tuple[str, ...], name: str) -> Path:
+        runs = synthetic_trajectories(tasks=tasks, seeds=(0, 1), n_checkpoints=6, noise=0.3)
+        return write_corpus(*runs, tmp_path / name)
+
+    everything, without = corpus(("t0", "t1", "t2"), "all"), corpus(("t0", "t1"), "without-t2")
+    held_out = train_command(everything, 2, "final", "lgbm", 5, tmp_path / "held", hold_out=["t2"])
+    reference = train_command(without, 2, "final", "lgbm", 5, tmp_path / "reference")
+    assert (held_out / "model.txt").read_bytes() == (reference / "model.txt").read_bytes()
+    trained_on_t2 = train_command(everything, 2, "final", "lgbm", 5, tmp_path / "with-t2")
+    assert (trained_on_t2 / "model.txt").read_bytes() != (reference / "model.txt").read_bytes()

@@ -37,13 +37,14 @@ def finetune_command(
     forecaster: Path | None = None,
     warmup_checkpoints: int | None = None,
     every: int = 10,
+    log_every: int | None = None,
     out_dir: Path = Path("runs/finetune"),
 ) -> None:
     """Fine-tune with one strategy; print the step metrics and the summary."""
     result = finetune(
         task, strategy, model=model, components=components, mode=mode, steps=steps, lr=lr,  # type: ignore[arg-type]
         batch_size=batch_size, rank=rank, seed=seed, forecaster=forecaster,
-        warmup_checkpoints=warmup_checkpoints, every=every, out_dir=out_dir,
+        warmup_checkpoints=warmup_checkpoints, every=every, log_every=log_every, out_dir=out_dir,
     )  # fmt: skip
     console.print(_table(result.metrics, f"{task} / {strategy}: step metrics"))
     summary = {k: v for k, v in result.summary().items() if k != "components"}
@@ -66,13 +67,14 @@ def compare_command(
     forecaster: Path | None = None,
     warmup_checkpoints: int | None = None,
     every: int = 10,
+    log_every: int | None = None,
     out_dir: Path = Path("runs/compare"),
 ) -> None:
     """Compare strategies over seeds (MLflow experiment foresight-compare); print the tables."""
     result = compare(
         task, strategies, seeds, out_dir, model=model, components=components, mode=mode, steps=steps, lr=lr,
         batch_size=batch_size, rank=rank, forecaster=forecaster, warmup_checkpoints=warmup_checkpoints,
-        every=every,
+        every=every, log_every=log_every,
     )  # fmt: skip
     console.print(_table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds)"))
     if len(result.tests):
