@@ -136,7 +136,7 @@ def test_report_of_a_missing_or_empty_experiment_is_a_clear_error(store: Path) -
 
 
 def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> None:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db", "COLUMNS": "40"}
     experiment = mlflow.create_experiment("cli", artifact_location=str(store / "artifacts"))
     with mlflow.start_run(experiment_id=experiment, tags={"task": "ioi", "strategy": "static", "seed": "0"}):
         mlflow.log_param("trainable_parameters", 10)
@@ -146,6 +146,9 @@ def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> Non
                           capture_output=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "| ioi    |      0.5 |     0.75 |" in (store / "t.md").read_text()
+    assert (
+        done.stdout.strip() == (store / "t.md").read_text().strip()
+    )  # printed unwrapped, even at 40 columns
     missing = subprocess.run([*command, "--experiment", "nope"], env=env, text=True, capture_output=True)
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
