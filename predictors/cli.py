@@ -92,7 +92,11 @@ def eval_command(
     runs = _corpus(trajectories, problem)
     result = evaluate(runs, problem, models or list(MODELS), seed, log_mlflow=log_mlflow)
     title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-task-out)"
-    _print(comparison_frame(result.summary).reset_index(), title)
+    table = comparison_frame(result.summary)
+    per_task = [c for c in table.columns if c.startswith("J ")]
+    _print(table.drop(columns=per_task).reset_index(), title)
+    by_task = table[per_task].T.rename(index=lambda c: c.removeprefix("J "))
+    _print(by_task.rename_axis("task").reset_index(), "Jaccard@n per held-out task")
     return result.summary
 
 
