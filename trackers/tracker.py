@@ -214,12 +214,11 @@ class CircuitTracker(TrainerCallback):
             state.start_circuit, state.start_scores = circuit, node_scores
         if state.previous_circuit is None:
             state.previous_circuit, state.previous_scores = circuit, node_scores
-        with eval_mode(model):
+        circuits = (circuit, state.start_circuit, state.previous_circuit)
+        with eval_mode(model):  # each distinct circuit once: late in SFT the three often coincide
             evaluator = CircuitEvaluator(model, state.pairs, "logit_diff", None)
-            faith_now, faith_start, faith_previous = (
-                evaluator.faithfulness(c, "node")
-                for c in (circuit, state.start_circuit, state.previous_circuit)
-            )
+            faith = {frozenset(c): evaluator.faithfulness(c, "node") for c in set(map(frozenset, circuits))}
+        faith_now, faith_start, faith_previous = (faith[frozenset(c)] for c in circuits)
         scalars = {
             "accuracy": accuracy(model, self.tokenizer, state.examples),
             "metric": metric_value,
