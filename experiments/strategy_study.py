@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -36,12 +36,11 @@ RESULTS = Path(__file__).parent / "results"
 
 @dataclass
 class StudyConfig:
-    """The shared budget of every comparison in a study (the corpus's: 160 steps, every 4)."""
+    """What every comparison of a study shares besides the command line's tasks, seeds and
+    steps: the strategies, the reselection and predictive-checkpoint spacing (the corpus's),
+    the metrics cadence and K."""
 
     strategies: Sequence[str]
-    tasks: Sequence[str] = field(default_factory=task_names)
-    seeds: Sequence[int] = (0, 1, 2)
-    steps: int = 160
     every: int = 4
     log_every: int = 20
     components: int = 8
