@@ -84,13 +84,13 @@ def plot_curves(curves: pd.DataFrame, tasks: list[str], path: Path) -> Path:
 
 
 def plot_conflict(curves: pd.DataFrame, tasks: list[str], path: Path) -> Path:
-    """Per task: Circuit Conflict with each other task, mean over runs, over steps."""
+    """Per task: Circuit Conflict with the other tasks over steps, mean over those tasks and runs."""
     fig, axes = _grid(tasks, "Circuit Conflict with the other tasks over SFT (mean over seeds)")
-    cc = curves[curves["metric"] == "cc"].groupby(["task", "step"])["value"].agg(["mean", "std"])
+    cc = curves[curves["metric"] == "cc"].groupby(["task", "step"])["value"].mean()
     for ax, task in zip(axes, tasks, strict=False):
         if task in cc.index.get_level_values("task"):
             series = cc.loc[task]
-            ax.plot(series.index, series["mean"].to_numpy(), color="C3")
+            ax.plot(series.index, series.to_numpy(), color="C3")
         ax.set_title(task, fontsize=9)
         ax.set_ylim(-0.05, 1.05)
     fig.tight_layout()
@@ -124,8 +124,9 @@ def main() -> None:
     plot_conflict(curves, tasks, RESULTS / "evolution_cc.png")
     wall = f"{time.perf_counter() - start:.0f} s" if not args.report_only else "n/a (report only)"
     markdown = evolution_markdown(evolution_frame(runs), "Evolution study: the circuit over SFT")
+    steps, every = (",".join(sorted(runs[f"params.{p}"].unique())) for p in ("steps", "every"))
     markdown += (
-        f"\nDefault model, all {len(tasks)} tasks mixed, {args.steps} steps, tracked every {args.every}, "
+        f"\nDefault model, all {len(tasks)} tasks mixed, {steps} steps, tracked every {every}, "
         f"{len(runs)} runs (seeds); 2-core CPU, {args.threads} threads; wall time: {wall}.\n"
     )
     (RESULTS / "evolution.md").write_text(markdown)
