@@ -71,7 +71,7 @@ def main() -> None:
     text = (
         f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-task-out over "
         f"{args.corpus}, node level, seed {args.seed}; k = last observed checkpoint (step {args.every}k).\n\n"
-        + table.reset_index().to_markdown(index=False, floatfmt=["d"] + [".3f"] * len(table.columns))
+        + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
         + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads.\n"
     )
     (RESULTS / "forecasting_by_prefix.md").write_text(text)
