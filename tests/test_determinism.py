@@ -38,6 +38,7 @@ def test_same_seed_gives_a_bit_identical_trajectory(
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root, ./mlruns, lands in the temp dir
     track(["ioi"], tmp_path / "a", str(tiny_model_dir), SFT, SETTINGS)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONHASHSEED": "12345"}
     env["OMP_NUM_THREADS"] = str(torch.get_num_threads())  # as many threads as this process
@@ -54,6 +55,7 @@ def test_same_seed_gives_a_bit_identical_trajectory(
     done = subprocess.run(
         [*map(str, command), *CLI_ARGS, "--out", str(tmp_path), "--name", "b"],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=400,
