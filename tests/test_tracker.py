@@ -31,6 +31,7 @@ SETTINGS = TrackerSettings(every=2, n_pairs=8, n_eval=16, circuit_size=3)
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root, ./mlruns, lands in the temp dir
     return uri
 
 
