@@ -13,6 +13,7 @@ experiments/results/foresight.md and foresight.png (experiments/strategy_study.p
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from strategy_study import StudyConfig, run_study, study_parser
@@ -28,13 +29,13 @@ FORECASTERS = Path("runs/study-foresight/forecasters")
 
 def held_out_forecasters(corpus: Path, seed: int = 0) -> Callable[[str], Path]:
     """task -> the directory of a forecaster trained on every other task's runs (built on first use)."""
-    runs = load_corpus(corpus)
     problem = ForecastProblem(PREFIX, "final", CONFIG.components)
+    runs = cache(load_corpus)  # read on the first forecaster built, not for --report-only
 
     def forecaster_for(task: str) -> Path:
         directory = FORECASTERS / task
         if not (directory / SPEC_FILE).is_file():
-            training = [r for r in runs if r.task != task]
+            training = [r for r in runs(corpus) if r.task != task]
             save_forecaster(LGBMForecaster(problem, seed).fit(training), directory)
         return directory
 

@@ -311,6 +311,25 @@ def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = ty
     predict_command(forecaster, trajectory)
 
 
+def _check_update(
+    task: str,
+    strategies: list[str],
+    model: str,
+    components: int,
+    mode: str,
+    forecaster: Path | None,
+    out: Path,
+) -> None:
+    """The checks `finetune` and `compare` share, in the order they fail: mode, model, K, the
+    forecaster against the model's graph, the output directory, the task."""
+    _check_mode(mode)
+    graph = _model_graph(model)
+    _check_k("--components", components, model, graph)
+    _check_forecaster(forecaster, strategies, model, graph)
+    _check_out_dir("--out", out)
+    _tasks([task], model)
+
+
 @app.command("finetune")
 def finetune_command(
     task: str = typer.Option(...),
@@ -332,15 +351,10 @@ def finetune_command(
     from foresight.updater.cli import finetune_command as run
 
     _check_positive(steps=steps, every=every, log_every=log_every)
-    _check_mode(mode)
-    graph = _model_graph(model)
-    _check_k("--components", components, model, graph)
-    _check_forecaster(forecaster, [strategy], model, graph)
-    _check_out_dir("--out", out)
-    _tasks([task], model)
+    _check_update(task, [strategy], model, components, mode, forecaster, out)
     run(
-        task, strategy, model, components, mode, steps, lr, seed=seed, forecaster=forecaster,
-        every=every, log_every=log_every, out_dir=out,
+        task, strategy, out, model=model, components=components, mode=mode, steps=steps, lr=lr,
+        seed=seed, forecaster=forecaster, every=every, log_every=log_every,
     )  # fmt: skip
 
 
@@ -366,15 +380,10 @@ def compare_command(
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
     _check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
-    _check_mode(mode)
-    graph = _model_graph(model)
-    _check_k("--components", components, model, graph)
-    _check_forecaster(forecaster, names, model, graph)
-    _check_out_dir("--out", out)
-    _tasks([task], model)
+    _check_update(task, names, model, components, mode, forecaster, out)
     run(
-        task, names, list(range(seeds)), model, components, mode, steps, lr, forecaster=forecaster,
-        every=every, log_every=log_every, out_dir=out,
+        task, names, list(range(seeds)), out, model=model, components=components, mode=mode,
+        steps=steps, lr=lr, forecaster=forecaster, every=every, log_every=log_every,
     )  # fmt: skip
 
 

@@ -64,11 +64,12 @@ def train_command(
     `hold_out` (the tasks it will forecast); save it to `out`."""
     problem = _problem(prefix, horizon, circuit_size)
     runs = _corpus(trajectories, problem)
+    held_out = hold_out or []
     tasks = {run.task for run in runs}
-    for task in hold_out or []:
+    for task in held_out:
         if task not in tasks:
             raise ValueError(f"--hold-out {task}: no runs of that task under {trajectories}")
-    runs = [run for run in runs if run.task not in (hold_out or [])]
+    runs = [run for run in runs if run.task not in held_out]
     if not runs:
         raise ValueError(f"--hold-out leaves no runs under {trajectories} to train on")
     forecaster = make_forecaster(model, problem, seed).fit(runs)
