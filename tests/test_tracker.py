@@ -13,16 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
-from foresight.attribution import attribute
+from foresight.attribution import attribute, faithfulness, top_k
 from foresight.encoding import encode_pairs
+from foresight.graph import Graph
 from foresight.models import load_model
-from foresight.sft import SFTConfig
+from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import get_task
 from trackers.run import track
-from trackers.store import load_trajectories
-from trackers.tracker import TrackerSettings, log_spaced_steps
+from trackers.store import checkpoint_file, load_trajectories, load_trajectory, read_checkpoint
+from trackers.tracker import CircuitTracker, TrackerSettings, log_spaced_steps
 
 SETTINGS = TrackerSettings(every=2, n_pairs=8, n_eval=16, circuit_size=3)
 
@@ -68,6 +70,45 @@ def test_step0_node_scores_equal_a_direct_node_attribution(
     pairs = encode_pairs(tokenizer, get_task("ioi").attribution_pairs(SETTINGS.n_pairs, seed=SETTINGS.seed))
     direct = attribute(model, pairs, level="node").as_dict()
     np.testing.assert_allclose([stored[c] for c in direct], list(direct.values()), rtol=1e-4, atol=1e-6)
+
+
+def test_step0_faithfulness_equals_a_direct_faithfulness_of_the_stored_circuit(
+    tmp_path: Path, tiny_model_dir: Path, mlflow_store: str
+) -> None:
+    """The tracker measures faithfulness on the runs its attribution pass made; running
+    the pairs afresh on the untouched model must give the same number."""
+    sft = SFTConfig(steps=1, batch_size=8, examples_per_task=16)
+    track(["ioi"], tmp_path / "run", str(tiny_model_dir), sft, SETTINGS)
+    trajectory = tmp_path / "run" / "trajectories" / "ioi"
+    table, scalars = read_checkpoint(checkpoint_file(trajectory, 0))
+    nodes = table[(table.level == "node") & table.kind.isin(["head", "mlp"])].set_index("component").score
+    circuit = top_k(nodes.to_dict(), SETTINGS.circuit_size)
+    model, tokenizer = load_model(tiny_model_dir)
+    pairs = get_task("ioi").attribution_pairs(SETTINGS.n_pairs, seed=SETTINGS.seed)
+    direct = faithfulness(model, pairs, circuit, tokenizer=tokenizer)
+    assert np.isfinite(direct) and scalars["faithfulness"] == pytest.approx(direct, rel=1e-5, abs=1e-7)
+
+
+def test_background_checkpoints_equal_checkpoints_taken_in_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A background checkpoint is taken on a copy of the model at its step, while training
+    goes on: the trajectory must equal the one of the same run tracked in line."""
+    sft = SFTConfig(steps=6, batch_size=8, examples_per_task=64, lr=1e-2)
+    tables = []
+    for background in (False, True):
+        model, tokenizer = load_model(tiny_model_dir)
+        task = get_task("ioi")
+        manifest = {"run_id": f"run-{background}", "model": "tiny", "seed": 0}
+        out = tmp_path / str(background)
+        tracker = CircuitTracker(
+            [task], tokenizer, Graph.from_model(model), out, manifest, SETTINGS, background=background
+        )
+        torch.manual_seed(sft.seed)
+        make_trainer(model, tokenizer, [task], sft, tmp_path / f"trainer-{background}", [tracker]).train()
+        tables.append(load_trajectory(out / "ioi").sort_values(["step", "component"], ignore_index=True))
+    in_line, background = tables
+    assert in_line.step.unique().tolist() == [0, 2, 4, 6]
+    np.testing.assert_allclose(background.score, in_line.score, rtol=1e-5, atol=1e-8)
+    assert (background.component == in_line.component).all()
 
 
 def test_resume_after_sigkill_completes_the_trajectory_once(

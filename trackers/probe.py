@@ -49,7 +49,7 @@ def write_probe(
         make_trainer(model, tokenizer, [task], config, tmp).train()
     graph = Graph.from_model(model)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(settings.n_pairs, seed=settings.seed))
-    nodes, edges, metric = node_and_edge_scores(model, pairs, graph, settings)
+    nodes, edges, metric, _ = node_and_edge_scores(model, pairs, graph, settings)
     table = scores_table({**nodes.to_dict(), **edges.to_dict()}, graph.n_layers, settings.method)
     writer.write_probe(table, {"metric": metric, "probe_steps": config.steps, "probe_lr": config.lr})
     return config

@@ -34,6 +34,7 @@ from trackers.tracker import CircuitTracker, TrackerSettings
 
 RUN_FILE = "run.json"
 EXPERIMENT = "foresight-track"
+SAVE_EVERY_CHECKPOINTS = 10  # a resumed run replays at most this many tracking intervals
 
 
 class RunDirError(ValueError):
@@ -87,8 +88,11 @@ def track(
     The tracking server is checked before anything else, so an unreachable one
     fails fast. With `resume`, the Trainer continues from its last checkpoint
     and the tracker and MLflow run continue the same trajectories and run id.
+    Checkpoints are taken in the background, on a copy of the model, while training goes on.
     Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
-    steps (default: every tracking checkpoint of an evenly spaced cadence, else none).
+    steps (default: every `SAVE_EVERY_CHECKPOINTS`th tracking checkpoint of an evenly
+    spaced cadence, else none). A resumed run replays the steps after its last Trainer
+    checkpoint; their tracking checkpoints, already written, are not taken again.
     """
     uri = resolve_tracking_uri()
     check_reachable(uri)
@@ -114,9 +118,17 @@ def track(
     logger = SafeLogger(run_id, run_dir)
     manifest = {"run_id": run_id, "model": model, "seed": sft.seed, "strategy": "free", "config": asdict(sft)}
     tracker = CircuitTracker(
-        task_objects, tokenizer, graph, run_dir / "trajectories", manifest, settings, logger, resume=resume
+        task_objects,
+        tokenizer,
+        graph,
+        run_dir / "trajectories",
+        manifest,
+        settings,
+        logger,
+        resume,
+        background=True,
     )
-    save_steps = save_every or (settings.every if settings.steps is None else None)
+    save_steps = save_every or (SAVE_EVERY_CHECKPOINTS * settings.every if settings.steps is None else None)
     trainer = make_trainer(
         lm, tokenizer, task_objects, sft, run_dir / "trainer", [tracker], save_steps=save_steps
     )

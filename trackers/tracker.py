@@ -12,9 +12,12 @@ CC between every pair of tasks) through a `SafeLogger`.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,10 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from foresight.attribution import Graph, attribute, top_k
+from foresight.attribution import Graph, top_k
+from foresight.attribution.api import attribute_with_runs
 from foresight.attribution.faithfulness import CircuitEvaluator
+from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import eval_mode
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
@@ -84,27 +89,34 @@ def log_spaced_steps(total: int, n: int) -> tuple[int, ...]:
 
 def node_and_edge_scores(
     model: PreTrainedModel, pairs: PairBatch, graph: Graph, settings: TrackerSettings
-) -> tuple[pd.Series, pd.Series, float]:
-    """Node scores, edge scores (empty unless `settings.levels` has "edge") and the clean metric.
+) -> tuple[pd.Series, pd.Series, float, PatchedRuns]:
+    """Node scores, edge scores (empty unless `settings.levels` has "edge"), the clean metric,
+    and the pairs' clean and corrupted runs (for faithfulness without running them again).
 
     With edges tracked, one attribution pass serves both levels: a sender's node score is the
     sum of its edge scores (the identity `test_attribution` checks), and the logits node's score
     is M(corrupted) - M(clean), which is its exact value for the linear logit-difference metric."""
     s = settings
-    if "edge" not in s.levels:
-        node = attribute(model, pairs, method=s.method, level="node", ig_steps=s.ig_steps)
-        return pd.Series(node.as_dict()), pd.Series(dtype=float), node.metric_value
-    edge = attribute(model, pairs, method=s.method, level="edge", ig_steps=s.ig_steps)
-    edges = pd.Series(edge.as_dict())
+    level = "edge" if "edge" in s.levels else "node"
+    pairs = pairs.to(next(model.parameters()).device)
+    scores, runs = attribute_with_runs(model, pairs, method=s.method, level=level, ig_steps=s.ig_steps)
+    if level == "node":
+        return pd.Series(scores.as_dict()), pd.Series(dtype=float), scores.metric_value, runs
+    edges = pd.Series(scores.as_dict())
     nodes = edges.groupby(edges.index.str.split("->").str[0], sort=False).sum()
     nodes = nodes.reindex(graph.node_names())
-    nodes["logits"] = edge.corrupted_value - edge.metric_value
-    return nodes, edges, edge.metric_value
+    nodes["logits"] = scores.corrupted_value - scores.metric_value
+    return nodes, edges, scores.metric_value, runs
 
 
 class CircuitTracker(TrainerCallback):
     """Tracks the circuits of `tasks` during training: as a Trainer callback, or by
-    calling `observe(model, step)` from a plain PyTorch loop."""
+    calling `observe(model, step)` from a plain PyTorch loop.
+
+    With `background`, the Trainer callback takes each checkpoint on a copy of the model
+    in a worker thread while training goes on (one checkpoint at a time, in step order;
+    training waits only when the previous checkpoint is still running, and before every
+    Trainer save, so a saved Trainer checkpoint never runs ahead of the trajectory)."""
 
     def __init__(
         self,
@@ -116,8 +128,11 @@ class CircuitTracker(TrainerCallback):
         settings: TrackerSettings = TrackerSettings(),
         logger: SafeLogger | None = None,
         resume: bool = False,
+        background: bool = False,
     ):
         self.settings, self.graph, self.tokenizer = settings, graph, tokenizer
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="tracker") if background else None
+        self._pending: deque[Future] = deque()
         self.gradients: ComponentGradients | None = None
         self.logger = logger
         self.out_dir = Path(out_dir)
@@ -206,7 +221,7 @@ class CircuitTracker(TrainerCallback):
         """Scores, metrics and scalars of checkpoint `step` of one task (not yet written)."""
         s, name = self.settings, state.task.name
         start = time.perf_counter()
-        node_scores, edge_scores, metric_value = node_and_edge_scores(model, state.pairs, self.graph, s)
+        node_scores, edge_scores, metric_value, runs = node_and_edge_scores(model, state.pairs, self.graph, s)
         self.gradients = self.gradients or ComponentGradients(model)
         grads = gradients[name] = self.gradients(model, state.pairs)
         circuit = self._circuit(node_scores)
@@ -216,7 +231,7 @@ class CircuitTracker(TrainerCallback):
             state.previous_circuit, state.previous_scores = circuit, node_scores
         circuits = (circuit, state.start_circuit, state.previous_circuit)
         with eval_mode(model):  # each distinct circuit once: late in SFT the three often coincide
-            evaluator = CircuitEvaluator(model, state.pairs, "logit_diff", None)
+            evaluator = CircuitEvaluator(runs)
             faith = {frozenset(c): evaluator.faithfulness(c, "node") for c in set(map(frozenset, circuits))}
         faith_now, faith_start, faith_previous = (faith[frozenset(c)] for c in circuits)
         scalars = {
@@ -245,15 +260,38 @@ class CircuitTracker(TrainerCallback):
         table = scores_table(all_scores, self.graph.n_layers, s.method, grad_norms)
         return step_metrics, table, scalars
 
+    def wait(self, pending: int = 0) -> None:
+        """Block until at most `pending` background jobs are left; re-raises their errors."""
+        while len(self._pending) > pending:
+            self._pending.popleft().result()
+
+    def _submit(self, job: Callable[..., None], *args: Any) -> None:
+        """Run `job(*args)` now, or queue it on the worker (after the jobs queued before)."""
+        if self._worker is None:
+            job(*args)
+        else:
+            self._pending.append(self._worker.submit(job, *args))
+
+    def _take(self, model: PreTrainedModel, step: int) -> None:
+        if self._worker is not None:
+            self.wait(pending=0)  # at most one model copy held
+            model = copy.deepcopy(model)
+        self._submit(self.observe, model, step)
+
     # TrainerCallback hooks
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
         if self.settings.is_checkpoint(state.global_step):
-            self.observe(model, state.global_step)
+            self._take(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
         if self.settings.is_checkpoint(state.global_step):
-            self.observe(model, state.global_step)
+            self._take(model, state.global_step)
+        if control.should_save:  # set by the Trainer's flow callback, which runs first
+            self.wait()
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if self.logger is not None and logs and "loss" in logs:
-            self.logger.log_metrics({"loss": logs["loss"]}, state.global_step)
+            self._submit(self.logger.log_metrics, {"loss": logs["loss"]}, state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.wait()

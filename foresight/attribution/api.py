@@ -54,6 +54,35 @@ def attribute(
     and its training flags are restored, hooks are removed, parameter gradients are
     never touched (gradients are taken with torch.autograd.grad at activations).
     """
+    batch = as_batch(model, pairs, tokenizer)
+    return _attribute(model, batch, method, level, metric, ig_steps, batch_size, keep_runs=False)[0]
+
+
+def attribute_with_runs(
+    model: nn.Module,
+    batch: PairBatch,
+    method: str = "eap",
+    level: str = "node",
+    metric: str = "logit_diff",
+    ig_steps: int = 5,
+    batch_size: int | None = None,
+) -> tuple[Scores, PatchedRuns]:
+    """`attribute`, and the clean and corrupted runs of the pairs it made, kept for
+    circuit faithfulness on the same pairs (`CircuitEvaluator(runs)`) without running
+    them again. `batch` must be on the model's device."""
+    return _attribute(model, batch, method, level, metric, ig_steps, batch_size, keep_runs=True)
+
+
+def _attribute(
+    model: nn.Module,
+    batch: PairBatch,
+    method: str,
+    level: str,
+    metric: str,
+    ig_steps: int,
+    batch_size: int | None,
+    keep_runs: bool,
+) -> tuple[Scores, PatchedRuns | None]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     if level not in LEVELS:
@@ -61,17 +90,20 @@ def attribute(
     if method == "eap-ig" and ig_steps < 1:
         raise ValueError(f"eap-ig needs ig_steps >= 1, got {ig_steps}")
     metric_fn = get_metric(metric)
-    batch = as_batch(model, pairs, tokenizer)
     runner = Runner(model)
     size = batch_size or len(batch)
     with eval_mode(model):
         if method == "patching":
-            runs = PatchedRuns(runner, batch, metric_fn, size)
+            runs = PatchedRuns.of_batch(runner, batch, metric_fn, size)
             values = patching_attribution(runs, level)
             clean, corrupted = runs.clean_value, runs.corrupted_value
         else:
             steps = ig_steps if method == "eap-ig" else 0
-            values, clean, corrupted = gradient_attribution(runner, batch, metric_fn, level, steps, size)
+            chunks = [] if keep_runs else None
+            values, clean, corrupted = gradient_attribution(
+                runner, batch, metric_fn, level, steps, size, chunks
+            )
+            runs = PatchedRuns(runner, metric_fn, chunks) if keep_runs else None
     graph = runner.graph
     names = graph.node_names() if level == "node" else graph.edge_labels()
-    return Scores(graph, level, method, metric, names, values, clean, corrupted)
+    return Scores(graph, level, method, metric, names, values, clean, corrupted), runs

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from foresight.attribution.metrics import Metric, accumulation
-from foresight.attribution.runner import Acts, Runner
+from foresight.attribution.runner import Acts, Run, Runner
 from foresight.encoding import PairBatch
 
 
@@ -110,10 +110,12 @@ def gradient_attribution(
     level: str,
     ig_steps: int,
     batch_size: int,
+    runs: list[Run] | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """eap (ig_steps = 0) or eap-ig (ig_steps = m >= 1) scores in graph node order
     (level "node") or edge order (level "edge"), with the batch-mean clean and
-    corrupted metric."""
+    corrupted metric. Each chunk's clean and corrupted runs are appended to `runs`
+    if given (to measure faithfulness on the same pairs without running them again)."""
     edges = level == "edge"
     n_total = len(batch)
     total: torch.Tensor | None = None
@@ -138,6 +140,8 @@ def gradient_attribution(
                 grads = _gradients(runner, chunk, metric, n_total, embed, edges, reference)[1]
                 scores = scores + _scores(runner, delta, grads, edges) / ig_steps
         total = scores if total is None else total + scores
+        if runs is not None:
+            runs.append((chunk, Acts(clean.embed, clean.z, clean.mlp, clean.logits), corr))
         clean_sum += float(values.sum())
         corr_sum += float(metric(corr.logits, chunk, reference).sum())
     if edges:

@@ -50,16 +50,23 @@ def top_k(scores: Scores | Mapping[str, float], k: int) -> list[str]:
 
 
 class CircuitEvaluator:
-    """Faithfulness of circuits of one model on one pair batch (runs cached).
-    Use inside `eval_mode(model)`."""
+    """Faithfulness of circuits of one model on one pair batch, from its cached clean
+    and corrupted runs. Use inside `eval_mode(model)`."""
 
-    def __init__(self, model: nn.Module, batch: PairBatch, metric: str, batch_size: int | None):
-        self.runner = Runner(model)
+    def __init__(self, runs: PatchedRuns):
+        self.runs, self.runner = runs, runs.runner
         self.graph = self.runner.graph
-        self.runs = PatchedRuns(self.runner, batch, get_metric(metric), batch_size or len(batch))
         self.senders = self.graph.senders()
         self.edges = self.graph.edge_labels()
         self._empty: dict[str, float] = {}
+
+    @classmethod
+    def of_batch(
+        cls, model: nn.Module, batch: PairBatch, metric: str, batch_size: int | None
+    ) -> CircuitEvaluator:
+        """An evaluator that runs `batch` (in chunks of `batch_size`, default all at once)."""
+        runner = Runner(model)
+        return cls(PatchedRuns.of_batch(runner, batch, get_metric(metric), batch_size or len(batch)))
 
     def metric(self, circuit: Collection[str], level: str) -> float:
         """m(C): the metric with everything outside `circuit` patched."""
@@ -102,7 +109,7 @@ def faithfulness(
     from the names when not given, "node" for an empty circuit)."""
     batch = as_batch(model, pairs, tokenizer)
     with eval_mode(model):
-        evaluator = CircuitEvaluator(model, batch, metric, batch_size)
+        evaluator = CircuitEvaluator.of_batch(model, batch, metric, batch_size)
         return evaluator.faithfulness(circuit, _level(circuit, level))
 
 
@@ -120,7 +127,7 @@ def faithfulness_curve(
     for k in ks:
         top_k(scores, k)
     with eval_mode(model):
-        evaluator = CircuitEvaluator(model, batch, scores.metric, batch_size)
+        evaluator = CircuitEvaluator.of_batch(model, batch, scores.metric, batch_size)
         values = [evaluator.faithfulness(ranked[:k], scores.level) for k in ks]
     return pd.DataFrame({"k": list(ks), "faithfulness": values})
 
@@ -139,7 +146,7 @@ def minimal_circuit(
     batch = as_batch(model, pairs, tokenizer)
     ranked = rank(scores)
     with eval_mode(model):
-        evaluator = CircuitEvaluator(model, batch, scores.metric, batch_size)
+        evaluator = CircuitEvaluator.of_batch(model, batch, scores.metric, batch_size)
         low, high = 0, len(ranked)
         while low < high:
             mid = (low + high) // 2

@@ -19,27 +19,32 @@ import torch
 
 from foresight.attribution.eap import edge_index
 from foresight.attribution.metrics import Metric
-from foresight.attribution.runner import Acts, EdgePatch, NodePatch, Runner
+from foresight.attribution.runner import EdgePatch, NodePatch, Run, Runner
 from foresight.encoding import PairBatch
 
 
 class PatchedRuns:
     """A pair batch with its clean and corrupted runs cached per chunk."""
 
-    def __init__(self, runner: Runner, batch: PairBatch, metric: Metric, batch_size: int):
-        self.runner, self.metric = runner, metric
-        self.chunks: list[tuple[PairBatch, Acts, Acts]] = []
-        with torch.no_grad():
-            for start in range(0, len(batch), batch_size):
-                chunk = batch.slice(start, start + batch_size)
-                corr = runner.forward(chunk.corrupted, chunk.last)
-                clean = runner.forward(chunk.clean, chunk.last)
-                self.chunks.append((chunk, clean, corr))
-        self.n = len(batch)
+    def __init__(self, runner: Runner, metric: Metric, chunks: list[Run]):
+        self.runner, self.metric, self.chunks = runner, metric, chunks
+        self.n = sum(len(chunk) for chunk, _, _ in chunks)
         self.clean_value = self._mean(clean.logits for _, clean, _ in self.chunks)
         self.corrupted_value = self._mean(corr.logits for _, _, corr in self.chunks)
         self.n_senders = len(runner.graph.senders())
         self.n_receivers = len(runner.graph.receivers())
+
+    @classmethod
+    @torch.no_grad()
+    def of_batch(cls, runner: Runner, batch: PairBatch, metric: Metric, batch_size: int) -> PatchedRuns:
+        """Runs the clean and the corrupted prompts of `batch` in chunks of `batch_size`."""
+        chunks = []
+        for start in range(0, len(batch), batch_size):
+            chunk = batch.slice(start, start + batch_size)
+            chunks.append(
+                (chunk, runner.forward(chunk.clean, chunk.last), runner.forward(chunk.corrupted, chunk.last))
+            )
+        return cls(runner, metric, chunks)
 
     def _mean(self, logits: Iterable[torch.Tensor]) -> float:
         total = 0.0

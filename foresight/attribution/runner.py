@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from foresight.adapters import Adapter, get_adapter
+from foresight.encoding import PairBatch
 
 
 @dataclass
@@ -37,6 +38,10 @@ class Acts:
             self.logits.detach(),
             [t.detach() for t in self.reads],
         )
+
+
+Run = tuple[PairBatch, Acts, Acts]
+"""A chunk of attribution pairs with its clean run and its corrupted run."""
 
 
 @dataclass
