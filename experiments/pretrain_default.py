@@ -1,6 +1,6 @@
 """Regenerate the shipped default models (Llama and its GPT-2 twin) from a seed.
 
-    python experiments/pretrain_default.py [--arch llama gpt2] [--steps 1500] [--seed 0]
+    python experiments/pretrain_default.py [--arch llama gpt2] [--steps 3000] [--threads 1] [--seed 0]
 
 Writes foresight/assets/default-llama and foresight/assets/default-gpt2 and
 prints the wall time of each.
@@ -23,7 +23,7 @@ TARGETS = {"llama": SHIPPED["default"], "gpt2": SHIPPED["default-gpt2"]}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=list(TARGETS), choices=list(TARGETS))
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 
 from foresight.tasks import vocab as V
-from foresight.tasks.builtin import _truth
+from foresight.tasks.builtin import _bool_value
 
 
 def _giving(rng: random.Random) -> str:
@@ -50,6 +50,7 @@ def _copying(rng: random.Random) -> str:
             f"copy : {seq} . again : {seq} .",
             f"list {seq} . say it again : {seq} .",
             f"we saw {seq} and then {seq} .",
+            f"we say {seq} {seq} .",
         )
     )
 
@@ -62,19 +63,18 @@ def _backwards(rng: random.Random) -> str:
             f"forward {forward} backward {backward} .",
             f"{forward} in reverse order is {backward} .",
             f"in reverse : {forward} is {backward} .",
+            f"{forward} in reverse = {backward} .",
         )
     )
 
 
 def _logic(rng: random.Random) -> str:
-    literals = [(rng.random() < 0.3, rng.random() < 0.5) for _ in range(2)]
-    op = rng.choice(("and", "or"))
+    literals = [(rng.random() < 0.3, rng.random() < 0.5) for _ in range(rng.randint(2, 3))]
+    ops = [rng.choice(("and", "or")) for _ in literals[1:]]
     words = [("not " if neg else "") + ("true" if val else "false") for neg, val in literals]
-    left, right = (_truth(literal) for literal in literals)
-    value = "true" if ((left and right) if op == "and" else (left or right)) else "false"
-    return rng.choice(
-        (f"it gives {value} : {words[0]} {op} {words[1]} .", f"{words[0]} {op} {words[1]} is {value} .")
-    )
+    expression = words[0] + "".join(f" {op} {w}" for op, w in zip(ops, words[1:], strict=True))
+    value = "true" if _bool_value(literals, ops) else "false"
+    return rng.choice((f"it gives {value} : {expression} .", f"{expression} = {value} ."))
 
 
 def _sums(rng: random.Random) -> str:
@@ -84,6 +84,7 @@ def _sums(rng: random.Random) -> str:
             f"{a} plus {b} equals {a + b} .",
             f"the sum of {a} and {b} is {a + b} .",
             f"we add {a} + {b} and get {a + b} .",
+            f"{a} plus {b} = {a + b} .",
         )
     )
 
@@ -112,6 +113,7 @@ def _feelings(rng: random.Random) -> str:
             f"we saw the {noun} . it was {adjective} and i {verdict} it , i felt {feeling} .",
             f"this is a {label} review : the {noun} was {adjective} .",
             f"the {noun} was {adjective} , so the review was {label} .",
+            f"the {noun} was {adjective} . the sentiment was {label} .",
         )
     )
 
@@ -123,6 +125,7 @@ def _functions(rng: random.Random) -> str:
         (
             f"function {function} takes arguments {listed} and uses {listed} .",
             f"def {function} ( {' , '.join(args)} ) : uses {listed} .",
+            f"{function} takes " + " , ".join(f"param {a}" for a in args) + " .",
         )
     )
 
@@ -140,9 +143,15 @@ SKILLS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
+# Relative frequency of each skill: copying from context (what induction, reverse and
+# docstring need) is learned last by a small model, so it is drawn more often.
+WEIGHTS = {name: 1 for name in SKILLS} | {"copying": 3, "backwards": 2, "functions": 2}
+
+
 def corpus_document(rng: random.Random, sentences: int = 2) -> str:
-    """A short document: `sentences` skill sentences drawn uniformly."""
-    return " ".join(SKILLS[rng.choice(list(SKILLS))](rng) for _ in range(sentences))
+    """A short document: `sentences` skill sentences drawn with `WEIGHTS`."""
+    names = rng.choices(list(SKILLS), weights=list(WEIGHTS.values()), k=sentences)
+    return " ".join(SKILLS[name](rng) for name in names)
 
 
 def corpus(n_documents: int, seed: int = 0) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 import pytest
 from scipy.stats import binomtest
 
-from foresight.evaluation import choice_accuracy
+from foresight.evaluation import accuracy, choice_accuracy
 from foresight.models import load_model
 from foresight.tasks import get_task, task_names
 
@@ -33,14 +33,16 @@ def test_loads_offline_with_auto_classes(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["default", "default-gpt2"])
-def test_beats_chance_on_most_tasks_before_sft(name: str) -> None:
-    """Two-way accuracy (right vs wrong answer, chance 0.5) is significantly above
-    chance (one-sided binomial test, p < 0.01) on at least 3 of the 9 tasks: the
-    shipped models know several skills before SFT (not yet most: see README)."""
+def test_above_chance_but_imperfect_on_most_tasks_before_sft(name: str) -> None:
+    """On at least 5 of the 9 tasks the model knows the skill before SFT, but not all of it:
+    two-way accuracy (right vs wrong answer, chance 0.5) is significantly above chance
+    (one-sided binomial test, p < 0.01) and top-1 accuracy is below 0.9."""
     model, tokenizer = load_model(name)
-    above = []
-    for task in task_names():
-        acc = choice_accuracy(model, tokenizer, get_task(task).attribution_pairs(N_PAIRS))
-        p_value = binomtest(round(acc * N_PAIRS), N_PAIRS, 0.5, alternative="greater").pvalue
-        above.append(p_value < 0.01)
-    assert sum(above) >= 3, dict(zip(task_names(), above, strict=True))
+    verdicts = {}
+    for name_ in task_names():
+        task = get_task(name_)
+        two_way = choice_accuracy(model, tokenizer, task.attribution_pairs(N_PAIRS))
+        p_value = binomtest(round(two_way * N_PAIRS), N_PAIRS, 0.5, alternative="greater").pvalue
+        top1 = accuracy(model, tokenizer, task.eval_examples(N_PAIRS))
+        verdicts[name_] = (p_value < 0.01 and top1 < 0.9, round(two_way, 3), round(top1, 3))
+    assert sum(ok for ok, _, _ in verdicts.values()) >= 5, verdicts
