@@ -32,11 +32,9 @@ def test_loads_offline_with_auto_classes(name: str) -> None:
     assert out.stdout.split()[0] == expected
 
 
-@pytest.mark.parametrize("name", ["default", "default-gpt2"])
-def test_above_chance_but_imperfect_on_most_tasks_before_sft(name: str) -> None:
-    """On at least 5 of the 9 tasks the model knows the skill before SFT, but not all of it:
-    two-way accuracy (right vs wrong answer, chance 0.5) is significantly above chance
-    (one-sided binomial test, p < 0.01) and top-1 accuracy is below 0.9."""
+def _before_sft(name: str) -> dict[str, tuple[bool, float, float]]:
+    """Per task: (two-way accuracy significantly above chance 0.5 (one-sided binomial
+    test, p < 0.01), two-way accuracy, top-1 accuracy) of a shipped model."""
     model, tokenizer = load_model(name)
     verdicts = {}
     for name_ in task_names():
@@ -44,5 +42,19 @@ def test_above_chance_but_imperfect_on_most_tasks_before_sft(name: str) -> None:
         two_way = choice_accuracy(model, tokenizer, task.attribution_pairs(N_PAIRS))
         p_value = binomtest(round(two_way * N_PAIRS), N_PAIRS, 0.5, alternative="greater").pvalue
         top1 = accuracy(model, tokenizer, task.eval_examples(N_PAIRS))
-        verdicts[name_] = (p_value < 0.01 and top1 < 0.9, round(two_way, 3), round(top1, 3))
-    assert sum(ok for ok, _, _ in verdicts.values()) >= 5, verdicts
+        verdicts[name_] = (bool(p_value < 0.01), round(two_way, 3), round(top1, 3))
+    return verdicts
+
+
+def test_default_is_above_chance_but_imperfect_on_most_tasks_before_sft() -> None:
+    """On at least 5 of the 9 tasks the default model knows the skill before SFT, but not
+    all of it: two-way accuracy significantly above chance and top-1 accuracy below 0.9."""
+    verdicts = _before_sft("default")
+    assert sum(above and top1 < 0.9 for above, _, top1 in verdicts.values()) >= 5, verdicts
+
+
+def test_gpt2_twin_beats_chance_on_several_tasks_before_sft() -> None:
+    """The twin, pretrained the same way, learns less: two-way accuracy significantly above
+    chance on at least 4 of the 9 tasks (not on the copying tasks: see README)."""
+    verdicts = _before_sft("default-gpt2")
+    assert sum(above for above, _, _ in verdicts.values()) >= 4, verdicts
