@@ -5,9 +5,10 @@
 Plain and tracked runs alternate (`--repeats` pairs, after a short warm-up run); the ratio is of
 the medians. Both use the same model, data, seed and step budget. The tracked run is the whole of
 `trackers.run.track` (what `foresight track` calls: model loading, node and edge eap scores,
-gradient norms, accuracy and faithfulness every `every` steps, Trainer checkpoints for --resume,
-MLflow logging to a temp store, figures); the plain run is `foresight sft`'s Trainer alone (model
-loading excluded), so the ratio errs high. Target on the default model: ratio <= 1.5.
+gradient norms, accuracy and faithfulness every `every` steps, taken in a background thread on a
+copy of the model, Trainer checkpoints for --resume, MLflow logging to a temp store, figures);
+the plain run is `foresight sft`'s Trainer alone (model loading excluded), so the ratio errs
+high. Target on the default model: ratio <= 1.5.
 """
 
 from __future__ import annotations
