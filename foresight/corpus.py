@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 
 from foresight.tasks import vocab as V
-from foresight.tasks.builtin import _bool_value
+from foresight.tasks.builtin import bool_value
 
 
 def _giving(rng: random.Random) -> str:
@@ -73,7 +73,7 @@ def _logic(rng: random.Random) -> str:
     ops = [rng.choice(("and", "or")) for _ in literals[1:]]
     words = [("not " if neg else "") + ("true" if val else "false") for neg, val in literals]
     expression = words[0] + "".join(f" {op} {w}" for op, w in zip(ops, words[1:], strict=True))
-    value = "true" if _bool_value(literals, ops) else "false"
+    value = "true" if bool_value(literals, ops) else "false"
     return rng.choice((f"it gives {value} : {expression} .", f"{expression} = {value} ."))
 
 

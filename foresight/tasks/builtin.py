@@ -85,7 +85,7 @@ def _truth(literal: tuple[bool, bool]) -> bool:
     return value != negated
 
 
-def _bool_value(literals: list[tuple[bool, bool]], ops: list[str]) -> bool:
+def bool_value(literals: list[tuple[bool, bool]], ops: list[str]) -> bool:
     """Left-to-right evaluation of `l0 op0 l1 op1 l2`."""
     value = _truth(literals[0])
     for op, literal in zip(ops, literals[1:], strict=True):
@@ -106,8 +106,8 @@ class Bool(GeneratedTask):
         while True:
             literals = [(rng.random() < 0.3, rng.random() < 0.5) for _ in range(3)]
             ops = [rng.choice(("and", "or")) for _ in range(2)]
-            value = _bool_value(literals, ops)
-            flips = [i for i in range(3) if _bool_value(self._flip(literals, i), ops) != value]
+            value = bool_value(literals, ops)
+            flips = [i for i in range(3) if bool_value(self._flip(literals, i), ops) != value]
             if flips:
                 break
         corrupted = self._render(self._flip(literals, rng.choice(flips)), ops)
