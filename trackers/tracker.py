@@ -98,7 +98,6 @@ def node_and_edge_scores(
     is M(corrupted) - M(clean), which is its exact value for the linear logit-difference metric."""
     s = settings
     level = "edge" if "edge" in s.levels else "node"
-    pairs = pairs.to(next(model.parameters()).device)
     scores, runs = attribute_with_runs(model, pairs, method=s.method, level=level, ig_steps=s.ig_steps)
     if level == "node":
         return pd.Series(scores.as_dict()), pd.Series(dtype=float), scores.metric_value, runs

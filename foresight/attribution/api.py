@@ -69,7 +69,8 @@ def attribute_with_runs(
 ) -> tuple[Scores, PatchedRuns]:
     """`attribute`, and the clean and corrupted runs of the pairs it made, kept for
     circuit faithfulness on the same pairs (`CircuitEvaluator(runs)`) without running
-    them again. `batch` must be on the model's device."""
+    them again."""
+    batch = as_batch(model, batch, None)
     return _attribute(model, batch, method, level, metric, ig_steps, batch_size, keep_runs=True)
 
 
