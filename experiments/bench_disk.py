@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foresight.attribution import Graph
+from foresight.architectures import graph_of
+from foresight.graph import Graph
 from trackers.store import TrajectoryWriter, load_trajectory, scores_table
 
 MB = 1_000_000
@@ -35,7 +36,7 @@ def gpt2_small_graph() -> Graph:
 
     config = GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=128, attn_implementation="eager")
     with torch.device("meta"):
-        return Graph.from_model(GPT2LMHeadModel(config))
+        return graph_of(GPT2LMHeadModel(config))
 
 
 def write(path: Path, graph: Graph, checkpoints: int, every: int, seed: int) -> float:

@@ -30,6 +30,7 @@ from foresight.report import experiment_runs, strategy_frame, strategy_markdown,
 from foresight.tasks import task_names
 from foresight.tracking_log import resolve_tracking_uri
 from foresight.updater.compare import compare
+from foresight.updater.config import FinetuneConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -120,11 +121,12 @@ def run_study(
         for stale in (p for p in (root / task).iterdir() if p.is_dir()):
             shutil.rmtree(stale)
         task_start = time.perf_counter()
-        compare(
-            task, config.strategies, args.seeds, root / task, experiment,
-            steps=args.steps, every=config.every, log_every=config.log_every,
-            components=config.components, forecaster=forecaster_for(task), save_model=False,
+        forecaster = forecaster_for(task)
+        settings = FinetuneConfig(
+            steps=args.steps, every=config.every, log_every=config.log_every, components=config.components,
+            forecaster=None if forecaster is None else str(forecaster), save_model=False,
         )  # fmt: skip
+        compare(task, config.strategies, args.seeds, settings, root / task, experiment)
         print(f"{task}: {time.perf_counter() - task_start:.0f} s", flush=True)
     frame = strategy_frame(experiment_runs(experiment))
     title = f"{name.capitalize()} study: {', '.join(config.strategies)}"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import typer
@@ -27,42 +28,16 @@ err_console = Console(stderr=True)
 if TYPE_CHECKING:
     from foresight.graph import Graph
     from foresight.tasks import Task
+    from foresight.updater.config import FinetuneConfig
 
 USER_ERRORS = (ValueError, OSError, KeyError)
 
 
 def _model_graph(model: str, attribution: bool = True) -> Graph:
-    """The graph of `model`, read from its config.json before any weights are loaded.
+    """The graph of `model` from its config.json, before any weights are loaded."""
+    from foresight.models import model_graph
 
-    ModelLoadError if the directory, its config or its weights are missing, or its
-    model_type is no causal LM that transformers knows (or, with `attribution`, one
-    without an attribution adapter)."""
-    import json
-
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    from foresight.adapters import BUILDERS
-    from foresight.graph import Graph
-    from foresight.models import ModelLoadError, resolve_model_path
-
-    path = resolve_model_path(model)
-    file = path / "config.json"
-    try:
-        model_type = json.loads(file.read_text()).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
-    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
-    if architecture is None:
-        raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
-    if attribution and architecture not in BUILDERS:
-        raise ModelLoadError(
-            f"{file}: architecture {architecture} has no attribution adapter "
-            f"(supported: {', '.join(BUILDERS)})"
-        )
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    parallel = model_type == "gpt_neox" and bool(getattr(config, "use_parallel_residual", False))
-    return Graph(config.num_hidden_layers, config.num_attention_heads, parallel)
+    return model_graph(model, attribution)
 
 
 def _check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads and MLPs") -> None:
@@ -78,13 +53,6 @@ def _check_positive(**options: int | None) -> None:
     for name, value in options.items():
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
-def _check_mode(mode: str) -> None:
-    from foresight.updater.finetune import DEFAULT_LR
-
-    if mode not in DEFAULT_LR:
-        raise ValueError(f"--mode {mode!r}: choose from {', '.join(DEFAULT_LR)}")
 
 
 def _check_out_dir(option: str, path: Path) -> None:
@@ -113,26 +81,21 @@ def _tasks(names: list[str], model: str) -> list[Task]:
     return tasks
 
 
-def _check_forecaster(forecaster: Path | None, strategies: list[str], model: str, graph: Graph) -> None:
-    """A strategy that forecasts needs a forecaster of the model's graph: checked before training."""
-    from foresight.updater.finetune import FORECASTING, STRATEGIES
+def _check_forecaster(forecaster: Path | None, strategies: list[str], model: str, graph: Graph) -> int | None:
+    """A strategy that forecasts needs a forecaster of the model's graph: checked before training.
+    Returns the forecaster's default warm-up (its prefix + 1), None without a forecaster."""
+    from foresight.updater.strategies import FORECASTING
 
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     if forecaster is None:
         if any(s in FORECASTING for s in strategies):
             raise ValueError(f"strategies {', '.join(FORECASTING)} need --forecaster")
-        return
+        return None
+    from predictors.base import check_graph
     from predictors.persist import load_forecaster
-    from predictors.problem import ForecasterMismatch
 
-    trained_on = load_forecaster(forecaster).graph
-    if set(trained_on.nodes) != set(graph.node_names()):
-        raise ForecasterMismatch(
-            f"--forecaster {forecaster}: trained on a graph of {trained_on.n_layers} layers x "
-            f"{trained_on.n_heads} heads, model {model!r} has {graph.n_layers} x {graph.n_heads}"
-        )
+    loaded = load_forecaster(forecaster)
+    check_graph(loaded.graph, graph, f"--forecaster {forecaster} on model {model!r}")
+    return loaded.problem.prefix + 1
 
 
 @app.command("tasks")
@@ -311,30 +274,31 @@ def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = ty
     predict_command(forecaster, trajectory)
 
 
-def _check_update(
-    task: str,
-    strategies: list[str],
-    model: str,
-    components: int,
-    mode: str,
-    forecaster: Path | None,
-    out: Path,
-) -> None:
-    """The checks `finetune` and `compare` share, in the order they fail: mode, model, K, the
-    forecaster against the model's graph, the output directory, the task."""
-    _check_mode(mode)
+def _update_config(
+    strategies: list[str], forecaster: Path | None, warmup_checkpoints: int | None, **settings: Any
+) -> FinetuneConfig:
+    """The checked settings `finetune` and `compare` share, in the order they fail: the step
+    counts, the model and K, the settings (`FinetuneConfig`), the forecaster against the model's graph. With a
+    forecaster, `last` switches where the forecasting strategies do (its prefix + 1)."""
+    from foresight.updater.config import FinetuneConfig
+
+    counts = {k: settings[k] for k in ("steps", "every", "log_every")}
+    _check_positive(**counts, warmup_checkpoints=warmup_checkpoints)
+    model = settings["model"]
     graph = _model_graph(model)
-    _check_k("--components", components, model, graph)
-    _check_forecaster(forecaster, strategies, model, graph)
-    _check_out_dir("--out", out)
-    _tasks([task], model)
+    _check_k("--components", settings["components"], model, graph)
+    configs = [
+        FinetuneConfig(strategy=s, forecaster=forecaster and str(forecaster), **settings) for s in strategies
+    ]
+    warmup = _check_forecaster(forecaster, strategies, model, graph)
+    return replace(configs[0], warmup_checkpoints=warmup_checkpoints or warmup)
 
 
 @app.command("finetune")
 def finetune_command(
     task: str = typer.Option(...),
     strategy: str = typer.Option(
-        ..., help="free, static, random, predictive, oracle, dynamic, predictive-dynamic"
+        ..., help="free, static, random, last, dynamic, oracle, predictive, predictive-dynamic"
     ),
     model: str = typer.Option("default"),
     components: int = typer.Option(8, help="K: heads and MLPs to update (not free)"),
@@ -343,6 +307,7 @@ def finetune_command(
     lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
     every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
     log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
+    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
     forecaster: Path = typer.Option(None),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/finetune")),
@@ -350,12 +315,13 @@ def finetune_command(
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
 
-    _check_positive(steps=steps, every=every, log_every=log_every)
-    _check_update(task, [strategy], model, components, mode, forecaster, out)
-    run(
-        task, strategy, out, model=model, components=components, mode=mode, steps=steps, lr=lr,
-        seed=seed, forecaster=forecaster, every=every, log_every=log_every,
+    config = _update_config(
+        [strategy], forecaster, warmup_checkpoints, model=model, components=components, mode=mode,
+        steps=steps, lr=lr, seed=seed, every=every, log_every=log_every,
     )  # fmt: skip
+    _check_out_dir("--out", out)
+    _tasks([task], model)
+    run(task, config, out)
 
 
 @app.command("compare")
@@ -370,6 +336,7 @@ def compare_command(
     lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
     every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
     log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
+    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
     forecaster: Path = typer.Option(None),
     out: Path = typer.Option(Path("runs/compare")),
 ) -> None:
@@ -379,12 +346,14 @@ def compare_command(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    _check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
-    _check_update(task, names, model, components, mode, forecaster, out)
-    run(
-        task, names, list(range(seeds)), out, model=model, components=components, mode=mode,
-        steps=steps, lr=lr, forecaster=forecaster, every=every, log_every=log_every,
+    _check_positive(seeds=seeds)
+    config = _update_config(
+        names, forecaster, warmup_checkpoints, model=model, components=components, mode=mode,
+        steps=steps, lr=lr, every=every, log_every=log_every,
     )  # fmt: skip
+    _check_out_dir("--out", out)
+    _tasks([task], model)
+    run(task, names, list(range(seeds)), config, out)
 
 
 @app.command("sync")

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from foresight.architectures import base_model
+from foresight.architectures.parameters import ComponentMap
 from foresight.encoding import PairBatch
-from foresight.updater.masks import ComponentMap
 
 
 @contextmanager
@@ -52,7 +53,8 @@ class ComponentGradients:
 
     def __call__(self, model: nn.Module, batch: PairBatch) -> dict[str, np.ndarray]:
         split = [key.rsplit(".", 1) for key in self.keys]
-        tensors = [getattr(model.get_submodule(module), name) for module, name in split]
+        base = base_model(model)
+        tensors = [getattr(base.get_submodule(module), name) for module, name in split]
         batch = batch.to(tensors[0].device)
         with _weights_require_grad(tensors, model.training, model):
             logits = model(input_ids=batch.clean).logits[torch.arange(len(batch)), batch.last]

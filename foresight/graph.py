@@ -18,10 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from torch import nn
+from foresight import components as names
 
 GRANULARITIES = ("block",)
 
@@ -43,27 +42,25 @@ class Graph:
                 f"a graph needs n_layers >= 1 and n_heads >= 1, got {self.n_layers}, {self.n_heads}"
             )
 
-    @classmethod
-    def from_model(cls, model: nn.Module) -> Graph:
-        """The graph of a supported Hugging Face causal LM (PEFT-wrapped or not)."""
-        from foresight.adapters import get_adapter
-
-        return get_adapter(model).graph
-
     def senders(self) -> list[str]:
         """embed, then per layer L: a{L}.h0 .. a{L}.h{H-1}, m{L}."""
-        names = ["embed"]
+        senders = ["embed"]
         for layer in range(self.n_layers):
-            names += [f"a{layer}.h{h}" for h in range(self.n_heads)] + [f"m{layer}"]
-        return names
+            senders += [names.head(layer, h) for h in range(self.n_heads)] + [names.mlp(layer)]
+        return senders
 
     def receivers(self) -> list[str]:
         """a0, m0, a1, m1, ..., logits."""
-        return [f"{k}{layer}" for layer in range(self.n_layers) for k in "am"] + ["logits"]
+        inputs = [(names.attention_input(layer), names.mlp(layer)) for layer in range(self.n_layers)]
+        return [r for pair in inputs for r in pair] + ["logits"]
 
     def node_names(self) -> list[str]:
         """Senders followed by `logits`."""
         return self.senders() + ["logits"]
+
+    def member_names(self) -> list[str]:
+        """The heads and MLPs (the possible circuit members), in sender order."""
+        return names.members(self.senders())
 
     def edge_names(self) -> list[tuple[str, str]]:
         """Every (sender, receiver) pair of the graph, senders in order, receivers in order."""
@@ -71,54 +68,28 @@ class Graph:
 
     def edge_labels(self) -> list[str]:
         """Edge names as "sender->receiver" strings, in `edge_names` order."""
-        return [f"{s}->{r}" for s, r in self.edge_names()]
+        return [names.edge(s, r) for s, r in self.edge_names()]
 
     def has_edge(self, sender: str, receiver: str) -> bool:
-        s_layer, s_head = node_position(sender, self.n_layers)
+        """Whether `sender` writes to the residual stream before `receiver` reads it."""
+        s_layer, s_head = names.position(sender, self.n_layers)
         if receiver == "logits":
             return True
-        r_layer = int(receiver[1:])
-        if receiver[0] == "m" and s_head >= 0 and not self.parallel:
+        r_layer, _ = names.position(receiver, self.n_layers)
+        if receiver == names.mlp(r_layer) and s_head >= 0 and not self.parallel:
             return r_layer >= s_layer
         return r_layer > s_layer
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict (what manifests and forecasters store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
+        """The graph of a `to_dict` dict."""
         return cls(**data)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Graph:
-        return cls.from_dict(json.loads(text))
-
     def fingerprint(self) -> str:
-        """SHA-256 of the canonical JSON (equal graphs, equal fingerprints)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-
-def node_kind(name: str) -> str:
-    """The kind of a node or edge name: embed, head, mlp, logits or edge."""
-    if "->" in name:
-        return "edge"
-    if name in ("embed", "logits"):
-        return name
-    return "head" if ".h" in name else "mlp"
-
-
-def node_position(name: str, n_layers: int) -> tuple[int, int]:
-    """(layer, head) of a node: embed (-1, -1), logits (n_layers, -1), m{L} (L, -1);
-    an edge has its sender's position."""
-    name = name.split("->")[0]
-    if name == "embed":
-        return -1, -1
-    if name == "logits":
-        return n_layers, -1
-    if ".h" in name:
-        layer, head = name[1:].split(".h")
-        return int(layer), int(head)
-    return int(name[1:]), -1
+        """SHA-256 of the canonical JSON of `to_dict` (equal graphs, equal fingerprints): the one
+        identity check of "same graph" (trajectories, forecasters and models all compare it)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()

@@ -3,12 +3,16 @@ Hugging Face causal-LM directory. Nothing is ever fetched from a hub."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
+
+from foresight.architectures import UnsupportedArchitecture, graph_of
+from foresight.graph import Graph
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
@@ -31,7 +35,34 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     return path
 
 
+def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
+    """The graph of a model, read from its config.json before any weights are loaded.
+
+    ModelLoadError if the directory, its config or its weights are missing, or its model_type
+    is no causal LM that transformers knows (or, with `attribution`, one without an architecture
+    in the registry)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = resolve_model_path(name_or_path)
+    file = path / "config.json"
+    try:
+        model_type = json.loads(file.read_text()).get("model_type")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    if not attribution:
+        return Graph(config.num_hidden_layers, config.num_attention_heads)
+    try:
+        return graph_of(config)
+    except UnsupportedArchitecture as e:
+        raise ModelLoadError(f"{file}: {e}") from None
+
+
 def load_tokenizer(name_or_path: str | Path = "default") -> PreTrainedTokenizerBase:
+    """The tokenizer of a model (pad token = eos when it has none)."""
     path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token_id is None:

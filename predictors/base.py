@@ -10,15 +10,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from predictors.problem import (
-    ForecasterMismatch,
-    ForecastProblem,
-    GraphSignature,
-    Observation,
-    Run,
-    observe,
-    top_n,
-)
+from foresight.circuits import circuit, rank
+from foresight.graph import Graph
+from predictors.problem import ForecasterMismatch, ForecastProblem, Observation, Trajectory, observe
 
 
 class Forecaster(ABC):
@@ -33,10 +27,11 @@ class Forecaster(ABC):
 
     def __init__(self, problem: ForecastProblem, seed: int = 0) -> None:
         self.problem, self.seed = problem, seed
-        self.graph: GraphSignature | None = None
+        self.graph: Graph | None = None
         self.n_checkpoints = 0  # most checkpoints of a training run: "final" for partial runs
 
-    def fit(self, runs: Sequence[Run]) -> Self:
+    def fit(self, runs: Sequence[Trajectory]) -> Self:
+        """Learn from `runs` (all of one graph); returns self."""
         if not runs:
             raise ValueError(f"{self.name}: no training runs")
         graphs = {r.graph for r in runs}
@@ -51,10 +46,15 @@ class Forecaster(ABC):
         """Predicted score per component (index sorted by name); higher = more likely in the circuit."""
         if self.graph is None:
             raise RuntimeError(f"{self.name}: predict before fit")
-        check_graph(self.graph, obs.graph, obs.run)
+        check_graph(self.graph, obs.graph, f"run {obs.run}")
         return self._predict(obs).sort_index().rename(self.name)
 
-    def _fit(self, runs: Sequence[Run]) -> None:  # noqa: B027 (most baselines learn nothing)
+    @property
+    def levels_needed(self) -> tuple[str, ...]:
+        """The trajectory levels `predict` reads (what a tracker must record to serve it)."""
+        return (self.problem.level,)
+
+    def _fit(self, runs: Sequence[Trajectory]) -> None:  # noqa: B027 (most baselines learn nothing)
         pass
 
     @abstractmethod
@@ -65,39 +65,47 @@ class Forecaster(ABC):
         return {}
 
     def set_state(self, state: dict[str, Any]) -> None:  # noqa: B027
-        pass
+        """Restore what `state` returned."""
 
     def save_model(self, directory: Path) -> None:  # noqa: B027
-        pass
+        """Write the learned model's files (if any) to `directory`."""
 
     def load_model(self, directory: Path) -> None:  # noqa: B027
-        pass
+        """Read what `save_model` wrote."""
 
 
-def forecast(forecaster: Forecaster, run: Run) -> pd.DataFrame:
-    """The forecast of `run` at the problem's prefix: one row per component (best first) with
-    score, rank (1 = best) and in_circuit (the top circuit_size). For horizon "final", a run
-    shorter than the training runs is taken to end where they did."""
+def forecast(forecaster: Forecaster, run: Trajectory) -> pd.DataFrame:
+    """The forecast of `run` at the problem's prefix: one row per component (best first, ties
+    by name) with score, rank (1 = best) and in_circuit (the forecast circuit: the top
+    circuit_size heads and MLPs by predicted score). For horizon "final", a run shorter than
+    the training runs is taken to end where they did."""
     problem = forecaster.problem
     obs = observe(run, problem, n_checkpoints=max(run.n_checkpoints, forecaster.n_checkpoints))
     scores = forecaster.predict(obs)
-    names = top_n(scores, len(scores))
+    names = rank(scores, magnitude=False)
+    members = circuit(scores, problem.circuit_size, magnitude=False)
     return pd.DataFrame(
         {
             "component": names,
             "score": scores[names].to_numpy(),
             "rank": np.arange(1, len(names) + 1),
-            "in_circuit": np.arange(len(names)) < problem.circuit_size,
+            "in_circuit": [n in members for n in names],
         }
     )
 
 
-def check_graph(expected: GraphSignature, actual: GraphSignature, run: str) -> None:
+def describe(graph: Graph) -> str:
+    """A short description of a graph for error messages."""
+    residual = "parallel" if graph.parallel else "sequential"
+    return (
+        f"{graph.fingerprint()[:12]} ({graph.n_layers} layers x {graph.n_heads} heads, {residual} residual)"
+    )
+
+
+def check_graph(expected: Graph, actual: Graph, where: str) -> None:
     """Raise ForecasterMismatch if `actual` is not the graph the forecaster was trained on."""
-    if expected.fingerprint != actual.fingerprint:
+    if expected.fingerprint() != actual.fingerprint():
         raise ForecasterMismatch(
-            f"run {run}: graph {actual.fingerprint[:12]} ({actual.n_layers} layers x {actual.n_heads} heads, "
-            f"{len(actual.nodes)} nodes) differs from the forecaster's training graph "
-            f"{expected.fingerprint[:12]} ({expected.n_layers} layers x {expected.n_heads} heads, "
-            f"{len(expected.nodes)} nodes)"
+            f"{where}: graph {describe(actual)} differs from the forecaster's training graph "
+            f"{describe(expected)}"
         )

@@ -6,7 +6,8 @@
   0..k, evaluated at the target step (over checkpoint indices when the target step is unknown).
 - `random`: uniform scores, seeded by (seed, run name).
 - `anticipate`: |s0 + K (s_probe - s0)|, s_probe the probe scores; K maximises the mean
-  Jaccard@n on the training runs (1-D grid search). Without probe scores: static, with a warning.
+  Jaccard@n (circuits of heads and MLPs) on the training runs (1-D grid search). Without probe
+  scores: static, with a warning.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from foresight.circuits import circuit, is_candidate
 from predictors.base import Forecaster
-from predictors.problem import Observation, Run, circuit, level_scores, observe, target_scores
+from predictors.problem import Observation, Trajectory, level_scores, observe, target_scores
 
 K_GRID = np.concatenate([[0.0], np.logspace(-1, 3, 81)])
 
@@ -82,13 +84,15 @@ class Anticipate(Forecaster):
         probe = obs.probe[obs.probe["level"] == self.problem.level].set_index("component")["score"]
         return s0, probe.reindex(s0.index).fillna(s0) - s0
 
-    def _fit(self, runs: Sequence[Run]) -> None:
+    def _fit(self, runs: Sequence[Trajectory]) -> None:
         n, cases = self.problem.circuit_size, []
         for run in runs:
             obs = observe(run, self.problem)
             start_change = self._start_and_change(obs)
             if start_change is not None and obs.target_index < run.n_checkpoints:
                 s0, change = start_change
+                keep = [is_candidate(c) for c in s0.index]  # the circuit's tie rule: by name
+                s0, change = s0[keep].sort_index(), change[keep].sort_index()
                 true = s0.index.isin(list(circuit(target_scores(run, self.problem), n)))
                 cases.append((s0.to_numpy(), change.to_numpy(), s0.index.to_numpy(), true))
         if not cases:

@@ -11,7 +11,7 @@ from rich.table import Table
 from predictors.base import forecast
 from predictors.evaluate import comparison_frame, evaluate
 from predictors.persist import load_forecaster, save_forecaster
-from predictors.problem import ForecastProblem, Run, load_corpus, parse_horizon, with_checkpoint_index
+from predictors.problem import ForecastProblem, Trajectory, load_corpus, parse_horizon, with_checkpoint_index
 from predictors.registry import MODELS, make_forecaster
 
 
@@ -35,16 +35,16 @@ def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:
     return ForecastProblem(prefix, parsed, circuit_size)
 
 
-def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Run]:
+def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Trajectory]:
     """The runs under `trajectories`; ValueError if there are none or the circuit size
-    exceeds the components of their graph."""
+    exceeds the heads and MLPs of their graph."""
     runs = load_corpus(trajectories)
     if not runs:
         raise ValueError(f"{trajectories}: no trajectories with checkpoints under it")
-    n = min(len(run.graph.nodes) for run in runs)
+    n = min(len(run.graph.member_names()) for run in runs)
     if problem.circuit_size > n:
         raise ValueError(
-            f"--circuit-size {problem.circuit_size}: larger than the {n} nodes of the graph "
+            f"--circuit-size {problem.circuit_size}: larger than the {n} heads and MLPs of the graph "
             f"of the trajectories under {trajectories}"
         )
     return runs
@@ -109,7 +109,7 @@ def predict_command(forecaster: Path, trajectory: Path) -> pd.DataFrame:
     rows = with_checkpoint_index(load_trajectory(trajectory))
     if rows.empty:
         raise ValueError(f"{trajectory}: no checkpoints")
-    run = Run(str(rows["run"].iloc[0]), str(rows["task"].iloc[0]), rows, load_probe(trajectory))
+    run = Trajectory(str(rows["run"].iloc[0]), str(rows["task"].iloc[0]), rows, load_probe(trajectory))
     table = forecast(f, run)
     p = f.problem
     _print(

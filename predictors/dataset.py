@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from foresight.circuits import circuit
 from predictors.features import FEATURES, features_at
-from predictors.problem import ForecastProblem, Run, circuit, observe, target_scores, valid_prefixes
+from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 
 
 class Dataset(NamedTuple):
@@ -29,7 +30,7 @@ def training_prefixes(problem: ForecastProblem) -> range:
 
 
 def build_dataset(
-    runs: Sequence[Run], problem: ForecastProblem, prefixes: Sequence[int] | None = None
+    runs: Sequence[Trajectory], problem: ForecastProblem, prefixes: Sequence[int] | None = None
 ) -> Dataset:
     """Samples of `runs` at `prefixes` (default: problem.prefix) whose target checkpoint exists."""
     frames, labels, targets = [], [], []

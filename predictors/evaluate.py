@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from predictors.base import Forecaster
-from predictors.metrics import METRICS, run_metrics
-from predictors.problem import ForecastProblem, Run, observe, target_scores, valid_prefixes
+from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 from predictors.registry import make_forecaster
+from predictors.scoring import METRICS, run_metrics
 
 ALL = "all"
 Factory = Callable[[ForecastProblem], Forecaster]
@@ -46,7 +46,7 @@ def _factories(models: Sequence[str] | Mapping[str, Factory], seed: int) -> dict
 
 
 def leave_one_task_out(
-    runs: Sequence[Run],
+    runs: Sequence[Trajectory],
     problem: ForecastProblem,
     models: Sequence[str] | Mapping[str, Factory],
     seed: int = 0,
@@ -134,7 +134,7 @@ def markdown_table(summary: pd.DataFrame, problem: ForecastProblem) -> str:
 
 
 def evaluate(
-    runs: Sequence[Run],
+    runs: Sequence[Trajectory],
     problem: ForecastProblem,
     models: Sequence[str] | Mapping[str, Factory],
     seed: int = 0,

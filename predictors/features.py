@@ -9,16 +9,17 @@ the same checkpoint, so features compare across tasks. Checkpoints used: 0, k-2,
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from foresight import components
+from foresight.circuits import circuit
+from foresight.components import KINDS
 from predictors.problem import ForecastProblem, Observation, level_scores
 
-KINDS = ("embed", "head", "mlp", "logits", "edge")
 FEATURES: tuple[str, ...] = (
     *(f"abs_{c}" for c in ("0", "km2", "km1", "k")),
     "signed_0",
@@ -50,9 +51,6 @@ FEATURES: tuple[str, ...] = (
     "sender_abs",
     "receiver_abs",
 )
-_LAYER = re.compile(r"a(\d+)")
-_HEAD = re.compile(r"a(\d+)\.h\d+")
-_MLP = re.compile(r"m\d+")
 
 
 def _normalised_abs(scores: np.ndarray) -> np.ndarray:
@@ -62,12 +60,10 @@ def _normalised_abs(scores: np.ndarray) -> np.ndarray:
     return a / np.where(top > 0, top, 1.0)
 
 
-def _in_top(values: np.ndarray, names: np.ndarray, n: int) -> np.ndarray:
-    """1.0 for the n largest `values` (ties broken by name), else 0.0."""
-    order = np.lexsort((names, -values))
-    flag = np.zeros(len(values))
-    flag[order[:n]] = 1.0
-    return flag
+def _in_circuit(values: np.ndarray, names: np.ndarray, n: int) -> np.ndarray:
+    """1.0 for the members of the circuit of size n of `values` (by |value|), else 0.0."""
+    members = circuit(dict(zip(names, values, strict=True)), n)
+    return np.array([float(c in members) for c in names])
 
 
 def _trend(absn: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +77,7 @@ def _trend(absn: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _neighbourhood(
-    names: np.ndarray, kind: np.ndarray, layer: np.ndarray, node_absk: pd.Series | None
+    names: np.ndarray, kind: np.ndarray, layer: np.ndarray, node_absk: pd.Series | None, n_layers: int
 ) -> dict[str, np.ndarray]:
     """Mean |score| at k of the same layer's heads, the layer's MLP and the previous layer's heads
     (nodes); |score| at k of sender and receiver node (edges; receiver a{L} = mean of layer L's heads)."""
@@ -89,13 +85,15 @@ def _neighbourhood(
     out = dict.fromkeys(FEATURES[-5:], nan)
     if node_absk is None:
         return out
-    heads = {c: v for c, v in node_absk.items() if _HEAD.fullmatch(c)}
     by_layer: dict[int, list[float]] = {}
-    for c, v in heads.items():
-        by_layer.setdefault(int(_HEAD.fullmatch(c).group(1)), []).append(v)  # type: ignore[union-attr]
+    mlp: dict[int, float] = {}
+    for c, v in node_absk.items():
+        if components.kind(c) == "head":
+            by_layer.setdefault(components.position(c, n_layers)[0], []).append(v)
+        elif components.kind(c) == "mlp":
+            mlp[components.position(c, n_layers)[0]] = v
     heads_mean = {layer: float(np.mean(v)) for layer, v in by_layer.items()}
     if (kind != "edge").all():
-        mlp = {int(c[1:]): v for c, v in node_absk.items() if _MLP.fullmatch(c)}
         out["layer_heads_mean"] = np.array([heads_mean.get(x, np.nan) for x in layer])
         out["layer_mlp"] = np.array([mlp.get(x, np.nan) for x in layer])
         out["prev_layer_heads_mean"] = np.array([heads_mean.get(x - 1, np.nan) for x in layer])
@@ -104,10 +102,9 @@ def _neighbourhood(
     def node_value(name: str) -> float:
         if name in node_absk.index:
             return float(node_absk[name])
-        m = _LAYER.fullmatch(name)
-        return heads_mean.get(int(m.group(1)), np.nan) if m else np.nan
+        return heads_mean.get(components.position(name, n_layers)[0], np.nan)  # attention input a{L}
 
-    ends = [c.split("->", 1) for c in names]
+    ends = [components.edge_ends(c) for c in names]
     out["sender_abs"] = np.array([node_value(s) for s, _ in ends])
     out["receiver_abs"] = np.array([node_value(r) for _, r in ends])
     return out
@@ -134,8 +131,8 @@ def features_at(obs: Observation, problem: ForecastProblem) -> pd.DataFrame:
     f["rank_0"], f["rank_km1"], f["rank_k"] = ranks[0], ranks[at["km1"]], ranks[k]
     f["d_rank_k_km1"] = f["rank_k"] - f["rank_km1"]
     f["d_rank_k_0"] = f["rank_k"] - f["rank_0"]
-    f["in_circuit_k"] = _in_top(absn[k], names, problem.circuit_size)
-    f["in_circuit_0"] = _in_top(absn[0], names, problem.circuit_size)
+    f["in_circuit_k"] = _in_circuit(absn[k], names, problem.circuit_size)
+    f["in_circuit_0"] = _in_circuit(absn[0], names, problem.circuit_size)
     f["slope"], f["trend_at_target"] = _trend(absn, obs.target_index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN grad_norm columns
@@ -163,5 +160,5 @@ def features_at(obs: Observation, problem: ForecastProblem) -> pd.DataFrame:
         node_absk = pd.Series(_normalised_abs(nodes.to_numpy())[k], index=nodes.columns)
     else:
         node_absk = None
-    f.update(_neighbourhood(names, kind, layer, node_absk))
+    f.update(_neighbourhood(names, kind, layer, node_absk, n_layers))
     return pd.DataFrame({c: f[c] for c in FEATURES}, index=pd.Index(names, name="component"), dtype="float64")

@@ -4,8 +4,8 @@ One graph per (run, k): nodes = the node-level components (sorted by name) with
 `features.FEATURES` (standardised with training means/stds; NaN -> 0); edges = the run's edges
 sender->receiver (receiver a{L}: every head of layer L) with features
 [|score| at k, at 0, their difference] (normalised per checkpoint) when the training runs carry
-edge scores, else the computational graph (embed, heads, MLPs to later heads and MLPs, an MLP
-reading its own layer's heads, and logits) with the single feature 1.0. Every edge is also
+edge scores, else the edges of the run's `Graph` (`node_edges`, parallel residual included) with
+the single feature 1.0. Every edge is also
 added reversed; a last edge feature marks the direction (1 forward, 0 reversed).
 Model: linear encoder, `n_layers` residual GATv2Conv(edge_dim) layers, a linear head on
 [encoder output, last layer]; BCE-with-logits with pos_weight = #neg / #pos; Adam, fixed epochs.
@@ -13,7 +13,6 @@ Model: linear encoder, `n_layers` residual GATv2Conv(edge_dim) layers, a linear 
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GATv2Conv
 
+from foresight import components
+from foresight.circuits import circuit
+from foresight.graph import Graph
 from predictors.base import Forecaster
 from predictors.dataset import training_prefixes
 from predictors.features import FEATURES, features_at
@@ -33,8 +35,7 @@ from predictors.problem import (
     ForecasterMismatch,
     ForecastProblem,
     Observation,
-    Run,
-    circuit,
+    Trajectory,
     level_scores,
     observe,
     target_scores,
@@ -42,47 +43,38 @@ from predictors.problem import (
 )
 
 MODEL_FILE = "model.pt"
-_HEAD = re.compile(r"a(\d+)\.h\d+")
-_LAYER = re.compile(r"a(\d+)")
 
 
-def _receivers(name: str, heads_by_layer: dict[int, list[str]]) -> list[str]:
-    m = _LAYER.fullmatch(name)
-    return heads_by_layer.get(int(m.group(1)), []) if m else [name]
+def _node_receivers(receiver: str, heads_by_layer: dict[int, list[str]], n_layers: int) -> list[str]:
+    """The nodes a graph receiver stands for: attention input a{L} -> every head of layer L."""
+    if receiver == "logits" or components.is_member_kind(receiver):  # m{L}: the MLP itself
+        return [receiver]
+    return heads_by_layer[components.position(receiver, n_layers)[0]]
 
 
-def computational_graph(nodes: Sequence[str], n_layers: int) -> list[tuple[str, str]]:
-    """(sender, receiver) pairs of the residual stream graph: embed, heads and MLPs feed every
-    later head, MLP (an MLP also reads its own layer's heads) and logits."""
+def _heads_by_layer(graph: Graph) -> dict[int, list[str]]:
+    return {
+        layer: [components.head(layer, h) for h in range(graph.n_heads)] for layer in range(graph.n_layers)
+    }
 
-    def order(name: str) -> float:  # position in the forward pass
-        if name == "embed":
-            return -1.0
-        if name == "logits":
-            return float(n_layers)
-        m = _HEAD.fullmatch(name)
-        return float(m.group(1)) if m else int(name[1:]) + 0.5
 
+def node_edges(graph: Graph) -> list[tuple[str, str]]:
+    """The graph's edges between nodes: sender -> receiver, an attention input a{L} standing
+    for every head of layer L (so a parallel-residual graph has no head -> same-layer MLP edge)."""
+    heads_by_layer = _heads_by_layer(graph)
     return [
         (s, r)
-        for s in nodes
-        for r in nodes
-        if s != "logits"
-        and r != "embed"
-        and order(s) < order(r)
-        and not (_HEAD.fullmatch(s) and _HEAD.fullmatch(r) and order(s) == order(r))
+        for s, receiver in graph.edge_names()
+        for r in _node_receivers(receiver, heads_by_layer, graph.n_layers)
     ]
 
 
 def _edges(
-    obs: Observation, nodes: list[str], n_layers: int, edge_scores: bool
+    obs: Observation, nodes: list[str], graph: Graph, edge_scores: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(2 x E) node indices and (E x d) edge features, forward edges then reversed ones."""
     index = {c: i for i, c in enumerate(nodes)}
-    heads_by_layer: dict[int, list[str]] = {}
-    for c in nodes:
-        if m := _HEAD.fullmatch(c):
-            heads_by_layer.setdefault(int(m.group(1)), []).append(c)
+    heads_by_layer = _heads_by_layer(graph)
     if edge_scores:
         scores = level_scores(obs.history, "edge")
         if scores.empty:
@@ -93,12 +85,12 @@ def _edges(
         a = a / np.where(a.max(axis=1, keepdims=True) > 0, a.max(axis=1, keepdims=True), 1.0)
         pairs, attrs = [], []
         for j, edge in enumerate(scores.columns):
-            sender, receiver = edge.split("->", 1)
-            for r in _receivers(receiver, heads_by_layer):
+            sender, receiver = components.edge_ends(edge)
+            for r in _node_receivers(receiver, heads_by_layer, graph.n_layers):
                 pairs.append((index[sender], index[r]))
                 attrs.append([a[obs.k, j], a[0, j], a[obs.k, j] - a[0, j]])
     else:
-        pairs = [(index[s], index[r]) for s, r in computational_graph(nodes, n_layers)]
+        pairs = [(index[s], index[r]) for s, r in node_edges(graph)]
         attrs = [[1.0]] * len(pairs)
     ei = np.array(pairs, dtype=np.int64).T.reshape(2, -1)
     ea = np.array(attrs, dtype=np.float32).reshape(len(pairs), -1)
@@ -153,12 +145,17 @@ class GNNForecaster(Forecaster):
         self.mean = self.std = np.zeros(len(FEATURES))
         self.net: _Net | None = None
 
+    @property
+    def levels_needed(self) -> tuple[str, ...]:
+        """Nodes, and edges when trained with edge scores."""
+        return ("node", "edge") if self.edge_scores else ("node",)
+
     def _graph(self, obs: Observation, y: np.ndarray | None = None, standardise: bool = True) -> Data:
         f = features_at(obs, self.problem)
         x = f.to_numpy()
         if standardise:
             x = np.nan_to_num((x - self.mean) / self.std)
-        ei, ea = _edges(obs, list(f.index), self.graph.n_layers, self.edge_scores)
+        ei, ea = _edges(obs, list(f.index), self.graph, self.edge_scores)
         data = Data(
             x=torch.tensor(x, dtype=torch.float32),
             edge_index=torch.from_numpy(np.ascontiguousarray(ei)),
@@ -174,7 +171,7 @@ class GNNForecaster(Forecaster):
         edge_dim = 4 if self.edge_scores else 2
         return _Net(len(FEATURES), edge_dim, h["hidden"], h["n_layers"], h["heads"])
 
-    def _fit(self, runs: Sequence[Run]) -> None:
+    def _fit(self, runs: Sequence[Trajectory]) -> None:
         self.edge_scores = all((r.rows["level"] == "edge").any() for r in runs)
         graphs = []
         for run in runs:

@@ -19,7 +19,7 @@ import pandas as pd
 from predictors.base import Forecaster
 from predictors.dataset import Dataset, build_dataset, training_prefixes
 from predictors.features import FEATURES, features_at
-from predictors.problem import ForecastProblem, Observation, Run
+from predictors.problem import ForecastProblem, Observation, Trajectory
 
 MODEL_FILE = "model.txt"
 
@@ -72,7 +72,7 @@ class LGBMForecaster(Forecaster):
             data.features.to_numpy(), data.labels.to_numpy(), feature_name=list(FEATURES), **kwargs
         )
 
-    def _fit(self, runs: Sequence[Run]) -> None:
+    def _fit(self, runs: Sequence[Trajectory]) -> None:
         tasks = sorted({r.task for r in runs})
         rng = np.random.default_rng(self.seed)
         n_val = max(1, len(tasks) // 4) if len(tasks) >= 2 else 0

@@ -1,7 +1,7 @@
 """Saving and loading fitted forecasters.
 
 A forecaster directory holds `forecaster.json` (format, model type, seed, problem, feature
-names, graph: fingerprint, node names, n_layers, n_heads; n_checkpoints; the forecaster's JSON
+names, graph (`Graph.to_dict`) and its fingerprint; n_checkpoints; the forecaster's JSON
 state) and, for learned models, the model file (LightGBM text model `model.txt`, torch
 state_dict `model.pt`). A loaded forecaster raises ForecasterMismatch on runs of another graph.
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from foresight.graph import Graph
 from predictors.base import Forecaster
 from predictors.features import FEATURES
-from predictors.problem import ForecasterMismatch, ForecastProblem, GraphSignature
+from predictors.problem import ForecasterMismatch, ForecastProblem
 from predictors.registry import make_forecaster
 
 SPEC_FILE = "forecaster.json"
-FORMAT = 1
+FORMAT = 2
 
 
 def save_forecaster(forecaster: Forecaster, directory: str | Path) -> Path:
@@ -33,12 +34,8 @@ def save_forecaster(forecaster: Forecaster, directory: str | Path) -> Path:
         "seed": forecaster.seed,
         "problem": forecaster.problem.to_dict(),
         "feature_names": list(FEATURES),
-        "graph": {
-            "fingerprint": graph.fingerprint,
-            "nodes": list(graph.nodes),
-            "n_layers": graph.n_layers,
-            "n_heads": graph.n_heads,
-        },
+        "graph": graph.to_dict(),
+        "graph_fingerprint": graph.fingerprint(),
         "n_checkpoints": forecaster.n_checkpoints,
         "state": forecaster.state(),
     }
@@ -49,7 +46,7 @@ def save_forecaster(forecaster: Forecaster, directory: str | Path) -> Path:
 
 def load_forecaster(directory: str | Path) -> Forecaster:
     """The forecaster saved in `directory`. ForecasterMismatch if it was saved with other features
-    or its graph fingerprint does not match its node names."""
+    or its graph fingerprint does not match its graph."""
     directory = Path(directory)
     file = directory / SPEC_FILE
     if not file.is_file():
@@ -60,10 +57,9 @@ def load_forecaster(directory: str | Path) -> Forecaster:
     if spec["feature_names"] != list(FEATURES):
         raise ForecasterMismatch(f"{file}: saved with other features than this version computes")
     forecaster = make_forecaster(spec["model_type"], ForecastProblem.from_dict(spec["problem"]), spec["seed"])
-    g = spec["graph"]
-    forecaster.graph = GraphSignature(tuple(g["nodes"]), g["n_layers"], g["n_heads"])
-    if forecaster.graph.fingerprint != g["fingerprint"]:
-        raise ForecasterMismatch(f"{file}: graph fingerprint does not match its node names")
+    forecaster.graph = Graph.from_dict(spec["graph"])
+    if forecaster.graph.fingerprint() != spec["graph_fingerprint"]:
+        raise ForecasterMismatch(f"{file}: graph fingerprint does not match its graph")
     forecaster.n_checkpoints = spec["n_checkpoints"]
     forecaster.set_state(spec["state"])
     forecaster.load_model(directory)

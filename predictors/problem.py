@@ -1,18 +1,18 @@
 """The circuit forecasting problem.
 
-A *run* is one trajectory: rows (run, step, level, component, score, ...) as returned by
-`trackers.store.load_trajectories`, one row per (step, component). Checkpoint index k is
-the position of a step among the run's sorted steps (column `ckpt`, added by `split_runs`).
+A `Trajectory` is one tracked run as the predictors see it: rows (run, step, level,
+component, score, ..., graph) as returned by `trackers.store.load_trajectories`, one row per
+(step, component). Checkpoint index k is the position of a step among the run's sorted steps
+(column `ckpt`, added by `split_runs`).
 
 `ForecastProblem(prefix=k, horizon=h, circuit_size=n, level)`: from checkpoints 0..k of a
-run, predict for every component of `level` whether it is in the circuit (the top-n by
-|score|, ties broken by name) at checkpoint k+h (or the run's last checkpoint for
-horizon "final"), and its rank.
+run, predict for every component of `level` whether it is in the circuit
+(`foresight.circuits.circuit`: the top-n heads and MLPs by |score|) at checkpoint k+h (or
+the run's last checkpoint for horizon "final"), and its rank.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -22,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from foresight.graph import Graph
 
 Level = Literal["node", "edge"]
 Horizon = int | Literal["final"]
@@ -56,10 +58,12 @@ class ForecastProblem:
         return n_checkpoints - 1 if self.horizon == "final" else k + int(self.horizon)
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ForecastProblem:
+        """The problem of a `to_dict` dict."""
         return cls(**d)
 
 
@@ -69,32 +73,7 @@ def parse_horizon(text: str | int) -> Horizon:
 
 
 @dataclass(frozen=True)
-class GraphSignature:
-    """The computational graph a run's scores live on: its node names, n_layers, n_heads."""
-
-    nodes: tuple[str, ...]
-    n_layers: int
-    n_heads: int
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the sorted node names, n_layers and n_heads."""
-        text = json.dumps([sorted(self.nodes), self.n_layers, self.n_heads])
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame) -> GraphSignature:
-        """The signature of a run's node-level rows (n_layers = the logits layer, else max layer + 1)."""
-        nodes = rows[rows["level"] == "node"]
-        if nodes.empty:
-            raise ValueError("no node-level rows: cannot tell the graph")
-        logits = nodes.loc[nodes["kind"] == "logits", "layer"]
-        n_layers = int(logits.max()) if len(logits) else int(nodes["layer"].max()) + 1
-        return cls(tuple(sorted(nodes["component"].unique())), n_layers, int(nodes["head"].max()) + 1)
-
-
-@dataclass(frozen=True)
-class Run:
+class Trajectory:
     """One trajectory: `rows` (with column `ckpt`) and optional `probe` rows (one step)."""
 
     name: str
@@ -104,15 +83,26 @@ class Run:
 
     @property
     def steps(self) -> np.ndarray:
+        """The run's checkpoint steps, ascending."""
         return np.sort(self.rows["step"].unique())
 
     @property
     def n_checkpoints(self) -> int:
+        """How many checkpoints the run has."""
         return int(self.rows["ckpt"].max()) + 1
 
     @cached_property
-    def graph(self) -> GraphSignature:
-        return GraphSignature.of(self.rows[self.rows["ckpt"] == 0])
+    def graph(self) -> Graph:
+        """The computational graph the run's scores live on (from its manifest)."""
+        return graph_of_rows(self.rows)
+
+
+def graph_of_rows(rows: pd.DataFrame) -> Graph:
+    """The graph recorded in the `graph` column (the manifest's graph as JSON) of one run's rows."""
+    graphs = rows["graph"].unique()
+    if len(graphs) != 1:
+        raise ValueError(f"rows of one run hold {len(graphs)} graphs")
+    return Graph.from_dict(json.loads(graphs[0]))
 
 
 def with_checkpoint_index(rows: pd.DataFrame) -> pd.DataFrame:
@@ -121,11 +111,13 @@ def with_checkpoint_index(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(ckpt=np.searchsorted(steps, rows["step"].to_numpy()).astype("int64"))
 
 
-def split_runs(trajectories: pd.DataFrame, probes: Mapping[str, pd.DataFrame] | None = None) -> list[Run]:
+def split_runs(
+    trajectories: pd.DataFrame, probes: Mapping[str, pd.DataFrame] | None = None
+) -> list[Trajectory]:
     """The runs of a `load_trajectories` table, sorted by name; `probes` maps run -> probe rows."""
     probes = probes or {}
     return [
-        Run(
+        Trajectory(
             str(name),
             str(rows["task"].iloc[0]),
             with_checkpoint_index(rows.reset_index(drop=True)),
@@ -135,7 +127,7 @@ def split_runs(trajectories: pd.DataFrame, probes: Mapping[str, pd.DataFrame] | 
     ]
 
 
-def load_corpus(root: str | Path) -> list[Run]:
+def load_corpus(root: str | Path) -> list[Trajectory]:
     """Every trajectory under `root` (trackers.store) with its probe scores, as runs."""
     from trackers.store import find_trajectories, load_probe, load_trajectories, read_manifest
 
@@ -153,19 +145,6 @@ def level_scores(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
     return rows.pivot(index="ckpt", columns="component", values="score").sort_index(axis=1)
 
 
-def top_n(scores: pd.Series, n: int) -> list[str]:
-    """The n names with the highest `scores` (ties broken by name)."""
-    order = pd.DataFrame({"s": scores.to_numpy(), "name": scores.index}).sort_values(
-        ["s", "name"], ascending=[False, True], kind="mergesort"
-    )
-    return order["name"].iloc[:n].tolist()
-
-
-def circuit(scores: pd.Series, n: int) -> set[str]:
-    """The circuit of signed `scores`: the top-n components by |score|."""
-    return set(top_n(scores.abs(), n))
-
-
 @dataclass(frozen=True)
 class Observation:
     """What a forecaster may see of a run: rows of checkpoints 0..k, the probe, and where the
@@ -180,12 +159,13 @@ class Observation:
     target_step: float
 
     @cached_property
-    def graph(self) -> GraphSignature:
-        return GraphSignature.of(self.history[self.history["ckpt"] == 0])
+    def graph(self) -> Graph:
+        """The graph of the observed run."""
+        return graph_of_rows(self.history)
 
 
 def observe(
-    run: Run, problem: ForecastProblem, prefix: int | None = None, n_checkpoints: int | None = None
+    run: Trajectory, problem: ForecastProblem, prefix: int | None = None, n_checkpoints: int | None = None
 ) -> Observation:
     """The observation of `run` at checkpoint `prefix` (default problem.prefix): rows with ckpt <= k.
 
@@ -201,7 +181,7 @@ def observe(
     return Observation(run.name, run.task, history, run.probe, k, target, target_step)
 
 
-def target_scores(run: Run, problem: ForecastProblem, prefix: int | None = None) -> pd.Series:
+def target_scores(run: Trajectory, problem: ForecastProblem, prefix: int | None = None) -> pd.Series:
     """Signed scores of the problem's level at the target checkpoint of `run` (component -> score)."""
     k = problem.prefix if prefix is None else prefix
     target = problem.target_index(run.n_checkpoints, k)
@@ -210,7 +190,7 @@ def target_scores(run: Run, problem: ForecastProblem, prefix: int | None = None)
     return level_scores(run.rows, problem.level).loc[target]
 
 
-def valid_prefixes(run: Run, problem: ForecastProblem, prefixes: Iterable[int]) -> list[int]:
+def valid_prefixes(run: Trajectory, problem: ForecastProblem, prefixes: Iterable[int]) -> list[int]:
     """The prefixes whose target checkpoint exists in `run` and lies after them."""
     n = run.n_checkpoints
     return [k for k in prefixes if k < n and k < problem.target_index(n, k) < n]

@@ -1,7 +1,7 @@
 """Synthetic trajectories with a learnable drift, for tests and demos.
 
 Graph: embed, heads a{L}.h{H}, MLPs m{L}, logits (layer n_layers); optional edges of the
-computational graph (`computational_edges`). In every run, components get random roles:
+graph (`Graph.edge_labels`). In every run, components get random roles:
 `stable` (|score| about 1.0-1.5 throughout), `rising` (linear from 0.1 at checkpoint 0 to 2.0 at
 the last), `falling` (1.6 down to 0.1) and background (about 0.2). |score| carries multiplicative
 noise; each component keeps one sign. grad_norm is larger for drifting components. The probe
@@ -18,29 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from foresight.metrics import component_kind, component_position
-from predictors.problem import Run, split_runs
+from foresight import components
+from foresight.graph import Graph
+from predictors.problem import Trajectory, split_runs
+from trackers.store import graph_column
 
 K_TRUE = 20.0
-
-
-def node_names(n_layers: int, n_heads: int) -> list[str]:
-    heads = [f"a{layer}.h{h}" for layer in range(n_layers) for h in range(n_heads)]
-    return ["embed", *heads, *(f"m{layer}" for layer in range(n_layers)), "logits"]
-
-
-def computational_edges(n_layers: int, n_heads: int) -> list[str]:
-    """sender->receiver edges: embed, heads and MLPs to later heads (receiver a{L}: all heads of
-    layer L), MLPs (an MLP reads its own layer's heads) and logits."""
-    edges = []
-    senders = [("embed", -1, False)]
-    for layer in range(n_layers):
-        senders += [(f"a{layer}.h{h}", layer, False) for h in range(n_heads)] + [(f"m{layer}", layer, True)]
-    for sender, layer, is_mlp in senders:
-        receivers = [f"a{r}" for r in range(layer + 1, n_layers)]
-        receivers += [f"m{r}" for r in range(layer + (1 if is_mlp or sender == "embed" else 0), n_layers)]
-        edges += [f"{sender}->{r}" for r in [*receivers, "logits"]]
-    return edges
 
 
 def synthetic_trajectories(
@@ -59,8 +42,9 @@ def synthetic_trajectories(
 
     `roles` = (#stable, #rising, #falling) components per run.
     """
-    names = node_names(n_layers, n_heads)
-    edge_names = computational_edges(n_layers, n_heads) if edges else []
+    graph = Graph(n_layers, n_heads)
+    names = graph.node_names()
+    edge_names = graph.edge_labels() if edges else []
     t = np.arange(n_checkpoints) / (n_checkpoints - 1)
     frames, probes = [], {}
     for ti, task in enumerate(tasks):
@@ -84,12 +68,12 @@ def synthetic_trajectories(
                 edge = np.stack([_edge_score(e, names, node, n_heads, rng, noise) for e in edge_names])
                 tables.append((edge_names, edge, np.full(edge.shape, np.nan), "edge"))
             for c in range(n_checkpoints):
-                frames.append(_table(run, task, s, c * step_size, tables, c, n_layers))
+                frames.append(_table(run, task, s, c * step_size, tables, c, graph))
             probe_node = (
                 node[:, :1] + (node[:, -1:] - node[:, :1]) / K_TRUE + rng.normal(0, 0.005, (len(names), 1))
             )
             probe_tables = [(names, probe_node, np.full(probe_node.shape, np.nan), "node")]
-            probes[run] = _table(run, task, s, 0, probe_tables, 0, n_layers)
+            probes[run] = _table(run, task, s, 0, probe_tables, 0, graph)
     return pd.concat(frames, ignore_index=True), probes
 
 
@@ -103,16 +87,16 @@ def _edge_score(
             return np.abs(node[names.index(name)])
         return np.mean([np.abs(node[names.index(f"{name}.h{h}")]) for h in range(n_heads)], axis=0)
 
-    sender, receiver = edge.split("->")
+    sender, receiver = components.edge_ends(edge)
     return np.sqrt(value(sender) * value(receiver)) * rng.lognormal(0, noise, node.shape[1])
 
 
-def _table(run: str, task: str, seed: int, step: int, tables: list, c: int, n_layers: int) -> pd.DataFrame:
+def _table(run: str, task: str, seed: int, step: int, tables: list, c: int, graph: Graph) -> pd.DataFrame:
     rows = []
     for names, scores, grads, level in tables:
         for i, name in enumerate(names):
-            layer, head = component_position(name, n_layers)
-            rows.append((level, name, component_kind(name), layer, head, scores[i, c], grads[i, c]))
+            layer, head = components.position(name, graph.n_layers)
+            rows.append((level, name, components.kind(name), layer, head, scores[i, c], grads[i, c]))
     df = pd.DataFrame(rows, columns=["level", "component", "kind", "layer", "head", "score", "grad_norm"])
     df.insert(0, "step", step)
     for col, value in (
@@ -124,11 +108,12 @@ def _table(run: str, task: str, seed: int, step: int, tables: list, c: int, n_la
     ):
         df.insert(0, col, value)
     df["method"] = "synthetic"
+    df["graph"] = graph_column(graph)
     df[["accuracy", "metric", "loss"]] = (c / 10, c / 10, 1.0 - c / 20)
     return df.astype({"step": "int64", "layer": "int64", "head": "int64"})
 
 
-def synthetic_runs(**kwargs: object) -> list[Run]:
+def synthetic_runs(**kwargs: object) -> list[Trajectory]:
     """`synthetic_trajectories(**kwargs)` as runs with their probes."""
     return split_runs(*synthetic_trajectories(**kwargs))
 
@@ -149,7 +134,7 @@ def write_corpus(
         first = rows.iloc[0]
         manifest = {
             "run_id": run,
-            "graph": {"n_layers": n_layers, "n_heads": n_heads},
+            "graph": Graph(n_layers, n_heads).to_dict(),
             "model": first["model"],
             "task": first["task"],
             "seed": int(first["seed"]),

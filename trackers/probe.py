@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from foresight.attribution import Graph
+from foresight.architectures import graph_of
 from foresight.encoding import encode_pairs
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
@@ -47,7 +47,7 @@ def write_probe(
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as tmp:
         make_trainer(model, tokenizer, [task], config, tmp).train()
-    graph = Graph.from_model(model)
+    graph = graph_of(model)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(settings.n_pairs, seed=settings.seed))
     nodes, edges, metric, _ = node_and_edge_scores(model, pairs, graph, settings)
     table = scores_table({**nodes.to_dict(), **edges.to_dict()}, graph.n_layers, settings.method)

@@ -17,7 +17,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from foresight.attribution import Graph
+from foresight.architectures import graph_of
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, get_task
@@ -104,7 +104,7 @@ def track(
     for task in task_objects:
         if isinstance(task, JsonlTask):
             task.validate(tokenizer)
-    graph = Graph.from_model(lm)
+    graph = graph_of(lm)
     params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr, "steps": sft.steps}
     params |= {"batch_size": sft.batch_size, "every": settings.every, "method": settings.method}
     params |= {"circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}

@@ -18,7 +18,6 @@ place, so a crash loses at most the file being written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -34,7 +33,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from foresight.metrics import component_kind, component_position
+from foresight import components
+from foresight.components import KINDS
+from foresight.graph import Graph
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -54,10 +55,8 @@ CHECKPOINT_COLUMNS: dict[str, str] = {
     "grad_norm": "float64",
     "method": "str",
 }
-OPTIONAL_COLUMNS = ("step", "grad_norm")  # filled in by the writer when absent
 LEVELS = ("node", "edge")
-KINDS = ("embed", "head", "mlp", "logits", "edge")
-RUN_COLUMNS = ("run", "task", "seed", "model", "strategy")
+RUN_COLUMNS = ("run", "task", "seed", "model", "strategy", "graph")
 # identity of a run: a resumed writer must see the same values
 IDENTITY_KEYS = ("run_id", "graph", "model", "task", "seed", "strategy", "config")
 
@@ -73,9 +72,9 @@ def checkpoint_file(path: str | Path, step: int) -> Path:
     return Path(path) / CHECKPOINT_DIR / f"step-{step:08d}.parquet"
 
 
-def graph_fingerprint(graph: Mapping[str, Any]) -> str:
-    """SHA-256 of the graph's canonical JSON (sorted keys)."""
-    return hashlib.sha256(json.dumps(graph, sort_keys=True).encode()).hexdigest()
+def graph_column(graph: Graph) -> str:
+    """The value of the `graph` column of a trajectory's rows: the graph's canonical JSON."""
+    return json.dumps(graph.to_dict(), sort_keys=True)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -264,7 +263,7 @@ class TrajectoryWriter:
             manifest = _normalise(manifest)
         except (TypeError, ValueError) as e:
             raise TrajectoryError(f"{self.path}: manifest is not JSON-serialisable ({e})") from e
-        manifest["graph_fingerprint"] = graph_fingerprint(manifest["graph"])
+        manifest["graph_fingerprint"] = Graph.from_dict(manifest["graph"]).fingerprint()
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(exist_ok=True)
         _remove_temp_files(self.path)
@@ -290,7 +289,7 @@ class TrajectoryWriter:
         for key in IDENTITY_KEYS:
             old, new = self.manifest.get(key), manifest.get(key)
             if key == "graph":
-                old, new = graph_fingerprint(old), graph_fingerprint(new)
+                old, new = Graph.from_dict(old).fingerprint(), Graph.from_dict(new).fingerprint()
             if old != new:
                 raise TrajectoryError(
                     f"{self.path}: cannot resume, manifest {key} differs ({old!r} != {new!r})"
@@ -332,13 +331,13 @@ def scores_table(
     grad_norms: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """A checkpoint table (without step) from component or edge name -> score: level,
-    kind, layer and head are derived from the names (`foresight.metrics` naming rules);
+    kind, layer and head are derived from the names (`foresight.circuit_metrics` naming rules);
     grad_norm is NaN for names missing from `grad_norms`."""
     grad_norms = grad_norms or {}
     rows = []
     for name, score in scores.items():
-        kind = component_kind(name)
-        layer, head = component_position(name, n_layers)
+        kind = components.kind(name)
+        layer, head = components.position(name, n_layers)
         level = "edge" if kind == "edge" else "node"
         rows.append((level, name, kind, layer, head, score, grad_norms.get(name, np.nan), method))
     columns = [c for c in CHECKPOINT_COLUMNS if c != "step"]
@@ -362,6 +361,7 @@ def _with_run_columns(
         "seed": manifest["seed"],
         "model": _label(manifest["model"]),
         "strategy": manifest.get("strategy"),
+        "graph": graph_column(Graph.from_dict(manifest["graph"])),
     }
     front = pd.DataFrame(run, index=table.index)
     back = pd.DataFrame(dict(scalars), index=table.index)
@@ -374,8 +374,8 @@ def _empty() -> pd.DataFrame:
 
 def load_trajectory(path: str | Path) -> pd.DataFrame:
     """Every checkpoint of one trajectory as one table: columns run, task, seed, model,
-    strategy, the checkpoint columns (step, level, component, ...), then one column per
-    checkpoint scalar (NaN where a checkpoint lacks it). Rows are ordered by step."""
+    strategy, graph (`graph_column`), the checkpoint columns (step, level, component, ...),
+    then one column per checkpoint scalar (NaN where a checkpoint lacks it). Rows are ordered by step."""
     path = Path(path)
     manifest = read_manifest(path)
     frames = []

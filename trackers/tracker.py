@@ -26,16 +26,16 @@ import numpy as np
 import pandas as pd
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from foresight.attribution import Graph, top_k
 from foresight.attribution.api import attribute_with_runs
 from foresight.attribution.faithfulness import CircuitEvaluator
 from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import eval_mode
+from foresight.circuit_metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
+from foresight.circuits import circuit
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
-from foresight.graph import node_kind
-from foresight.metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
+from foresight.graph import Graph
 from foresight.tasks.base import Example, Task
 from foresight.tracking_log import SafeLogger
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
@@ -46,7 +46,8 @@ class TrackerSettings:
     """What is tracked and when.
 
     Checkpoints are step 0 and every `every` steps, or exactly `steps` (step 0
-    is added if missing). The circuit is the top `circuit_size` nodes by |score|.
+    is added if missing). The circuit is `foresight.circuits.circuit` of the node
+    scores with k = `circuit_size` (heads and MLPs only).
     """
 
     every: int = 10
@@ -60,6 +61,7 @@ class TrackerSettings:
     seed: int = 0
 
     def is_checkpoint(self, step: int) -> bool:
+        """Whether `step` is a checkpoint."""
         if step == 0:
             return True
         return step in self.steps if self.steps is not None else step % self.every == 0
@@ -78,13 +80,6 @@ class _TaskState:
     previous_circuit: set[str] | None = None
     previous_scores: pd.Series | None = None
     circuit: set[str] = field(default_factory=set)
-
-
-def log_spaced_steps(total: int, n: int) -> tuple[int, ...]:
-    """About `n` checkpoint steps in [0, total], spaced evenly in log(1 + step), so
-    that early training (where circuits move most) is sampled densely."""
-    points = np.unique(np.round(np.expm1(np.linspace(0.0, np.log1p(total), n))).astype(int))
-    return tuple(int(p) for p in points)
 
 
 def node_and_edge_scores(
@@ -110,7 +105,7 @@ def node_and_edge_scores(
 
 class CircuitTracker(TrainerCallback):
     """Tracks the circuits of `tasks` during training: as a Trainer callback, or by
-    calling `observe(model, step)` from a plain PyTorch loop.
+    calling `take_checkpoint(model, step)` from a plain PyTorch loop.
 
     With `background`, the Trainer callback takes each checkpoint on a copy of the model
     in a worker thread while training goes on (one checkpoint at a time, in step order;
@@ -164,15 +159,9 @@ class CircuitTracker(TrainerCallback):
             table, _ = read_checkpoint(checkpoint_file(state.writer.path, step))
             scores = table[table.level == "node"].set_index("component")["score"]
             setattr(state, f"{slot}_scores", scores)
-            setattr(state, f"{slot}_circuit", self._circuit(scores))
+            setattr(state, f"{slot}_circuit", circuit(scores, self.settings.circuit_size))
 
-    def _circuit(self, node_scores: pd.Series) -> set[str]:
-        """The top `circuit_size` heads and MLPs by |score| (embed and logits, which every
-        circuit contains, are left out)."""
-        movable = node_scores[[node_kind(c) in ("head", "mlp") for c in node_scores.index]]
-        return set(top_k(movable.to_dict(), self.settings.circuit_size))
-
-    def observe(self, model: PreTrainedModel, step: int) -> None:
+    def take_checkpoint(self, model: PreTrainedModel, step: int) -> None:
         """Take checkpoint `step` for every task that does not have it yet."""
         metrics: dict[str, float] = {}
         gradients: dict[str, dict[str, np.ndarray]] = {}
@@ -223,12 +212,12 @@ class CircuitTracker(TrainerCallback):
         node_scores, edge_scores, metric_value, runs = node_and_edge_scores(model, state.pairs, self.graph, s)
         self.gradients = self.gradients or ComponentGradients(model)
         grads = gradients[name] = self.gradients(model, state.pairs)
-        circuit = self._circuit(node_scores)
+        current = circuit(node_scores, s.circuit_size)
         if state.start_circuit is None:
-            state.start_circuit, state.start_scores = circuit, node_scores
+            state.start_circuit, state.start_scores = current, node_scores
         if state.previous_circuit is None:
-            state.previous_circuit, state.previous_scores = circuit, node_scores
-        circuits = (circuit, state.start_circuit, state.previous_circuit)
+            state.previous_circuit, state.previous_scores = current, node_scores
+        circuits = (current, state.start_circuit, state.previous_circuit)
         with eval_mode(model):  # each distinct circuit once: late in SFT the three often coincide
             evaluator = CircuitEvaluator(runs)
             faith = {frozenset(c): evaluator.faithfulness(c, "node") for c in set(map(frozenset, circuits))}
@@ -249,9 +238,9 @@ class CircuitTracker(TrainerCallback):
             f"{name}/cs_start_spearman": score_stability(state.start_scores, node_scores),
         }
         for kind in ("all", "head", "mlp"):
-            step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, circuit, kind)
-            step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, circuit, kind)
-        state.circuit = state.previous_circuit = circuit
+            step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
+            step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)
+        state.circuit = state.previous_circuit = current
         state.previous_scores = node_scores
         scalars["wall_s"] = time.perf_counter() - start
         grad_norms = {c: float(np.linalg.norm(g)) for c, g in grads.items()}
@@ -275,7 +264,7 @@ class CircuitTracker(TrainerCallback):
         if self._worker is not None:
             self.wait(pending=0)  # at most one model copy held
             model = copy.deepcopy(model)
-        self._submit(self.observe, model, step)
+        self._submit(self.take_checkpoint, model, step)
 
     # TrainerCallback hooks
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001

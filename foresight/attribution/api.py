@@ -8,10 +8,10 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from foresight.attribution.eap import gradient_attribution
-from foresight.attribution.metrics import get_metric
 from foresight.attribution.patching import PatchedRuns, patching_attribution
 from foresight.attribution.runner import Runner, eval_mode
 from foresight.attribution.scores import Scores
+from foresight.attribution.task_metrics import get_metric
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.tasks.base import AttributionPair
 

@@ -6,7 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from foresight.attribution.api import attribute
-from foresight.attribution.faithfulness import faithfulness_curve, rank
+from foresight.attribution.faithfulness import faithfulness_curve
+from foresight.circuits import ranked_candidates
 from foresight.encoding import encode_pairs
 from foresight.models import load_model
 
@@ -37,12 +38,13 @@ def attribute_command(
         f"{scores.metric} clean {scores.metric_value:.4f}, corrupted {scores.corrupted_value:.4f}"
     )
     frame = scores.to_frame().set_index("component")
+    ranked = ranked_candidates(scores)
     table = Table("rank", "component", "kind", "layer", "head", "score", title=f"top {top} by |score|")
-    for i, name in enumerate(rank(scores)[:top], start=1):
+    for i, name in enumerate(ranked[:top], start=1):
         row = frame.loc[name]
         table.add_row(str(i), name, row["kind"], str(row["layer"]), str(row["head"]), f"{row['score']:+.5f}")
     console.print(table)
-    curve = faithfulness_curve(lm, batch, scores, curve_ks(len(scores.names), min(top, len(scores.names))))
+    curve = faithfulness_curve(lm, batch, scores, curve_ks(len(ranked), min(top, len(ranked))))
     table = Table("k", "faithfulness", title="faithfulness of the top-k circuit")
     for k, value in zip(curve.k, curve.faithfulness, strict=True):
         table.add_row(str(k), f"{value:.3f}")

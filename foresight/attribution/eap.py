@@ -33,8 +33,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from foresight.attribution.metrics import Metric, accumulation
-from foresight.attribution.runner import Acts, Run, Runner
+from foresight.attribution.runner import Acts, ChunkRuns, Runner
+from foresight.attribution.task_metrics import Metric, accumulation
 from foresight.encoding import PairBatch
 
 
@@ -110,7 +110,7 @@ def gradient_attribution(
     level: str,
     ig_steps: int,
     batch_size: int,
-    runs: list[Run] | None = None,
+    runs: list[ChunkRuns] | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """eap (ig_steps = 0) or eap-ig (ig_steps = m >= 1) scores in graph node order
     (level "node") or edge order (level "edge"), with the batch-mean clean and

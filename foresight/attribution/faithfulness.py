@@ -1,4 +1,4 @@
-"""Circuits (top-k components) and their faithfulness, by real interventions.
+"""The faithfulness of circuits (`foresight.circuits`), by real interventions.
 
 m(C) is the batch-mean metric on the clean prompts with everything outside the
 circuit C patched to its corrupted value: for a node circuit, every head and MLP
@@ -13,9 +13,8 @@ into logits included, so the empty edge circuit is the corrupted run. Faithfulne
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -23,30 +22,15 @@ from transformers import PreTrainedTokenizerBase
 
 from foresight.attribution.api import as_batch
 from foresight.attribution.eap import edge_index
-from foresight.attribution.metrics import get_metric
 from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import Runner, eval_mode
 from foresight.attribution.scores import Scores
+from foresight.attribution.task_metrics import get_metric
+from foresight.circuits import circuit, ranked_candidates
 from foresight.encoding import PairBatch
 from foresight.tasks.base import AttributionPair
 
 Pairs = PairBatch | Sequence[AttributionPair]
-
-
-def rank(scores: Scores | Mapping[str, float]) -> list[str]:
-    """Names by decreasing |score| (ties keep their order)."""
-    items = scores.as_dict() if isinstance(scores, Scores) else dict(scores)
-    names = list(items)
-    order = np.argsort(-np.abs(np.array([items[n] for n in names], dtype=np.float64)), kind="stable")
-    return [names[i] for i in order]
-
-
-def top_k(scores: Scores | Mapping[str, float], k: int) -> list[str]:
-    """The k names of largest |score|, largest first; 1 <= k <= number of names."""
-    n = len(scores.names) if isinstance(scores, Scores) else len(scores)
-    if not 1 <= k <= n:
-        raise ValueError(f"k = {k} is out of range: the scores have {n} components (1 <= k <= {n})")
-    return rank(scores)[:k]
 
 
 class CircuitEvaluator:
@@ -121,14 +105,13 @@ def faithfulness_curve(
     batch_size: int | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> pd.DataFrame:
-    """Faithfulness of top_k(scores, k) for every k in `ks` (columns k, faithfulness)."""
+    """Faithfulness of the circuit of size k of `scores` for every k in `ks` (columns k,
+    faithfulness); ValueError for a k outside 1..the number of candidates."""
     batch = as_batch(model, pairs, tokenizer)
-    ranked = rank(scores)
-    for k in ks:
-        top_k(scores, k)
+    circuits = [circuit(scores, k) for k in ks]
     with eval_mode(model):
         evaluator = CircuitEvaluator.of_batch(model, batch, scores.metric, batch_size)
-        values = [evaluator.faithfulness(ranked[:k], scores.level) for k in ks]
+        values = [evaluator.faithfulness(c, scores.level) for c in circuits]
     return pd.DataFrame({"k": list(ks), "faithfulness": values})
 
 
@@ -140,11 +123,11 @@ def minimal_circuit(
     batch_size: int | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> list[str]:
-    """The smallest top-k circuit whose faithfulness reaches `target`, found by
-    bisection over k (exact when faithfulness grows with k; the result always
-    reaches the target, the full graph if nothing smaller does)."""
+    """The smallest circuit (`circuits.circuit`, in rank order) whose faithfulness reaches
+    `target`, found by bisection over k (exact when faithfulness grows with k; the result
+    always reaches the target, every candidate if nothing smaller does)."""
     batch = as_batch(model, pairs, tokenizer)
-    ranked = rank(scores)
+    ranked = ranked_candidates(scores)
     with eval_mode(model):
         evaluator = CircuitEvaluator.of_batch(model, batch, scores.metric, batch_size)
         low, high = 0, len(ranked)

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 
 from foresight.attribution.eap import edge_index
-from foresight.attribution.metrics import Metric
-from foresight.attribution.runner import EdgePatch, NodePatch, Run, Runner
+from foresight.attribution.runner import ChunkRuns, EdgePatch, NodePatch, Runner
+from foresight.attribution.task_metrics import Metric
 from foresight.encoding import PairBatch
 
 
 class PatchedRuns:
     """A pair batch with its clean and corrupted runs cached per chunk."""
 
-    def __init__(self, runner: Runner, metric: Metric, chunks: list[Run]):
+    def __init__(self, runner: Runner, metric: Metric, chunks: list[ChunkRuns]):
         self.runner, self.metric, self.chunks = runner, metric, chunks
         self.n = sum(len(chunk) for chunk, _, _ in chunks)
         self.clean_value = self._mean(clean.logits for _, clean, _ in self.chunks)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from foresight.adapters import Adapter, get_adapter
+from foresight.architectures.hooks import Adapter, get_adapter
 from foresight.encoding import PairBatch
 
 
@@ -40,7 +40,7 @@ class Acts:
         )
 
 
-Run = tuple[PairBatch, Acts, Acts]
+ChunkRuns = tuple[PairBatch, Acts, Acts]
 """A chunk of attribution pairs with its clean run and its corrupted run."""
 
 

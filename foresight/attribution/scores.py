@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from foresight.graph import Graph, node_kind, node_position
+from foresight import components
+from foresight.graph import Graph
 
 
 @dataclass
@@ -29,16 +30,17 @@ class Scores:
     corrupted_value: float
 
     def as_dict(self) -> dict[str, float]:
+        """name -> score."""
         return dict(zip(self.names, self.values.tolist(), strict=True))
 
     def to_frame(self) -> pd.DataFrame:
         """Columns component, kind, layer (embed -1, logits n_layers, an edge its
         sender's), head (-1 unless a head or an edge from one), score."""
-        positions = [node_position(n, self.graph.n_layers) for n in self.names]
+        positions = [components.position(n, self.graph.n_layers) for n in self.names]
         return pd.DataFrame(
             {
                 "component": self.names,
-                "kind": [node_kind(n) for n in self.names],
+                "kind": [components.kind(n) for n in self.names],
                 "layer": np.array([p[0] for p in positions], dtype=np.int64),
                 "head": np.array([p[1] for p in positions], dtype=np.int64),
                 "score": np.asarray(self.values, dtype=np.float64),

@@ -1,28 +1,24 @@
-"""Fine-tuning restricted to chosen circuit components: component -> parameter
-masks, masked LoRA (PEFT), masked full-parameter SFT and selection strategies."""
+"""Fine-tuning restricted to chosen circuit components: updaters (masked LoRA on PEFT,
+masked full-parameter SFT), the strategy registry, and one run (`finetune`) or a
+comparison of strategies (`compare`)."""
 
+from foresight.updater.base import Unrestricted, Updater
+from foresight.updater.config import FinetuneConfig
 from foresight.updater.full import FullMask, apply_gradient_masks
 from foresight.updater.lora import MaskedLoRA, apply_masked_lora
-from foresight.updater.masks import ComponentMap, Target, model_family
-from foresight.updater.strategies import (
-    kind_counts,
-    select_free,
-    select_from_scores,
-    select_random,
-    select_static,
-)
+from foresight.updater.strategies import STRATEGIES, Strategy, kind_counts, select_random, strategy_class
 
 __all__ = [
-    "ComponentMap",
+    "STRATEGIES",
+    "FinetuneConfig",
     "FullMask",
     "MaskedLoRA",
-    "Target",
+    "Strategy",
+    "Unrestricted",
+    "Updater",
     "apply_gradient_masks",
     "apply_masked_lora",
     "kind_counts",
-    "model_family",
-    "select_free",
-    "select_from_scores",
     "select_random",
-    "select_static",
+    "strategy_class",
 ]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from foresight.updater.compare import compare
+from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune
 
 console = Console()
@@ -24,11 +24,10 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def finetune_command(task: str, strategy: str, out_dir: Path, **finetune_args: Any) -> None:
-    """Fine-tune with one strategy (`finetune`'s keyword arguments); print the step metrics and
-    the summary."""
-    result = finetune(task, strategy, out_dir=out_dir, **finetune_args)
-    console.print(_table(result.metrics, f"{task} / {strategy}: step metrics"))
+def finetune_command(task: str, config: FinetuneConfig, out_dir: Path) -> None:
+    """Fine-tune with one strategy; print the step metrics and the summary."""
+    result = finetune(task, config, out_dir)
+    console.print(_table(result.metrics, f"{task} / {config.strategy}: step metrics"))
     summary = {k: v for k, v in result.summary().items() if k != "components"}
     console.print(_table(pd.DataFrame([summary]), "summary"))
     console.print(f"components: {', '.join(result.components)}")
@@ -36,11 +35,10 @@ def finetune_command(task: str, strategy: str, out_dir: Path, **finetune_args: A
 
 
 def compare_command(
-    task: str, strategies: Sequence[str], seeds: Sequence[int], out_dir: Path, **finetune_args: Any
+    task: str, strategies: Sequence[str], seeds: Sequence[int], config: FinetuneConfig, out_dir: Path
 ) -> None:
-    """Compare strategies over seeds (MLflow experiment foresight-compare, `finetune`'s keyword
-    arguments); print the tables."""
-    result = compare(task, strategies, seeds, out_dir, **finetune_args)
+    """Compare strategies over seeds (MLflow experiment foresight-compare); print the tables."""
+    result = compare(task, strategies, seeds, config, out_dir)
     console.print(_table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds)"))
     if len(result.tests):
         console.print(_table(result.tests, "paired t-tests over seeds (accuracy a - b)"))

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
 
 from foresight.report import comparison_markdown, paired_tests, summarise
 from foresight.tracking_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
+from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import FinetuneResult, finetune
 
 EXPERIMENT = "foresight-compare"
@@ -40,44 +40,43 @@ def compare(
     task: str,
     strategies: Sequence[str],
     seeds: Sequence[int],
+    config: FinetuneConfig = FinetuneConfig(),
     out_dir: str | Path = "runs/compare",
     experiment: str = EXPERIMENT,
-    **finetune_args: Any,
 ) -> Comparison:
-    """Run `finetune(task, strategy, seed=seed, **finetune_args)` for every strategy and seed,
+    """Run `finetune(task, config.with_run(strategy, seed))` for every strategy and seed,
     logging to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db); see the module docstring."""
+    runs = [config.with_run(strategy, seed) for strategy in strategies for seed in seeds]  # checked first
     uri = resolve_tracking_uri()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     out = Path(out_dir)
     params = {"task": task, "strategies": ",".join(strategies), "seeds": ",".join(map(str, seeds))}
+    shared = {k: v for k, v in config.to_dict().items() if k not in ("strategy", "seed")}
     results = []
-    with start_run(experiment, f"compare-{task}", {**params, **finetune_args}, {"task": task}) as parent:
-        for strategy in strategies:
-            for seed in seeds:
-                name = f"{strategy}-s{seed}"
-                tags = {"task": task, "strategy": strategy, "seed": str(seed)}
-                with mlflow.start_run(
-                    experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags=tags
-                ) as child:
-                    logger = SafeLogger(child.info.run_id, out / name)
-                    result = finetune(
-                        task, strategy, seed=seed, out_dir=out / name, logger=logger, **finetune_args
-                    )
-                    logger.log_params(
-                        {
-                            "components": len(result.components),
-                            "selected": ",".join(result.components),
-                            "trainable_parameters": result.trainable_parameters,
-                            "mode": result.mode,
-                        }
-                    )
-                    final = {
-                        "accuracy_before": result.accuracy_before,
-                        "accuracy_after": result.accuracy_after,
+    with start_run(experiment, f"compare-{task}", {**params, **shared}, {"task": task}) as parent:
+        for run in runs:
+            name = f"{run.strategy}-s{run.seed}"
+            tags = {"task": task, "strategy": run.strategy, "seed": str(run.seed)}
+            with mlflow.start_run(
+                experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags=tags
+            ) as child:
+                logger = SafeLogger(child.info.run_id, out / name)
+                result = finetune(task, run, out / name, logger)
+                logger.log_params(
+                    {
+                        "components": len(result.components),
+                        "selected": ",".join(result.components),
+                        "trainable_parameters": result.trainable_parameters,
+                        "mode": result.mode,
                     }
-                    logger.log_metrics({**final, "wall_s": result.wall_s}, int(result.metrics["step"].max()))
-                results.append(result)
+                )
+                final = {
+                    "accuracy_before": result.accuracy_before,
+                    "accuracy_after": result.accuracy_after,
+                }
+                logger.log_metrics({**final, "wall_s": result.wall_s}, int(result.metrics["step"].max()))
+            results.append(result)
         frame = pd.DataFrame([r.summary() for r in results])
         table, tests = summarise(frame), paired_tests(frame)
         markdown = comparison_markdown(task, table, tests)

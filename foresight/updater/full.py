@@ -3,7 +3,7 @@
 
 Every parameter without a selected entry is frozen (requires_grad False:
 embeddings, norms, lm_head and the projections of unselected components).
-Within a trainable parameter the selected entries follow `masks.ComponentMap`
+Within a trainable parameter the selected entries follow `architectures.parameters.ComponentMap`
 (rows of q/k/v, columns of the output projection, whole MLPs; a bias follows
 its rows). Gradients are multiplied by the mask, and `enforce` (run after every
 optimizer step once `attach`ed) writes back the values the masked entries had
@@ -17,12 +17,12 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
-from foresight.updater.masks import AxisMask, ComponentMap, parameter_axis_masks
+from foresight.architectures.parameters import AxisMask, ComponentMap, parameter_axis_masks
+from foresight.updater.base import Updater
 
 
-class FullMask:
+class FullMask(Updater):
     """Gradient masks on a model's own parameters, confining updates to `components`.
 
     With `dynamic` every attention and MLP parameter stays trainable (masked), so
@@ -90,10 +90,6 @@ class FullMask:
         for key, param in self._params.items():
             index, values = self._frozen[key]
             param.index_copy_(self._masks[key].dim, index, values)
-
-    def attach(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
-        """Run `enforce` after every step of `optimizer`."""
-        return optimizer.register_step_post_hook(lambda *_: self.enforce())
 
     def trainable_parameters(self) -> int:
         """Entries of the model that can change."""

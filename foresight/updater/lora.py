@@ -26,14 +26,14 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
-from foresight.updater.masks import ComponentMap, Target, parameter_axis_masks
+from foresight.architectures.parameters import ComponentMap, Target, parameter_axis_masks
+from foresight.updater.base import Updater
 
 ADAPTER = "default"
 
 
-class MaskedLoRA:
+class MaskedLoRA(Updater):
     """A PEFT model whose LoRA update is confined to `components`."""
 
     def __init__(
@@ -113,10 +113,6 @@ class MaskedLoRA:
             factor, dim = self._factor(name)
             factor.index_fill_(dim, (~self._features[name]).nonzero().squeeze(1), 0.0)
 
-    def attach(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
-        """Run `enforce` after every step of `optimizer`."""
-        return optimizer.register_step_post_hook(lambda *_: self.enforce())
-
     def trainable_parameters(self) -> int:
         """LoRA entries that can change: per target with any selected feature, the
         whole unmasked factor plus rank x (selected features)."""
@@ -166,7 +162,7 @@ def apply_masked_lora(
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=[t.name for t in targets],
-        fan_in_fan_out=component_map.family == "gpt2",
+        fan_in_fan_out=component_map.architecture.conv1d,
         bias="none",
         task_type="CAUSAL_LM",
     )

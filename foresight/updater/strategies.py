@@ -1,61 +1,181 @@
-"""Which components to update: pure selection functions over component names.
+"""Which components to update, and when to change them: the strategy registry.
 
-Only heads `a{L}.h{H}` and MLPs `m{L}` can be updated; `embed`, `logits` and
-edges are never selected. Strategies:
+Only heads `a{L}.h{H}` and MLPs `m{L}` are ever selected (`foresight.circuits`).
+A `Strategy` gives the set for step 0 (`initial`) and, if it `reselects`, may
+return a new set at every `every`-th step (`reselect`). Strategies:
 
-- free: every head and MLP of the graph;
-- static: the top-k by |attribution score| at step 0 (the "old map");
-- random: as many heads and as many MLPs as a reference set, drawn with a seed;
-- predictive / oracle / dynamic: the top-k of forecast or hindsight scores
-  (`select_from_scores`; the caller chooses the scores and when to re-select).
+- free: every head and MLP (mode "full": plain full-parameter SFT);
+- static: the circuit at step 0 (the old map);
+- random: as many heads and as many MLPs as static, drawn with the seed;
+- last: static, re-localized once at the switch step (the control of predictive);
+- dynamic: static, re-localized every `every` steps (the control of predictive-dynamic);
+- oracle: the circuit at the end of a free run of the same budget and seed;
+- predictive, predictive-dynamic: the forecast circuit (`predictors.strategies`,
+  registered here by name and imported when used, so that `foresight` imports
+  neither `trackers` nor `predictors` at module level).
+
+A re-selection at step s takes effect from step s + 1.
 """
 
 from __future__ import annotations
 
+import importlib
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
-from foresight.metrics import component_kind
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-UPDATABLE_KINDS = ("head", "mlp")
+from foresight import components as names
+from foresight.circuits import circuit
+from foresight.encoding import PairBatch
+from foresight.graph import Graph
+from foresight.tasks.base import Example, Task
+from foresight.updater.config import DEFAULT_WARMUP_CHECKPOINTS, FinetuneConfig
 
-
-def _updatable(components: Iterable[str]) -> list[str]:
-    return sorted(c for c in components if component_kind(c) in UPDATABLE_KINDS)
-
-
-def select_free(graph_components: Iterable[str]) -> set[str]:
-    """Every head and MLP among `graph_components`."""
-    return set(_updatable(graph_components))
-
-
-def select_from_scores(scores: Mapping[str, float], k: int) -> set[str]:
-    """The k heads and MLPs with the largest |score| (ties broken by name)."""
-    candidates = _updatable(scores)
-    if not 0 < k <= len(candidates):
-        raise ValueError(f"k={k}: must be in 1..{len(candidates)} (the number of scored heads and MLPs)")
-    return set(sorted(candidates, key=lambda c: -abs(scores[c]))[:k])
-
-
-def select_static(scores_at_step0: Mapping[str, float], k: int) -> set[str]:
-    """The static ("old map") circuit: the top-k |score| heads and MLPs at step 0."""
-    return select_from_scores(scores_at_step0, k)
+NodeScores = Callable[[], dict[str, float]]
 
 
 def kind_counts(components: Iterable[str]) -> tuple[int, int]:
     """(number of heads, number of MLPs) among `components`."""
-    kinds = [component_kind(c) for c in components]
+    kinds = [names.kind(c) for c in components]
     return kinds.count("head"), kinds.count("mlp")
 
 
 def select_random(candidates: Iterable[str], n_heads: int, n_mlps: int, seed: int) -> set[str]:
-    """`n_heads` heads and `n_mlps` MLPs drawn uniformly from `candidates` with `seed`."""
-    pool = _updatable(candidates)
+    """`n_heads` heads and `n_mlps` MLPs drawn uniformly from the heads and MLPs of `candidates`
+    (sorted first, so the draw depends on the seed only)."""
+    pool = sorted(names.members(candidates))
     rng = random.Random(seed)
     chosen: set[str] = set()
     for kind, n in (("head", n_heads), ("mlp", n_mlps)):
-        of_kind = [c for c in pool if component_kind(c) == kind]
+        of_kind = [c for c in pool if names.kind(c) == kind]
         if not 0 <= n <= len(of_kind):
             raise ValueError(f"{kind}s: cannot draw {n} of {len(of_kind)} candidates")
         chosen.update(rng.sample(of_kind, n))
     return chosen
+
+
+@dataclass
+class TaskData:
+    """The fixed data of a run: attribution pairs and held-out examples (data seed 0)."""
+
+    task: Task
+    tokenizer: PreTrainedTokenizerBase
+    pairs: PairBatch
+    examples: list[Example]
+
+
+@dataclass
+class Context:
+    """What a strategy may use: the run's settings, graph and data, the static circuit, its
+    output directory, the free reference run (for `oracle`; returns the trained model), node
+    scores of a model, and a loaded forecaster (else the strategy loads `config.forecaster`)."""
+
+    config: FinetuneConfig
+    graph: Graph
+    data: TaskData
+    static: set[str]
+    out_dir: Path
+    free_reference: Callable[[], PreTrainedModel]
+    node_scores: Callable[[PreTrainedModel], dict[str, float]]
+    forecaster: Any = None
+
+    def switch_step(self, warmup_checkpoints: int) -> int:
+        """The step of checkpoint `warmup_checkpoints - 1`; ValueError if no step is left after it."""
+        c = self.config
+        switch = (warmup_checkpoints - 1) * c.every
+        if switch >= c.steps:
+            raise ValueError(
+                f"a warm-up of {warmup_checkpoints} checkpoints every {c.every} steps "
+                f"leaves none of {c.steps} steps"
+            )
+        return switch
+
+
+class Strategy:
+    """The set at step 0 (`initial`) and, if `reselects`, changes at re-selection steps."""
+
+    name: ClassVar[str]
+    reselects: ClassVar[bool] = False
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def initial(self) -> set[str]:
+        """The set in force from step 1; default: the static circuit."""
+        return set(self.context.static)
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        """Called at every `every`-th step s < steps with the model and its node scores (computed
+        on demand); a set replaces the one in force from step s + 1, None keeps it."""
+        return None
+
+
+class Free(Strategy):
+    name = "free"
+
+    def initial(self) -> set[str]:
+        return set(self.context.graph.member_names())
+
+
+class Static(Strategy):
+    name = "static"
+
+
+class Random(Strategy):
+    name = "random"
+
+    def initial(self) -> set[str]:
+        c = self.context
+        return select_random(c.graph.member_names(), *kind_counts(c.static), seed=c.config.seed)
+
+
+class Oracle(Strategy):
+    name = "oracle"
+
+    def initial(self) -> set[str]:
+        return circuit(
+            self.context.node_scores(self.context.free_reference()), self.context.config.components
+        )
+
+
+class Dynamic(Strategy):
+    name = "dynamic"
+    reselects = True
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        return circuit(scores(), self.context.config.components)
+
+
+class Last(Strategy):
+    name = "last"
+    reselects = True
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        warmup = context.config.warmup_checkpoints or DEFAULT_WARMUP_CHECKPOINTS
+        self.switch = context.switch_step(warmup)
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        return circuit(scores(), self.context.config.components) if step == self.switch else None
+
+
+BUILT_IN: dict[str, type[Strategy]] = {s.name: s for s in (Free, Static, Random, Last, Dynamic, Oracle)}
+FORECASTING: dict[str, str] = {
+    "predictive": "predictors.strategies:Predictive",
+    "predictive-dynamic": "predictors.strategies:PredictiveDynamic",
+}
+STRATEGIES: tuple[str, ...] = (*BUILT_IN, *FORECASTING)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class of strategy `name` (forecasting strategies are imported on first use)."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    if name not in FORECASTING:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    module, attribute = FORECASTING[name].split(":")
+    return getattr(importlib.import_module(module), attribute)

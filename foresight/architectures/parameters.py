@@ -2,17 +2,15 @@
 
 Definitions (d = head_dim, H = query heads, G = key/value heads, W = H * d):
 
-- A *target* is one projection matrix of an attention block or an MLP.
-  Its *features* run along one axis: the output features of q/k/v and of
-  every MLP linear, the input features of the attention output projection.
+- A *target* is one projection matrix of an attention block or an MLP (the
+  `projections` of the model's `Architecture`). Its *features* run along one
+  axis: the output features of q/k/v and of every MLP linear, the input
+  features of the attention output projection.
 - Head `a{L}.h{H}` owns, in layer L, the output features of its q, k and v
-  and the input features (columns) `[h*d, (h+1)*d)` of the output projection.
-  Layouts of the fused q/k/v projections:
-  GPT-2 `attn.c_attn` (Conv1D, weight [in, 3W]): features `j*W + h*d + i`, j = q, k, v;
-  GPT-NeoX `attention.query_key_value` (Linear, weight [3W, in]): features
-  `h*3d + j*d + i` (the output is viewed as [head][q, k, v][d]).
-- Grouped-query attention (Llama family): key/value head g serves query
-  heads `g*H/G ... (g+1)*H/G - 1` (transformers' `repeat_kv`); its k/v rows are
+  and the input features (columns) `[h*d, (h+1)*d)` of the output projection;
+  for a fused qkv projection, the features the architecture's `qkv_features` names.
+- Grouped-query attention: key/value head g serves query heads
+  `g*H/G ... (g+1)*H/G - 1` (transformers' `repeat_kv`); its k/v rows are
   trainable if *any* of its query heads is selected.
 - MLP `m{L}` owns every feature of every linear of its MLP.
 - A weight entry is trainable iff its feature is selected. A bias follows its
@@ -24,7 +22,6 @@ Definitions (d = head_dim, H = query heads, G = key/value heads, W = H * d):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -33,40 +30,9 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-Role = Literal["q", "k", "v", "qkv", "o", "mlp"]
-
-# family -> (model_types, layer-list name, {module path inside a layer: role})
-FAMILIES: dict[str, tuple[tuple[str, ...], str, dict[str, Role]]] = {
-    "llama": (
-        ("llama", "mistral", "qwen2"),
-        "layers",
-        {
-            "self_attn.q_proj": "q",
-            "self_attn.k_proj": "k",
-            "self_attn.v_proj": "v",
-            "self_attn.o_proj": "o",
-            "mlp.gate_proj": "mlp",
-            "mlp.up_proj": "mlp",
-            "mlp.down_proj": "mlp",
-        },
-    ),
-    "gpt2": (
-        ("gpt2",),
-        "h",
-        {"attn.c_attn": "qkv", "attn.c_proj": "o", "mlp.c_fc": "mlp", "mlp.c_proj": "mlp"},
-    ),
-    "gpt_neox": (
-        ("gpt_neox",),
-        "layers",
-        {
-            "attention.query_key_value": "qkv",
-            "attention.dense": "o",
-            "mlp.dense_h_to_4h": "mlp",
-            "mlp.dense_4h_to_h": "mlp",
-        },
-    ),
-}
-SUPPORTED_MODEL_TYPES = tuple(t for types, _, _ in FAMILIES.values() for t in types)
+from foresight import components as names
+from foresight.architectures import architecture_of, base_model
+from foresight.architectures.spec import Dims, Role
 
 
 @dataclass(frozen=True)
@@ -128,6 +94,8 @@ def parameter_axis_masks(target: Target, features: torch.Tensor) -> dict[str, Ax
 
 
 def _in_out(module: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of a Linear or Conv1D (or of the base layer a LoRA layer wraps)."""
+    module = module.get_base_layer() if hasattr(module, "get_base_layer") else module
     if isinstance(module, Conv1D):
         return module.weight.shape[0], module.weight.shape[1]
     if isinstance(module, nn.Linear):
@@ -135,52 +103,41 @@ def _in_out(module: nn.Module) -> tuple[int, int]:
     raise ValueError(f"{type(module).__name__}: expected nn.Linear or Conv1D")
 
 
-def model_family(model: nn.Module) -> str:
-    """The adapter family of a Hugging Face causal LM ("llama", "gpt2", "gpt_neox")."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    for family, (types, _, _) in FAMILIES.items():
-        if model_type in types:
-            return family
-    supported = ", ".join(SUPPORTED_MODEL_TYPES)
-    raise ValueError(f"unsupported architecture {model_type!r}: supported model types are {supported}")
-
-
 class ComponentMap:
-    """The targets of every head and MLP of a model, found by walking its modules."""
+    """The targets of every head and MLP of a model, found from its architecture.
+
+    Target names are module names in the Hugging Face model (the base model of a
+    PEFT wrapper)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.family = model_family(model)
-        _, layers_name, roles = FAMILIES[self.family]
-        pattern = re.compile(rf"(?:.*\.)?{layers_name}\.(\d+)\.({'|'.join(map(re.escape, roles))})")
+        base = base_model(model)
+        self.architecture = architecture_of(base)
+        self.family = self.architecture.family
+        self.dims = Dims.of(base.config)
+        layers = base.get_submodule(self.architecture.layers)
         targets = []
-        for name, module in model.named_modules():
-            match = pattern.fullmatch(name)
-            if match:
+        for layer_index, layer in enumerate(layers):
+            for path, role in self.architecture.projections.items():
+                module = layer.get_submodule(path)
                 in_features, out_features = _in_out(module)
+                inner = module.get_base_layer() if hasattr(module, "get_base_layer") else module
                 targets.append(
                     Target(
-                        name=name,
-                        layer=int(match.group(1)),
-                        role=roles[match.group(2)],
-                        conv1d=isinstance(module, Conv1D),
+                        name=f"{self.architecture.layers}.{layer_index}.{path}",
+                        layer=layer_index,
+                        role=role,
+                        conv1d=isinstance(inner, Conv1D),
                         out_features=out_features,
                         in_features=in_features,
-                        has_bias=getattr(module, "bias", None) is not None,
+                        has_bias=getattr(inner, "bias", None) is not None,
                     )
                 )
-        if not targets:
-            raise ValueError(f"{self.family} model: no attention or MLP projections found")
         self.targets: tuple[Target, ...] = tuple(targets)
-        config = model.config
-        self.n_layers = 1 + max(t.layer for t in targets)
-        self.n_heads: int = config.num_attention_heads
-        out_proj = next(t for t in targets if t.role == "o")
-        self.head_dim = out_proj.in_features // self.n_heads
-        k_proj = next((t for t in targets if t.role == "k"), None)
-        self.n_kv_heads = k_proj.out_features // self.head_dim if k_proj else self.n_heads
+        self.n_layers, self.n_heads = self.dims.n_layers, self.dims.n_heads
+        self.head_dim, self.n_kv_heads = self.dims.head_dim, self.dims.n_kv_heads
         self.components: tuple[str, ...] = tuple(
-            f"a{layer}.h{head}" for layer in range(self.n_layers) for head in range(self.n_heads)
-        ) + tuple(f"m{layer}" for layer in range(self.n_layers))
+            names.head(layer, h) for layer in range(self.n_layers) for h in range(self.n_heads)
+        ) + tuple(names.mlp(layer) for layer in range(self.n_layers))
 
     def validate(self, components: Iterable[str]) -> frozenset[str]:
         """The components as a set; ValueError naming any that this model does not have."""
@@ -196,22 +153,22 @@ class ComponentMap:
 
     def targets_of(self, component: str) -> list[Target]:
         """The targets a (valid) head or MLP component owns features of."""
-        layer = int(component[1:].split(".")[0])
-        is_mlp = component.startswith("m")
+        layer, _ = names.position(component, self.n_layers)
+        is_mlp = names.kind(component) == "mlp"
         return [t for t in self.targets if t.layer == layer and (t.role == "mlp") == is_mlp]
 
     def head_features(self, target: Target, head: int) -> torch.Tensor:
         """Feature indices (long [n]) of query head `head` on an attention target."""
-        d, width = self.head_dim, self.n_heads * self.head_dim
-        own = torch.arange(d) + head * d
+        d = self.head_dim
         if target.role in ("q", "o"):
-            return own
+            return torch.arange(d) + head * d
         if target.role in ("k", "v"):
             group = head // (self.n_heads // self.n_kv_heads)
             return torch.arange(d) + group * d
-        if self.family == "gpt2":
-            return torch.cat([own + j * width for j in range(3)])
-        return torch.arange(3 * d) + head * 3 * d
+        fused = self.architecture.qkv_features
+        if fused is None:
+            raise ValueError(f"{self.family}: a fused qkv projection needs the architecture's qkv_features")
+        return fused(self.dims, head)
 
     def feature_masks(self, components: Iterable[str]) -> dict[str, torch.Tensor]:
         """For every target, the bool mask [n_features] of the features the components own."""
@@ -220,10 +177,10 @@ class ComponentMap:
         for target in self.targets:
             mask = torch.zeros(target.n_features, dtype=torch.bool)
             if target.role == "mlp":
-                mask[:] = f"m{target.layer}" in selected
+                mask[:] = names.mlp(target.layer) in selected
             else:
                 for head in range(self.n_heads):
-                    if f"a{target.layer}.h{head}" in selected:
+                    if names.head(target.layer, head) in selected:
                         mask[self.head_features(target, head)] = True
             masks[target.name] = mask
         return masks

@@ -2,65 +2,29 @@
 Stability (does the old map still explain the new model) and Circuit Conflict
 (cross-task interference).
 
-Components are named `embed`, `a{L}.h{H}` (attention head H of layer L), `m{L}`
-(the MLP of layer L) and `logits`; an edge is named `"{sender}->{receiver}"`.
-A circuit is a collection of such names.
+A circuit is a collection of component names (`foresight.components`), as
+`foresight.circuits.circuit` selects it.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from foresight import components
+
 CircuitKind = Literal["all", "head", "mlp"]
 CIRCUIT_KINDS: tuple[CircuitKind, ...] = ("all", "head", "mlp")
-COMPONENT_KINDS = ("embed", "head", "mlp", "logits", "edge")
-
-_HEAD = re.compile(r"a(\d+)\.h(\d+)")
-_MLP = re.compile(r"m(\d+)")
-
-
-def component_kind(name: str) -> str:
-    """The kind of a component name: "embed", "head", "mlp", "logits" or "edge".
-
-    Raises ValueError for a name that follows none of the naming rules.
-    """
-    if "->" in name:
-        return "edge"
-    if name in ("embed", "logits"):
-        return name
-    if _HEAD.fullmatch(name):
-        return "head"
-    if _MLP.fullmatch(name):
-        return "mlp"
-    raise ValueError(f"component {name!r}: not embed, logits, a{{L}}.h{{H}}, m{{L}} or an edge 'x->y'")
-
-
-def component_position(name: str, n_layers: int) -> tuple[int, int]:
-    """(layer, head) of a component: embed is layer -1, logits layer `n_layers`,
-    an edge takes its sender's position; head is -1 for anything but a head."""
-    if "->" in name:
-        return component_position(name.split("->", 1)[0], n_layers)
-    kind = component_kind(name)
-    if kind == "embed":
-        return -1, -1
-    if kind == "logits":
-        return n_layers, -1
-    if kind == "head":
-        layer, head = _HEAD.fullmatch(name).groups()  # type: ignore[union-attr]
-        return int(layer), int(head)
-    return int(_MLP.fullmatch(name).group(1)), -1  # type: ignore[union-attr]
 
 
 def _restrict(circuit: Collection[str], kind: CircuitKind) -> set[str]:
     if kind not in CIRCUIT_KINDS:
         raise ValueError(f"kind must be one of {CIRCUIT_KINDS}, not {kind!r}")
-    return set(circuit) if kind == "all" else {c for c in circuit if component_kind(c) == kind}
+    return set(circuit) if kind == "all" else {c for c in circuit if components.kind(c) == kind}
 
 
 def circuit_distance(a: Collection[str], b: Collection[str], kind: CircuitKind = "all") -> float:
@@ -157,24 +121,3 @@ def circuit_conflict(
         if float(ga @ gb) < 0:  # the cosine has the sign of the dot product
             conflicting += 1
     return conflicting / len(union)
-
-
-def metric_table(circuits: Mapping[int, Collection[str]]) -> pd.DataFrame:
-    """Circuit Distance of the circuit at every step against the first step's (the
-    old map) and against the previous checkpoint's, for all components, heads and MLPs.
-
-    Returns one row per step (ascending) with columns step, cd_vs_start_{all,head,mlp},
-    cd_vs_prev_{all,head,mlp}; the first row's cd_vs_prev_* are NaN.
-    """
-    steps = sorted(circuits)
-    rows = []
-    for i, step in enumerate(steps):
-        row: dict[str, float] = {"step": step}
-        for kind in CIRCUIT_KINDS:
-            row[f"cd_vs_start_{kind}"] = circuit_distance(circuits[steps[0]], circuits[step], kind)
-        for kind in CIRCUIT_KINDS:
-            prev = circuit_distance(circuits[steps[i - 1]], circuits[step], kind) if i else float("nan")
-            row[f"cd_vs_prev_{kind}"] = prev
-        rows.append(row)
-    columns = ["step"] + [f"cd_vs_{ref}_{k}" for ref in ("start", "prev") for k in CIRCUIT_KINDS]
-    return pd.DataFrame(rows, columns=columns).astype({"step": "int64"})

@@ -1,0 +1,1 @@
+"""One module per model family, each defining `ARCHITECTURE` (a `spec.Architecture`)."""

@@ -1,0 +1,68 @@
+"""What Foresight needs to know about one model family (`Architecture`), and the
+dimensions of one model (`Dims`).
+
+Module paths are dotted paths: `layers`, `embed` and `final_norm` from the
+Hugging Face model (e.g. `LlamaForCausalLM`), the others from one decoder layer.
+
+- embed: the module whose output is the residual stream entering block 0;
+- attn_out: the attention output projection; its input [B, T, H * dh] split by
+  head is the heads' activations;
+- mlp: the MLP block; its output [B, T, d] is the MLP's activation;
+- attn_norm, mlp_norm, final_norm: the norms whose input is the residual read by
+  receivers a{L}, m{L} and logits;
+- projections: every projection matrix of a layer with its role (q, k, v; qkv for
+  a fused one; o for the output projection; mlp for any MLP linear);
+- qkv_features: for a fused qkv projection, the output features of one query
+  head (see `parameters.ComponentMap`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+Role = Literal["q", "k", "v", "qkv", "o", "mlp"]
+
+
+@dataclass(frozen=True)
+class Dims:
+    """n_layers, n_heads (query heads H), n_kv_heads (key/value heads G) and head_dim (d)."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, config: Any) -> Dims:
+        """The dimensions in a transformers config (standard attribute names)."""
+        n_heads = config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+        return cls(config.num_hidden_layers, n_heads, n_kv, head_dim)
+
+
+def _never_parallel(config: Any) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The hook modules, projection layout and graph rule of one model family."""
+
+    family: str
+    model_types: tuple[str, ...]
+    layers: str
+    embed: str
+    final_norm: str
+    attn_out: str
+    mlp: str
+    attn_norm: str
+    mlp_norm: str
+    projections: Mapping[str, Role]
+    conv1d: bool = False
+    qkv_features: Callable[[Dims, int], torch.Tensor] | None = None
+    parallel_residual: Callable[[Any], bool] = _never_parallel

@@ -1,0 +1,87 @@
+"""The forecasting update strategies: `predictive` and `predictive-dynamic`.
+
+Both start from the static circuit and observe the model through `CircuitTracker`,
+the code path that tracked the forecaster's training corpus (node scores and
+gradient norms at every checkpoint, edge scores when the forecaster uses them,
+and the probe fine-tune of `trackers.probe`), at steps 0, every, 2 * every, ...
+At the switch step (checkpoint `warmup_checkpoints - 1`, default the forecaster's
+prefix) the forecaster predicts the circuit from the trajectory so far and the set
+becomes its top-K heads and MLPs; `predictive-dynamic` re-forecasts at every later
+checkpoint. The warm-up steps count in the shared budget. The forecaster should have
+been trained on trajectories tracked with the same spacing (`every`): its horizon is
+counted in checkpoints. The trajectory is written to `{out_dir}/trajectory/{task}`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from transformers import PreTrainedModel
+
+from foresight.circuits import circuit
+from foresight.updater.finetune import sft_config
+from foresight.updater.strategies import Context, NodeScores, Strategy
+from predictors.base import Forecaster, check_graph
+from predictors.persist import load_forecaster
+from predictors.problem import observe, split_runs
+from trackers.probe import write_probe
+from trackers.store import load_probe, load_trajectory
+from trackers.tracker import CircuitTracker, TrackerSettings
+
+
+class Predictive(Strategy):
+    """Static during the warm-up, then the forecast circuit (see the module docstring)."""
+
+    name = "predictive"
+    reselects = True
+    reforecasts: ClassVar[bool] = False
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        c = context.config
+        forecaster = context.forecaster
+        if forecaster is None:
+            if c.forecaster is None:
+                raise ValueError(f"strategy {self.name!r} needs a forecaster")
+            forecaster = load_forecaster(c.forecaster)
+        self.forecaster: Forecaster = forecaster
+        check_graph(forecaster.graph, context.graph, f"model {c.model}")
+        self.switch = context.switch_step(c.warmup_checkpoints or forecaster.problem.prefix + 1)
+        self.n_planned = c.steps // c.every + 1
+        task = context.data.task
+        settings = TrackerSettings(
+            every=c.every,
+            levels=forecaster.levels_needed,
+            n_pairs=c.n_pairs,
+            circuit_size=c.components,
+            seed=0,
+        )
+        manifest = {"run_id": f"{task.name}-{self.name}-s{c.seed}", "model": str(c.model), "seed": c.seed}
+        manifest |= {"strategy": self.name, "config": c.to_dict()}
+        root = context.out_dir / "trajectory"
+        self.tracker = CircuitTracker([task], context.data.tokenizer, context.graph, root, manifest, settings)
+        self.path = root / task.name
+        write_probe(self.tracker.states[task.name].writer, c.model, task, sft_config(c), settings)
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        if step > self.switch and not self.reforecasts:
+            return None
+        self.tracker.take_checkpoint(model, step)
+        return self.forecast() if step >= self.switch else None
+
+    def forecast(self) -> set[str]:
+        """The forecast circuit (top-K by predicted score) from every checkpoint tracked so far."""
+        rows = load_trajectory(self.path)
+        probe = load_probe(self.path)
+        (run,) = split_runs(rows, None if probe is None else {str(rows["run"].iloc[0]): probe})
+        obs = observe(
+            run, self.forecaster.problem, run.n_checkpoints - 1, max(self.n_planned, run.n_checkpoints)
+        )
+        return circuit(self.forecaster.predict(obs), self.context.config.components, magnitude=False)
+
+
+class PredictiveDynamic(Predictive):
+    """As `predictive`, then a new forecast at every later checkpoint."""
+
+    name = "predictive-dynamic"
+    reforecasts = True
