@@ -14,16 +14,10 @@ import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from tiny_models import tiny_model
 from torch import nn
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
 
+from foresight.architectures import graph_of
 from foresight.attribution import attribute
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
@@ -32,26 +26,12 @@ V, B, T, HEADS, LAYERS = 40, 5, 7, 4, 2
 
 
 def build(family: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    if family == "llama":
-        model = LlamaForCausalLM(LlamaConfig(
-            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=32,
-            attn_implementation="eager"))  # fmt: skip
-    elif family == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(
-            vocab_size=V, n_embd=32, n_layer=LAYERS, n_head=HEADS, n_positions=32, bos_token_id=0,
-            eos_token_id=0, attn_implementation="eager"))  # fmt: skip
-    else:
-        model = GPTNeoXForCausalLM(GPTNeoXConfig(
-            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS, max_position_embeddings=32, use_parallel_residual=family == "neox",
-            attn_implementation="eager"))  # fmt: skip
-    with torch.no_grad():  # larger weights than the default init, so that effects are not tiny
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(3.0)
-    return model.to(dtype).eval()
+    """A tiny model of `family` ("neox": parallel residual, "neox-sequential": not), weights x 3
+    so that effects are not tiny."""
+    name, extra = family, {}
+    if family.startswith("neox"):
+        name, extra = "gpt_neox", {"use_parallel_residual": family == "neox"}
+    return tiny_model(name, seed=seed, scale=3.0, dtype=dtype, vocab=V, layers=LAYERS, heads=HEADS, **extra)
 
 
 def make_batch(seed: int = 1) -> PairBatch:
@@ -215,7 +195,7 @@ def batch() -> PairBatch:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_eap_is_the_first_order_term_of_patching(family: str, batch: PairBatch) -> None:
     model = build(family)
-    parts, graph = Parts(model, family.split("-")[0]), Graph.from_model(model)
+    parts, graph = Parts(model, family.split("-")[0]), graph_of(model)
     node = attribute(model, batch, method="eap", level="node", batch_size=2)
     close(node.values, node_reference(parts, batch, graph, None))
     edge = attribute(model, batch, method="eap", level="edge", batch_size=3)
@@ -228,7 +208,7 @@ def test_node_score_is_the_sum_of_its_edge_scores(family: str, batch: PairBatch)
     """For eap and eap-ig: node(s) = sum over receivers r of edge(s->r), for every sender
     (exact; Llama's RMSNorm computes in float32, hence its looser tolerance)."""
     model = build(family)
-    graph = Graph.from_model(model)
+    graph = graph_of(model)
     for method in ("eap", "eap-ig"):
         node = attribute(model, batch, method=method, level="node", ig_steps=3).as_dict()
         edge = attribute(model, batch, method=method, level="edge", ig_steps=3).as_dict()
@@ -245,7 +225,7 @@ def test_node_score_is_the_sum_of_its_edge_scores(family: str, batch: PairBatch)
 @pytest.mark.parametrize("family", ["llama", "gpt2", "neox"])
 def test_exact_patching_matches_references(family: str, batch: PairBatch) -> None:
     model = build(family)
-    parts, graph = Parts(model, family), Graph.from_model(model)
+    parts, graph = Parts(model, family), graph_of(model)
     rtol = 1e-4 if family == "llama" else 1e-8  # Llama's RMSNorm rounds to float32
     node = attribute(model, batch, method="patching", level="node", batch_size=3)
     close(node.values, swap_reference(parts, batch, graph), rtol)

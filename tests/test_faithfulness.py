@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_model
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
-from foresight.attribution import attribute, faithfulness, faithfulness_curve, minimal_circuit, rank, top_k
+from foresight.architectures import graph_of
+from foresight.attribution import attribute, faithfulness, faithfulness_curve, minimal_circuit
+from foresight.circuits import circuit, rank, ranked_candidates, top_k
 from foresight.encoding import PairBatch
-from foresight.graph import Graph
 
 V, B, T = 40, 6, 6
 
@@ -24,22 +25,8 @@ def one_thread():
 
 
 def build(family: str) -> nn.Module:
-    torch.manual_seed(3)
-    if family == "gpt2":
-        config = GPT2Config(
-            vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=16, bos_token_id=0,
-            eos_token_id=0, attn_implementation="eager")  # fmt: skip
-        model = GPT2LMHeadModel(config)
-    else:
-        config = GPTNeoXConfig(
-            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=16, attn_implementation="eager")  # fmt: skip
-        model = GPTNeoXForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(3.0)
-    return model.double().eval()
+    name = "gpt_neox" if family == "neox" else family
+    return tiny_model(name, seed=3, scale=3.0, dtype=torch.float64, vocab=V)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def test_full_is_one_empty_is_zero_and_single_removals_match_patching(family: st
     the same for every c: g = M(clean) - M(corrupted) for edges; for nodes, where embed
     stays in every circuit, g is whatever makes the ratio constant, and faith(all but embed) = 1."""
     model = build(family)
-    graph = Graph.from_model(model)
+    graph = graph_of(model)
     for level, names in (("node", graph.senders()), ("edge", graph.edge_labels())):
         assert faithfulness(model, batch, names, level=level) == pytest.approx(1.0, abs=1e-12)
         assert faithfulness(model, batch, [], level=level) == pytest.approx(0.0, abs=1e-12)
@@ -95,6 +82,7 @@ def test_top_k_ranks_by_magnitude_and_rejects_bad_k() -> None:
     scores = {"a0.h0": 0.1, "m0": -3.0, "embed": 2.0, "logits": 0.0}
     assert top_k(scores, 2) == ["m0", "embed"]
     assert rank(scores) == ["m0", "embed", "a0.h0", "logits"]
+    assert circuit(scores, 2) == {"m0", "a0.h0"}  # embed and logits are never members
     for k in (0, -1, 5):
         with pytest.raises(ValueError, match=rf"k = {k}.*4 components"):
             top_k(scores, k)
@@ -103,15 +91,16 @@ def test_top_k_ranks_by_magnitude_and_rejects_bad_k() -> None:
 def test_curve_and_minimal_circuit(batch: PairBatch) -> None:
     model = build("gpt2")
     scores = attribute(model, batch, method="eap", level="node")
-    n = len(scores.names)
+    n = len(scores.names) - 2  # every head and MLP: embed and logits are no members
     curve = faithfulness_curve(model, batch, scores, [1, 3, n])
     assert list(curve.k) == [1, 3, n] and curve.faithfulness.iloc[-1] == pytest.approx(1.0)
-    assert curve.faithfulness.iloc[0] == pytest.approx(faithfulness(model, batch, top_k(scores, 1)))
+    first = faithfulness(model, batch, circuit(scores, 1))
+    assert curve.faithfulness.iloc[0] == pytest.approx(first)
     with pytest.raises(ValueError, match="k = 0"):
         faithfulness_curve(model, batch, scores, [0])
-    circuit = minimal_circuit(model, batch, scores, target=0.9)
-    assert faithfulness(model, batch, circuit) >= 0.9
-    assert circuit == rank(scores)[: len(circuit)]
+    smallest = minimal_circuit(model, batch, scores, target=0.9)
+    assert faithfulness(model, batch, smallest) >= 0.9
+    assert smallest == ranked_candidates(scores)[: len(smallest)]
     assert np.isfinite(curve.faithfulness).all()
 
 

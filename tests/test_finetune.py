@@ -11,15 +11,17 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import foresight.updater.finetune as ft
-from foresight.graph import Graph
+from foresight.architectures import graph_of
+from foresight.architectures.parameters import ComponentMap
 from foresight.models import load_model
-from foresight.updater import ComponentMap, kind_counts
+from foresight.updater import FinetuneConfig, kind_counts
 from foresight.updater.compare import Comparison, compare
 from foresight.updater.finetune import FinetuneResult, finetune
 from predictors.baselines import Last
 from predictors.persist import save_forecaster
 from predictors.problem import ForecastProblem, split_runs
 from predictors.synthetic import synthetic_trajectories
+from trackers.store import load_trajectory
 
 HEAD_DIM = 32 // 4
 FAST = {"components": 3, "steps": 4, "batch_size": 8, "lr": 1e-2, "every": 2, "n_pairs": 8, "n_eval": 16}
@@ -50,7 +52,7 @@ def scripted_attribution(monkeypatch: pytest.MonkeyPatch, first: set[str], later
     def stub(model, pairs, method="eap", level="node"):  # noqa: ANN001
         calls.append(1)
         top = first if len(calls) <= n_first else later
-        scores = {n: 2.0 if n in top else 0.1 for n in Graph.from_model(model).node_names()}
+        scores = {n: 2.0 if n in top else 0.1 for n in graph_of(model).node_names()}
         return SimpleNamespace(as_dict=lambda: scores)
 
     monkeypatch.setattr(ft, "attribute", stub)
@@ -58,9 +60,8 @@ def scripted_attribution(monkeypatch: pytest.MonkeyPatch, first: set[str], later
 
 @pytest.fixture(scope="module")
 def static_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
-    return finetune(
-        "gender", "static", model=tiny_model_dir, out_dir=tmp_path_factory.mktemp("static"), **FAST
-    )
+    config = FinetuneConfig(strategy="static", model=str(tiny_model_dir), **FAST)
+    return finetune("gender", config, tmp_path_factory.mktemp("static"))
 
 
 def test_static_lora_changes_only_the_selected_slices(
@@ -103,10 +104,8 @@ def comparison(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         mlflow.set_tracking_uri(uri)
         mlflow.create_experiment("foresight-compare", artifact_location=str(tmp / "artifacts"))
         scripted_attribution(mp, {"a0.h0", "a1.h1", "m0"}, {"a0.h0", "a1.h1", "m0"}, n_first=0)  # eap is slow
-        args = {**FAST, "steps": 2}
-        return compare(
-            "gender", ["free", "static", "random"], [0, 1], tmp / "runs", model=tiny_model_dir, **args
-        )
+        config = FinetuneConfig(model=str(tiny_model_dir), **{**FAST, "steps": 2})
+        return compare("gender", ["free", "static", "random"], [0, 1], config, tmp / "runs")
 
 
 def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison) -> None:
@@ -148,7 +147,9 @@ def test_dynamic_reselection_takes_effect_on_the_next_step(
 ) -> None:
     first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
     scripted_attribution(monkeypatch, first, later, n_first=2)  # the static pick and the step-0 check
-    result = finetune("gender", "dynamic", model=tiny_model_dir, out_dir=tmp_path, **FAST)
+    result = finetune(
+        "gender", FinetuneConfig(strategy="dynamic", model=str(tiny_model_dir), **FAST), tmp_path
+    )
     assert result.selections == {0: sorted(first), 2: sorted(later)}
     assert list(result.metrics["cd"]) == [0.0, 1.0, 0.0]
     tuned = weights(tmp_path / "model")
@@ -163,30 +164,52 @@ def test_metrics_cadence_is_separate_from_the_reselection_cadence(
 ) -> None:
     first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
     scripted_attribution(monkeypatch, first, later, n_first=2)
-    args = {**FAST, "log_every": 4}
-    result = finetune("gender", "dynamic", model=tiny_model_dir, out_dir=tmp_path, save_model=False, **args)
+    config = FinetuneConfig(
+        strategy="dynamic", model=str(tiny_model_dir), log_every=4, save_model=False, **FAST
+    )
+    result = finetune("gender", config, tmp_path)
     assert result.selections == {0: sorted(first), 2: sorted(later)}  # reselected at step 2 ...
     assert list(result.metrics.dropna(subset=["accuracy"])["step"]) == [0, 4]  # ... logged at 0 and 4
     assert list(result.metrics.dropna(subset=["accuracy"])["cd"]) == [0.0, 0.0]
 
 
-def test_predictive_switches_to_the_forecasters_top_k(
+def test_last_reselects_once_at_the_switch_step(
     monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
+    scripted_attribution(monkeypatch, first, later, n_first=2)  # the static pick and the step-0 check
+    config = FinetuneConfig(
+        strategy="last",
+        model=str(tiny_model_dir),
+        warmup_checkpoints=2,
+        save_model=False,
+        **{**FAST, "steps": 6},
+    )
+    result = finetune("gender", config, tmp_path)
+    assert result.selections == {0: sorted(first), 2: sorted(later)}  # checkpoint k = 1 is step 2; not again
+
+
+def test_predictive_switches_to_the_forecast_of_its_tracked_trajectory(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The warm-up is tracked by CircuitTracker (the corpus' code path): every feature input is
+    there (gradient norms too), and the switch takes the `last` forecast of what was stored."""
     runs = split_runs(
         synthetic_trajectories(tasks=("t0",), seeds=(0, 1), n_layers=2, n_heads=4, n_checkpoints=4)[0]
     )
     save_forecaster(
         Last(ForecastProblem(prefix=1, horizon=1, circuit_size=3)).fit(runs), tmp_path / "forecaster"
     )
-    first, later = {"a0.h0", "a0.h1", "m0"}, {"a0.h2", "a1.h3", "m1"}
-    scripted_attribution(monkeypatch, first, later, n_first=2)
-    result = finetune(
-        "gender", "predictive", model=tiny_model_dir, forecaster=tmp_path / "forecaster",
-        out_dir=tmp_path / "run", **FAST,
-    )  # fmt: skip
-    assert result.selections == {0: sorted(first), 2: sorted(later)}
-    assert sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "run/trajectory/checkpoints").iterdir()) == [
-        0,
-        2,
-    ]
+    first = {"a0.h0", "a0.h1", "m0"}
+    scripted_attribution(monkeypatch, first, first, n_first=2)  # the monitor's eap only
+    config = FinetuneConfig(
+        strategy="predictive", model=str(tiny_model_dir), forecaster=str(tmp_path / "forecaster"), **FAST
+    )
+    result = finetune("gender", config, tmp_path / "run")
+    rows = load_trajectory(tmp_path / "run/trajectory/gender")
+    assert sorted(rows.step.unique()) == [0, 2]  # the warm-up: checkpoints k = 0, 1; none after the switch
+    nodes = rows[(rows.level == "node") & (rows.step == 2)].set_index("component")
+    forecast = set(nodes.score.abs().drop(["embed", "logits"]).sort_values(ascending=False).index[:3])
+    assert result.selections[0] == sorted(first) and result.selections[2] == sorted(forecast)
+    members = nodes.kind.isin(["head", "mlp"])
+    assert nodes.grad_norm[members].notna().all() and (nodes.grad_norm[members] > 0).all()

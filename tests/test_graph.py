@@ -1,21 +1,16 @@
-"""The graph's nodes and edges, its serialisation, and the adapters."""
+"""The graph's nodes and edges, its serialisation, and the architecture adapters."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from tiny_models import tiny_model
 
-from foresight.adapters import UnsupportedArchitecture, get_adapter
-from foresight.graph import Graph, node_kind, node_position
+from foresight import components
+from foresight.architectures import UnsupportedArchitecture, graph_of
+from foresight.architectures.hooks import get_adapter
+from foresight.graph import Graph
 
 
 def read_time(receiver: str, n_layers: int, parallel: bool) -> float:
@@ -29,7 +24,7 @@ def read_time(receiver: str, n_layers: int, parallel: bool) -> float:
 def write_time(sender: str) -> float:
     if sender == "embed":
         return -1
-    layer, head = node_position(sender, 1000)
+    layer, head = components.position(sender, 1000)
     return 3 * layer + (1.5 if head >= 0 else 2.5)
 
 
@@ -52,43 +47,33 @@ def test_nodes_and_positions() -> None:
     graph = Graph(n_layers=2, n_heads=3)
     names = graph.node_names()
     assert names[0] == "embed" and names[-1] == "logits" and len(names) == 2 + 2 * 3 + 2
-    assert [node_kind(n) for n in ("embed", "a1.h2", "m0", "logits", "a0.h1->m1")] == [
+    assert [components.kind(n) for n in ("embed", "a1.h2", "m0", "logits", "a0.h1->m1")] == [
         "embed", "head", "mlp", "logits", "edge"
     ]  # fmt: skip
-    assert node_position("a1.h2", 2) == (1, 2)
-    assert node_position("logits", 2) == (2, -1)
-    assert node_position("embed->a1", 2) == (-1, -1)
+    assert components.position("a1.h2", 2) == (1, 2)
+    assert components.position("logits", 2) == (2, -1)
+    assert components.position("embed->a1", 2) == (-1, -1)
 
 
-def test_json_round_trip_and_fingerprint() -> None:
+def test_dict_round_trip_and_fingerprint() -> None:
     graph = Graph(n_layers=4, n_heads=2, parallel=True)
-    assert Graph.from_json(graph.to_json()) == graph
     assert Graph.from_dict(graph.to_dict()) == graph
-    assert graph.fingerprint() == Graph.from_json(graph.to_json()).fingerprint()
+    assert graph.fingerprint() == Graph.from_dict(graph.to_dict()).fingerprint()
     assert graph.fingerprint() != Graph(n_layers=4, n_heads=2, parallel=False).fingerprint()
     with pytest.raises(ValueError, match="granularity"):
         Graph(2, 2, granularity="qkv")
 
 
 def tiny(family: str, parallel: bool = True) -> torch.nn.Module:
-    if family == "llama":
-        config = LlamaConfig(
-            vocab_size=30, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)  # fmt: skip
-        return LlamaForCausalLM(config)
-    if family == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=30, n_embd=16, n_layer=3, n_head=4, n_positions=32))
-    config = GPTNeoXConfig(
-        vocab_size=30, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=32, use_parallel_residual=parallel)  # fmt: skip
-    return GPTNeoXForCausalLM(config)
+    extra = {"use_parallel_residual": parallel} if family == "gpt_neox" else {}
+    return tiny_model(family, vocab=30, width=16, layers=3, heads=4, **extra)
 
 
 @pytest.mark.parametrize(
-    ("family", "parallel"), [("llama", False), ("gpt2", False), ("neox", True), ("neox", False)]
+    ("family", "parallel"), [("llama", False), ("gpt2", False), ("gpt_neox", True), ("gpt_neox", False)]
 )
 def test_graph_from_model(family: str, parallel: bool) -> None:
-    graph = Graph.from_model(tiny(family, parallel))
+    graph = graph_of(tiny(family, parallel))
     assert (graph.n_layers, graph.n_heads, graph.parallel) == (3, 4, parallel)
 
 
@@ -98,9 +83,9 @@ def test_adapter_sees_through_peft() -> None:
     adapter = get_adapter(wrapped)
     assert adapter.model is model
     assert type(adapter.attn_out[0]).__module__.startswith("peft")
-    assert Graph.from_model(wrapped) == Graph.from_model(model)
+    assert graph_of(wrapped) == graph_of(model)
 
 
 def test_unknown_architecture_names_the_supported_ones() -> None:
-    with pytest.raises(UnsupportedArchitecture, match="Linear.*LlamaForCausalLM.*GPT2LMHeadModel.*GPTNeoX"):
+    with pytest.raises(UnsupportedArchitecture, match=r"None.*gpt2, gpt_neox, llama.*families/"):
         get_adapter(torch.nn.Linear(2, 2))

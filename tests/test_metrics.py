@@ -8,47 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foresight.metrics import (
+from foresight.circuit_metrics import (
     circuit_conflict,
     circuit_distance,
     circuit_stability,
-    component_kind,
-    component_position,
-    metric_table,
     score_stability,
 )
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"),
-    [
-        ("embed", "embed"),
-        ("logits", "logits"),
-        ("a0.h3", "head"),
-        ("a11.h10", "head"),
-        ("m7", "mlp"),
-        ("a1.h2->m3", "edge"),
-        ("embed->logits", "edge"),
-    ],
-)
-def test_component_kind(name: str, kind: str) -> None:
-    assert component_kind(name) == kind
-
-
-@pytest.mark.parametrize("name", ["a1", "h1", "mlp3", "a1.h", "m", "Embed", ""])
-def test_component_kind_rejects_unknown_names(name: str) -> None:
-    with pytest.raises(ValueError, match="not embed"):
-        component_kind(name)
-
-
-def test_component_position() -> None:
-    assert component_position("embed", 4) == (-1, -1)
-    assert component_position("logits", 4) == (4, -1)
-    assert component_position("a2.h5", 4) == (2, 5)
-    assert component_position("m3", 4) == (3, -1)
-    assert component_position("a1.h0->logits", 4) == (1, 0)
-    assert component_position("embed->m0", 4) == (-1, -1)
-
 
 A = {"embed", "a0.h0", "a0.h1", "m0", "logits"}
 B = {"embed", "a0.h1", "a1.h0", "m0", "m1", "logits"}
@@ -144,31 +109,3 @@ def test_circuit_conflict_validation() -> None:
         circuit_conflict(g, {}, {"m0"}, {"m0"})
     with pytest.raises(ValueError, match="shapes"):
         circuit_conflict(g, {"m0": np.ones(3)}, {"m0"}, {"m0"})
-
-
-def test_metric_table() -> None:
-    circuits = {
-        20: {"a0.h0", "m1"},
-        0: {"a0.h0", "a0.h1", "m0"},
-        10: {"a0.h0", "a0.h1", "m1"},
-    }
-    table = metric_table(circuits)
-    assert list(table.columns) == [
-        "step",
-        "cd_vs_start_all",
-        "cd_vs_start_head",
-        "cd_vs_start_mlp",
-        "cd_vs_prev_all",
-        "cd_vs_prev_head",
-        "cd_vs_prev_mlp",
-    ]
-    assert table["step"].tolist() == [0, 10, 20]
-    assert table["step"].dtype == "int64"
-    expected_start = [[0.0, 0.0, 0.0], [0.5, 0.0, 1.0], [0.75, 0.5, 1.0]]
-    np.testing.assert_allclose(
-        table[["cd_vs_start_all", "cd_vs_start_head", "cd_vs_start_mlp"]], expected_start
-    )
-    prev = table[["cd_vs_prev_all", "cd_vs_prev_head", "cd_vs_prev_mlp"]].to_numpy()
-    assert np.isnan(prev[0]).all()
-    # 10 vs 0: {a0.h0,a0.h1,m1} vs {a0.h0,a0.h1,m0}: 2/4 shared; 20 vs 10: 2 of 3 shared
-    np.testing.assert_allclose(prev[1:], [[0.5, 0.0, 1.0], [1 / 3, 0.5, 0.0]])

@@ -11,15 +11,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from predictors.evaluate import ALL, bootstrap_ci, evaluate, log_evaluation, summarize
-from predictors.metrics import run_metrics
 from predictors.problem import ForecastProblem
+from predictors.scoring import run_metrics
 from predictors.synthetic import synthetic_runs
 
 
 def test_run_metrics_by_hand() -> None:
-    predicted = pd.Series({"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.5, "e": 0.3})
-    true = pd.Series({"a": -3.0, "b": 0.1, "c": 2.0, "d": 0.2, "e": 1.0})
-    m = run_metrics(predicted, true, n=2)
+    a, b, c, d, e = "a0.h0", "a0.h1", "m0", "m1", "a1.h0"
+    predicted = pd.Series({a: 0.9, b: 0.8, c: 0.1, d: 0.5, e: 0.3, "embed": 5.0})
+    true = pd.Series({a: -3.0, b: 0.1, c: 2.0, d: 0.2, e: 1.0, "embed": 9.0})
+    m = run_metrics(predicted.drop("embed"), true, n=2)
     # P = {a, b}, T = {a, c}: |P∩T| = 1, |P∪T| = 3
     assert m["jaccard"] == pytest.approx(1 / 3) and m["f1"] == 0.5 and m["precision_at_n"] == 0.5
     assert m["auroc"] == pytest.approx(3 / 6)  # a beats b, d, e; c beats none
@@ -28,7 +29,9 @@ def test_run_metrics_by_hand() -> None:
     perfect = run_metrics(true.abs(), true, n=2)
     assert perfect["jaccard"] == perfect["auroc"] == 1.0 and perfect["spearman"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no true score"):
-        run_metrics(predicted, true.drop("e"), n=2)
+        run_metrics(predicted, true.drop(e), n=2)
+    # embed is never a circuit member, though it has the largest predicted and true |score|
+    assert run_metrics(predicted, true, n=2)["jaccard"] == pytest.approx(1 / 3)
 
 
 def test_summary_and_gap_closed() -> None:

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from foresight.circuits import circuit
 from predictors.base import forecast
 from predictors.cli import eval_command, predict_command, train_command
 from predictors.evaluate import ALL, evaluate
 from predictors.persist import load_forecaster, save_forecaster
-from predictors.problem import ForecasterMismatch, ForecastProblem, circuit, observe, target_scores
+from predictors.problem import ForecasterMismatch, ForecastProblem, observe, target_scores
 from predictors.registry import make_forecaster
 from predictors.synthetic import synthetic_runs, synthetic_trajectories, write_corpus
 

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from foresight.circuits import circuit
 from predictors.dataset import build_dataset
 from predictors.features import FEATURES, features_at
-from predictors.problem import ForecastProblem, Run, circuit, observe, split_runs, target_scores, top_n
+from predictors.problem import ForecastProblem, Trajectory, observe, split_runs, target_scores
 from predictors.synthetic import synthetic_trajectories
 
 PROBLEM = ForecastProblem(prefix=3, horizon=2, circuit_size=5)
@@ -19,14 +20,14 @@ def corpus() -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     return synthetic_trajectories(tasks=("t0", "t1"), seeds=(0,), edges=True)
 
 
-def perturbed_after(run: Run, k: int) -> Run:
+def perturbed_after(run: Trajectory, k: int) -> Trajectory:
     """`run` with every score and grad_norm after checkpoint k replaced by noise."""
     rows = run.rows.copy()
     later = rows["ckpt"] > k
     rng = np.random.default_rng(1)
     rows.loc[later, "score"] = rng.normal(0, 5, later.sum())
     rows.loc[later, "grad_norm"] = rng.uniform(0, 9, later.sum())
-    return Run(run.name, run.task, rows, run.probe)
+    return Trajectory(run.name, run.task, rows, run.probe)
 
 
 def test_problem_validation_and_targets() -> None:
@@ -34,8 +35,8 @@ def test_problem_validation_and_targets() -> None:
     for bad in ({"prefix": -1}, {"horizon": 0}, {"circuit_size": 0}, {"level": "head"}):
         with pytest.raises(ValueError):
             ForecastProblem(**{"prefix": 1, "horizon": 1, "circuit_size": 2, **bad})
-    assert top_n(pd.Series({"b": 1.0, "a": 1.0, "c": 0.5}), 2) == ["a", "b"]  # ties broken by name
-    assert circuit(pd.Series({"x": -3.0, "y": 2.0, "z": 1.0}), 2) == {"x", "y"}
+    assert circuit(pd.Series({"m1": 1.0, "m0": 1.0, "m2": 0.5}), 1) == {"m0"}  # ties broken by name
+    assert circuit(pd.Series({"m0": -3.0, "a0.h0": 2.0, "m1": 1.0, "embed": 9.0}), 2) == {"m0", "a0.h0"}
 
 
 @pytest.mark.parametrize("level", ["node", "edge"])

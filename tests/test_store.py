@@ -24,7 +24,7 @@ from trackers.store import (
     scores_table,
 )
 
-GRAPH = {"n_layers": 2, "n_heads": 2, "granularity": "node"}
+GRAPH = {"n_layers": 2, "n_heads": 2, "parallel": False, "granularity": "block"}
 
 
 def manifest(run_id: str = "run-a", **extra: object) -> dict:
@@ -75,7 +75,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert m["config"] == {"lr": 1e-4, "steps": 30} and "created" in m and len(m["graph_fingerprint"]) == 64
 
     df = load_trajectory(path)
-    run_columns = ["run", "task", "seed", "model", "strategy"]
+    run_columns = ["run", "task", "seed", "model", "strategy", "graph"]
     assert list(df.columns) == [*run_columns, *CHECKPOINT_COLUMNS, "accuracy", "loss", "cadence"]
     assert len(df) == 12 and df["step"].tolist() == [0] * 6 + [10] * 6
     assert set(df["run"]) == {"run-a"} and set(df["model"]) == {"default"} and set(df["task"]) == {"ioi"}

@@ -16,15 +16,15 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from foresight.attribution import attribute, faithfulness, top_k
+from foresight.architectures import graph_of
+from foresight.attribution import attribute, faithfulness
 from foresight.encoding import encode_pairs
-from foresight.graph import Graph
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import get_task
 from trackers.run import track
 from trackers.store import checkpoint_file, load_trajectories, load_trajectory, read_checkpoint
-from trackers.tracker import CircuitTracker, TrackerSettings, log_spaced_steps
+from trackers.tracker import CircuitTracker, TrackerSettings
 
 SETTINGS = TrackerSettings(every=2, n_pairs=8, n_eval=16, circuit_size=3)
 
@@ -82,10 +82,10 @@ def test_step0_faithfulness_equals_a_direct_faithfulness_of_the_stored_circuit(
     trajectory = tmp_path / "run" / "trajectories" / "ioi"
     table, scalars = read_checkpoint(checkpoint_file(trajectory, 0))
     nodes = table[(table.level == "node") & table.kind.isin(["head", "mlp"])].set_index("component").score
-    circuit = top_k(nodes.to_dict(), SETTINGS.circuit_size)
+    stored = sorted(nodes.abs().sort_values(ascending=False).index[: SETTINGS.circuit_size])
     model, tokenizer = load_model(tiny_model_dir)
     pairs = get_task("ioi").attribution_pairs(SETTINGS.n_pairs, seed=SETTINGS.seed)
-    direct = faithfulness(model, pairs, circuit, tokenizer=tokenizer)
+    direct = faithfulness(model, pairs, stored, tokenizer=tokenizer)
     assert np.isfinite(direct) and scalars["faithfulness"] == pytest.approx(direct, rel=1e-5, abs=1e-7)
 
 
@@ -100,7 +100,7 @@ def test_background_checkpoints_equal_checkpoints_taken_in_line(tmp_path: Path, 
         manifest = {"run_id": f"run-{background}", "model": "tiny", "seed": 0}
         out = tmp_path / str(background)
         tracker = CircuitTracker(
-            [task], tokenizer, Graph.from_model(model), out, manifest, SETTINGS, background=background
+            [task], tokenizer, graph_of(model), out, manifest, SETTINGS, background=background
         )
         torch.manual_seed(sft.seed)
         make_trainer(model, tokenizer, [task], sft, tmp_path / f"trainer-{background}", [tracker]).train()
@@ -152,9 +152,3 @@ def test_resume_after_sigkill_completes_the_trajectory_once(
         steps = [m.step for m in client.get_metric_history(run_id, key)]
         assert len(steps) == len(set(steps)), (key, sorted(steps))
     assert max(m.step for m in client.get_metric_history(run_id, "loss")) == 8
-
-
-def test_log_spaced_steps_are_dense_early_and_end_at_total() -> None:
-    steps = log_spaced_steps(200, 12)
-    assert steps[0] == 0 and steps[-1] == 200 and list(steps) == sorted(set(steps))
-    assert sum(s <= 20 for s in steps) >= len(steps) // 2

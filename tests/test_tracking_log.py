@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from foresight.metrics import metric_table
 from foresight.tracking_log import (
     PENDING_FILE,
     SafeLogger,
@@ -99,7 +98,7 @@ def test_params_metrics_and_artifacts_round_trip(store: Path, tmp_path: Path) ->
     with start_run("foresight-test", "roundtrip", params=params, tags={"strategy": "static"}) as run:
         for step, value in [(0, 0.5), (10, 0.25), (20, 0.125)]:
             log_step_metrics({"cd_vs_start_all": value, "accuracy": 1 - value}, step)
-        table = metric_table({0: {"a0.h0", "m0"}, 10: {"a0.h0", "m1"}, 20: {"a0.h1", "m1"}})
+        table = pd.DataFrame({"step": [0, 10, 20], "cd_vs_start_all": [0.0, 2 / 3, 1.0]})
         heads = pd.DataFrame([[1.0, -2.0], [0.5, 0.0]], index=["a0.h0", "a0.h1"], columns=[0, 10])
         paths = log_figures(table, tmp_path / "figs", head_scores=heads)
     run_id = run.info.run_id

@@ -10,48 +10,22 @@ import copy
 
 import pytest
 import torch
+from tiny_models import tiny_model
 from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
     OPTConfig,
     OPTForCausalLM,
 )
 
-from foresight.updater import (
-    ComponentMap,
-    apply_gradient_masks,
-    apply_masked_lora,
-    kind_counts,
-    select_free,
-    select_from_scores,
-    select_random,
-    select_static,
-)
+from foresight.architectures.parameters import ComponentMap
+from foresight.circuits import circuit
+from foresight.updater import apply_gradient_masks, apply_masked_lora, kind_counts, select_random
 
 VOCAB, WIDTH, HEADS, D, LAYERS = 64, 32, 4, 8, 2
 ARCHS = ("llama", "gpt2", "gpt_neox")
 
 
 def make_model(arch: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if arch == "llama":
-        config = LlamaConfig(
-            vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=64,
-        )  # fmt: skip
-        return LlamaForCausalLM(config)
-    if arch == "gpt2":
-        config = GPT2Config(vocab_size=VOCAB, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS, n_positions=64)
-        return GPT2LMHeadModel(config)
-    config = GPTNeoXConfig(
-        vocab_size=VOCAB, hidden_size=WIDTH, intermediate_size=64, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, max_position_embeddings=64,
-    )  # fmt: skip
-    return GPTNeoXForCausalLM(config)
+    return tiny_model(arch, vocab=VOCAB, width=WIDTH, layers=LAYERS, heads=HEADS, kv_heads=2).train()
 
 
 def rows(*ranges: tuple[int, int]) -> list[int]:
@@ -283,30 +257,29 @@ def test_unknown_architecture_is_named() -> None:
     config = OPTConfig(
         vocab_size=VOCAB, hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2
     )
-    with pytest.raises(ValueError, match=r"'opt'.*llama, mistral, qwen2, gpt2, gpt_neox"):
+    with pytest.raises(ValueError, match=r"'opt'.*gpt2, gpt_neox, llama, mistral, qwen2"):
         apply_masked_lora(OPTForCausalLM(config), {"a0.h0"})
 
 
 SCORES = {"embed": 9.0, "logits": -9.0, "a0.h0": 0.1, "a0.h1": -3.0, "a1.h0": 2.0, "m0": 0.5, "m1": -1.0}
 
 
-def test_free_and_static() -> None:
-    assert select_free([*SCORES, "a0.h0->m1"]) == {"a0.h0", "a0.h1", "a1.h0", "m0", "m1"}
-    assert select_static(SCORES, 3) == {"a0.h1", "a1.h0", "m1"}
-    assert select_from_scores(SCORES, 1) == {"a0.h1"}
+def test_static_is_the_circuit_of_heads_and_mlps() -> None:
+    assert circuit(SCORES, 3) == {"a0.h1", "a1.h0", "m1"}
+    assert circuit(SCORES, 1) == {"a0.h1"}
 
 
 @pytest.mark.parametrize("k", [0, -1, 6])
 def test_k_out_of_range(k: int) -> None:
-    with pytest.raises(ValueError, match=rf"k={k}.*1\.\.5"):
-        select_from_scores(SCORES, k)
+    with pytest.raises(ValueError, match=rf"k = {k}.*1\.\.5"):
+        circuit(SCORES, k)
 
 
 def test_random_matches_the_reference_counts_and_is_seeded() -> None:
     candidates = [f"a{layer}.h{h}" for layer in range(4) for h in range(8)] + [
         f"m{layer}" for layer in range(4)
     ]
-    static = select_static({c: float(i) for i, c in enumerate(candidates)}, 10)
+    static = circuit({c: float(i) for i, c in enumerate(candidates)}, 10)
     n_heads, n_mlps = kind_counts(static)
     assert (n_heads, n_mlps) == (6, 4)
     draws = [select_random([*candidates, "embed"], n_heads, n_mlps, seed) for seed in (0, 0, 1)]
