@@ -155,5 +155,6 @@ def corpus_document(rng: random.Random, sentences: int = 2) -> str:
 
 
 def corpus(n_documents: int, seed: int = 0) -> list[str]:
+    """`n_documents` pretraining documents drawn with `seed`."""
     rng = random.Random(seed)
     return [corpus_document(rng) for _ in range(n_documents)]

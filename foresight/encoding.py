@@ -41,9 +41,11 @@ class PairBatch:
         return self.clean.shape[0]
 
     def to(self, device: torch.device | str) -> PairBatch:
+        """The batch on `device`."""
         return PairBatch(*(t.to(device) for t in self.__dict__.values()))
 
     def slice(self, start: int, stop: int) -> PairBatch:
+        """The pairs `start:stop` of the batch."""
         return PairBatch(*(t[start:stop] for t in self.__dict__.values()))
 
 

@@ -39,6 +39,7 @@ def accuracy(
     examples: Sequence[Example],
     batch_size: int = 128,
 ) -> float:
+    """Top-1 accuracy: the share of `examples` whose argmax next token is an accepted answer."""
     predictions = predict_next(model, tokenizer, [ex.prompt for ex in examples], batch_size)
     return sum(ex.is_correct(p) for ex, p in zip(examples, predictions, strict=True)) / len(examples)
 

@@ -91,5 +91,6 @@ def pretrain(
 
 
 def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
+    """Save `model` and `tokenizer` to `path` (safetensors)."""
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)

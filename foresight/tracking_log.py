@@ -181,10 +181,6 @@ class SafeLogger:
         entry = {"params": flatten_params(params)}
         self._call(lambda: _log_batch(self.client, self.run_id, params=entry["params"]), entry)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        entry = {"tags": {k: str(v) for k, v in tags.items()}}
-        self._call(lambda: _log_batch(self.client, self.run_id, tags=entry["tags"]), entry)
-
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file, or the contents of a directory, under `artifact_path` (queued by path
         when offline: keep the files until `sync`)."""

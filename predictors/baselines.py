@@ -32,6 +32,8 @@ def _scores(obs: Observation, level: str) -> pd.DataFrame:
 
 
 class Static(Forecaster):
+    """|score| at checkpoint 0: the old map."""
+
     name = "static"
 
     def _predict(self, obs: Observation) -> pd.Series:
@@ -39,6 +41,8 @@ class Static(Forecaster):
 
 
 class Last(Forecaster):
+    """|score| at checkpoint k: re-localizing."""
+
     name = "last"
 
     def _predict(self, obs: Observation) -> pd.Series:
@@ -46,6 +50,8 @@ class Last(Forecaster):
 
 
 class Extrapolate(Forecaster):
+    """The least-squares line of |score| over the observed steps, at the target step."""
+
     name = "extrapolate"
 
     def _predict(self, obs: Observation) -> pd.Series:
@@ -61,6 +67,8 @@ class Extrapolate(Forecaster):
 
 
 class Random(Forecaster):
+    """Uniform scores, seeded by (seed, run name)."""
+
     name = "random"
 
     def _predict(self, obs: Observation) -> pd.Series:
@@ -70,6 +78,8 @@ class Random(Forecaster):
 
 
 class Anticipate(Forecaster):
+    """|s0 + K (s_probe - s0)|: the first-order expansion along the probe's update."""
+
     name = "anticipate"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -36,6 +36,7 @@ class Evaluation:
 
     @property
     def markdown(self) -> str:
+        """The summary as a markdown table."""
         return markdown_table(self.summary, self.problem)
 
 

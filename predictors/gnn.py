@@ -117,6 +117,8 @@ class _Net(nn.Module):
 
 
 class GNNForecaster(Forecaster):
+    """Node membership probabilities from a GATv2 network over the run's graph (module docstring)."""
+
     name = "gnn"
 
     def __init__(

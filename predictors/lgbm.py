@@ -25,6 +25,8 @@ MODEL_FILE = "model.txt"
 
 
 class LGBMForecaster(Forecaster):
+    """LightGBM on `FEATURES`: a binary classifier of future membership, or a lambdarank ranker."""
+
     name = "lgbm"
 
     def __init__(

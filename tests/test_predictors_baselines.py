@@ -1,4 +1,5 @@
-"""Baselines on a hand-built 5-component trajectory (3 heads, an MLP, logits), checked against hand-computed top sets."""
+"""Baselines on a hand-built 5-component trajectory (3 heads, an MLP, logits), checked against
+hand-computed top sets."""
 
 from __future__ import annotations
 

@@ -300,6 +300,7 @@ class TrajectoryWriter:
         return written_steps(self.path)
 
     def has(self, step: int) -> bool:
+        """Whether checkpoint `step` is written."""
         return checkpoint_file(self.path, step).is_file()
 
     def write_checkpoint(self, step: int, table: pd.DataFrame, scalars: Mapping[str, Any]) -> Path:

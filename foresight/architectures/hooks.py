@@ -39,6 +39,7 @@ class Adapter:
 
     @property
     def n_layers(self) -> int:
+        """The number of decoder layers."""
         return len(self.attn_out)
 
     @torch.no_grad()

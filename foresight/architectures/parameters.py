@@ -55,12 +55,14 @@ class Target:
 
     @property
     def weight_shape(self) -> torch.Size:
+        """The weight's shape as stored ([in, out] for Conv1D, else [out, in])."""
         return torch.Size(
             (self.in_features, self.out_features) if self.conv1d else (self.out_features, self.in_features)
         )
 
     @property
     def n_features(self) -> int:
+        """How many features the target has along its feature axis."""
         return self.in_features if self.axis == "in" else self.out_features
 
 

@@ -68,6 +68,7 @@ class CircuitEvaluator:
         return self.runs.edges(patched)
 
     def faithfulness(self, circuit: Collection[str], level: str) -> float:
+        """(m(C) - m(empty)) / (m(full) - m(empty)) of `circuit` at `level` (nan when m(full) = m(empty))."""
         if level not in self._empty:
             self._empty[level] = self.metric((), level)
         empty, full = self._empty[level], self.runs.clean_value

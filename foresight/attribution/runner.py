@@ -31,6 +31,7 @@ class Acts:
     reads: list[torch.Tensor] = field(default_factory=list)
 
     def detach(self) -> Acts:
+        """The same activations detached from the autograd graph."""
         return Acts(
             self.embed.detach(),
             [t.detach() for t in self.z],

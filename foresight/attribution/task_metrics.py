@@ -49,6 +49,7 @@ METRICS: dict[str, Metric] = {"logit_diff": logit_diff, "prob_diff": prob_diff, 
 
 
 def get_metric(name: str) -> Metric:
+    """The task metric called `name`; ValueError naming the known ones."""
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
     return METRICS[name]

@@ -22,6 +22,7 @@ class Example:
     accepted: tuple[str, ...] = field(default=())
 
     def is_correct(self, predicted: str) -> bool:
+        """Whether `prediction` is an accepted answer."""
         return predicted in (self.accepted or (self.answer,))
 
 

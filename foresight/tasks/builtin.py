@@ -18,6 +18,8 @@ def _other(rng: random.Random, pool: tuple[str, ...], *exclude: str) -> str:
 
 
 class IOI(GeneratedTask):
+    """Indirect object identification: who received the object; `draw` makes one example and its pair."""
+
     name = "ioi"
     description = "indirect object identification: who received the object"
 
@@ -32,6 +34,8 @@ class IOI(GeneratedTask):
 
 
 class GreaterThan(GeneratedTask):
+    """Name a year later than the start of the war; `draw` makes one example and its pair."""
+
     name = "greater_than"
     description = "name a year later than the start of the war"
 
@@ -47,6 +51,8 @@ class GreaterThan(GeneratedTask):
 
 
 class Induction(GeneratedTask):
+    """Continue a repeated sequence of random words; `draw` makes one example and its pair."""
+
     name = "induction"
     description = "continue a repeated sequence of random words"
 
@@ -63,6 +69,8 @@ class Induction(GeneratedTask):
 
 
 class Reverse(GeneratedTask):
+    """Write a list of words backwards; `draw` makes one example and its pair."""
+
     name = "reverse"
     description = "write a list of words backwards"
 
@@ -94,6 +102,8 @@ def bool_value(literals: list[tuple[bool, bool]], ops: list[str]) -> bool:
 
 
 class Bool(GeneratedTask):
+    """Evaluate a boolean expression left to right; `draw` makes one example and its pair."""
+
     name = "bool"
     description = "evaluate a boolean expression left to right"
 
@@ -121,6 +131,8 @@ class Bool(GeneratedTask):
 
 
 class Arithmetic(GeneratedTask):
+    """Add two small numbers; `draw` makes one example and its pair."""
+
     name = "arithmetic"
     description = "add two small numbers"
 
@@ -137,6 +149,8 @@ def _other_int(rng: random.Random, low: int, high: int, exclude: int) -> int:
 
 
 class Gender(GeneratedTask):
+    """The pronoun that refers to a named person; `draw` makes one example and its pair."""
+
     name = "gender"
     description = "the pronoun that refers to a named person"
 
@@ -152,6 +166,8 @@ class Gender(GeneratedTask):
 
 
 class Sentiment(GeneratedTask):
+    """Classify a one-sentence review; `draw` makes one example and its pair."""
+
     name = "sentiment"
     description = "classify a one-sentence review"
 
@@ -168,6 +184,8 @@ class Sentiment(GeneratedTask):
 
 
 class Docstring(GeneratedTask):
+    """Name the next parameter of a function in its docstring; `draw` makes one example and its pair."""
+
     name = "docstring"
     description = "name the next parameter of a function in its docstring"
 

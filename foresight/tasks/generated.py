@@ -39,10 +39,13 @@ class GeneratedTask(Task):
         raise RuntimeError(f"task {self.name}: could not draw {n} {split} items")
 
     def sft_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """`n` training examples drawn with `seed`."""
         return [ex for ex, _ in self._collect(n, seed, "train")]
 
     def eval_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """`n` held-out examples drawn with `seed`."""
         return [ex for ex, _ in self._collect(n, seed, "eval")]
 
     def attribution_pairs(self, n: int, seed: int = 0) -> list[AttributionPair]:
+        """`n` clean/corrupted pairs drawn with `seed`."""
         return [pair for _, pair in self._collect(n, seed + 1_000_003, "eval")]

@@ -125,10 +125,13 @@ class JsonlTask(Task):
         return [rng.choice(pool) for _ in range(n)]
 
     def sft_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """`n` training examples of the file, drawn with `seed`."""
         return [line.example for line in self._sample("train", n, seed)]
 
     def eval_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """`n` held-out examples of the file, drawn with `seed`."""
         return [line.example for line in self._sample("eval", n, seed)]
 
     def attribution_pairs(self, n: int, seed: int = 0) -> list[AttributionPair]:
+        """`n` pairs of the file, drawn with `seed`."""
         return [line.pair for line in self._sample("eval", n, seed + 1_000_003)]

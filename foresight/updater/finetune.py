@@ -11,7 +11,7 @@ any re-selection at that step.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def train(
 def _free_reference(config: FinetuneConfig, data: TaskData, out_dir: Path) -> PreTrainedModel:
     """A free run of the same budget and seed (the oracle's hindsight)."""
     model, _ = load_model(config.model)
-    reference = FinetuneConfig(**{**asdict(config), "strategy": "free"})
+    reference = replace(config, strategy="free")
     torch.manual_seed(config.seed)
     updater = wrap(model, set(graph_of(model).member_names()), reference, reselects=False)
     train(updater, data, reference, out_dir)

@@ -115,6 +115,8 @@ class Strategy:
 
 
 class Free(Strategy):
+    """Every head and MLP (mode full: plain SFT of every parameter)."""
+
     name = "free"
 
     def initial(self) -> set[str]:
@@ -122,10 +124,14 @@ class Free(Strategy):
 
 
 class Static(Strategy):
+    """The circuit at step 0: the old map."""
+
     name = "static"
 
 
 class Random(Strategy):
+    """As many heads and as many MLPs as static, drawn with the run's seed."""
+
     name = "random"
 
     def initial(self) -> set[str]:
@@ -134,6 +140,8 @@ class Random(Strategy):
 
 
 class Oracle(Strategy):
+    """The circuit at the end of a free run of the same budget and seed (hindsight)."""
+
     name = "oracle"
 
     def initial(self) -> set[str]:
@@ -143,6 +151,8 @@ class Oracle(Strategy):
 
 
 class Dynamic(Strategy):
+    """Static, then the current circuit every `every` steps (re-localizing, no forecast)."""
+
     name = "dynamic"
     reselects = True
 
@@ -151,6 +161,8 @@ class Dynamic(Strategy):
 
 
 class Last(Strategy):
+    """Static, then the current circuit once, at the switch step (where predictive switches)."""
+
     name = "last"
     reselects = True
 
