@@ -24,10 +24,10 @@ import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
+from foresight.mlflow_log import resolve_tracking_uri
 from foresight.report import evolution_frame, evolution_markdown, experiment_runs
 from foresight.sft import SFTConfig
 from foresight.tasks import task_names
-from foresight.tracking_log import resolve_tracking_uri
 from trackers.run import RUN_FILE, track
 from trackers.tracker import TrackerSettings
 

@@ -217,8 +217,8 @@ def track_command(
     resume: bool = typer.Option(False, help="continue an interrupted run in the same directory"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
+    from foresight.mlflow_log import PENDING_FILE
     from foresight.sft import SFTConfig
-    from foresight.tracking_log import PENDING_FILE
     from trackers.run import track
     from trackers.tracker import TrackerSettings
 
@@ -397,7 +397,7 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.tracking_log import PENDING_FILE, check_reachable, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_reachable, resolve_tracking_uri, sync
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
@@ -429,8 +429,8 @@ def report_command(
     """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     import mlflow
 
+    from foresight.mlflow_log import check_reachable, resolve_tracking_uri
     from foresight.report import report
-    from foresight.tracking_log import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri()
     check_reachable(uri)

@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from foresight.cli import main
+from foresight.mlflow_log import PENDING_FILE
 from foresight.models import SHIPPED
-from foresight.tracking_log import PENDING_FILE
 from predictors.cli import train_command
 from predictors.synthetic import synthetic_trajectories, write_corpus
 from trackers.store import MANIFEST, SCALARS_KEY, checkpoint_file

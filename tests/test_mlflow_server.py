@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from foresight.tracking_log import PENDING_FILE
+from foresight.mlflow_log import PENDING_FILE
 from trackers.store import load_trajectory
 
 pytestmark = pytest.mark.server

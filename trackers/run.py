@@ -18,17 +18,16 @@ import mlflow
 import torch
 
 from foresight.attribution import Graph
-from foresight.models import load_model
-from foresight.sft import SFTConfig, make_trainer
-from foresight.tasks import JsonlTask, get_task
-from foresight.tracking_log import (
+from foresight.figures import head_score_matrix, log_figures
+from foresight.mlflow_log import (
     SafeLogger,
     check_reachable,
-    head_score_matrix,
-    log_figures,
     resolve_tracking_uri,
     start_run,
 )
+from foresight.models import load_model
+from foresight.sft import SFTConfig, make_trainer
+from foresight.tasks import JsonlTask, get_task
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
 

@@ -36,8 +36,8 @@ from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
 from foresight.graph import node_kind
 from foresight.metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
+from foresight.mlflow_log import SafeLogger
 from foresight.tasks.base import Example, Task
-from foresight.tracking_log import SafeLogger
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 

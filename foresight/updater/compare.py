@@ -18,8 +18,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from foresight.mlflow_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
 from foresight.report import comparison_markdown, paired_tests, summarise
-from foresight.tracking_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
 from foresight.updater.finetune import FinetuneResult, finetune
 
 EXPERIMENT = "foresight-compare"

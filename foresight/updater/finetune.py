@@ -40,11 +40,11 @@ from foresight.attribution import Graph, attribute
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
 from foresight.metrics import circuit_distance
+from foresight.mlflow_log import SafeLogger
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import Task, get_task
 from foresight.tasks.base import Example
-from foresight.tracking_log import SafeLogger
 from foresight.updater.full import FullMask, apply_gradient_masks
 from foresight.updater.lora import MaskedLoRA, apply_masked_lora
 from foresight.updater.strategies import kind_counts, select_free, select_from_scores, select_random

@@ -15,16 +15,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from foresight.figures import head_score_matrix, log_figures, plot_metrics
 from foresight.metrics import metric_table
-from foresight.tracking_log import (
+from foresight.mlflow_log import (
     PENDING_FILE,
     SafeLogger,
     TrackingUnavailable,
     check_reachable,
-    head_score_matrix,
-    log_figures,
     log_step_metrics,
-    plot_metrics,
     resolve_tracking_uri,
     start_run,
     sync,
@@ -145,7 +143,7 @@ def test_safe_logger_goes_offline_and_sync_uploads(
         raise ConnectionError("server went away")
 
     monkeypatch.setattr(client, "log_batch", server_gone)
-    with caplog.at_level(logging.WARNING, logger="foresight.tracking_log"):
+    with caplog.at_level(logging.WARNING, logger="foresight.mlflow_log"):
         logger.log_metrics({"accuracy": 0.75, "loss": 2.0}, 10)
         logger.log_params({"probe": {"lr": 1e-5}})
         logger.log_metrics({"accuracy": 0.875}, 20)
