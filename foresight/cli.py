@@ -7,10 +7,10 @@ see the traceback instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 import typer
@@ -18,121 +18,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from foresight import validation as check
+
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
 )
 console = Console()
 err_console = Console(stderr=True)
 
-if TYPE_CHECKING:
-    from foresight.graph import Graph
-    from foresight.tasks import Task
-
 USER_ERRORS = (ValueError, OSError, KeyError)
-
-
-def _model_graph(model: str, attribution: bool = True) -> Graph:
-    """The graph of `model`, read from its config.json before any weights are loaded.
-
-    ModelLoadError if the directory, its config or its weights are missing, or its
-    model_type is no causal LM that transformers knows (or, with `attribution`, one
-    without an attribution adapter)."""
-    import json
-
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    from foresight.adapters import BUILDERS
-    from foresight.graph import Graph
-    from foresight.models import ModelLoadError, resolve_model_path
-
-    path = resolve_model_path(model)
-    file = path / "config.json"
-    try:
-        model_type = json.loads(file.read_text()).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
-    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
-    if architecture is None:
-        raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
-    if attribution and architecture not in BUILDERS:
-        raise ModelLoadError(
-            f"{file}: architecture {architecture} has no attribution adapter "
-            f"(supported: {', '.join(BUILDERS)})"
-        )
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    parallel = model_type == "gpt_neox" and bool(getattr(config, "use_parallel_residual", False))
-    return Graph(config.num_hidden_layers, config.num_attention_heads, parallel)
-
-
-def _check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads and MLPs") -> None:
-    """ValueError unless 1 <= k <= the number of heads and MLPs (or "nodes", "edges") of the graph."""
-    counts = {"nodes": len(graph.node_names()), "edges": len(graph.edge_labels())}
-    n = counts.get(what, graph.n_layers * (graph.n_heads + 1))
-    if not 1 <= k <= n:
-        raise ValueError(f"{option} {k}: must be in 1..{n} (the {what} of model {model!r})")
-
-
-def _check_positive(**options: int | None) -> None:
-    """Each option given (not None) is at least 1."""
-    for name, value in options.items():
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
-def _check_mode(mode: str) -> None:
-    from foresight.updater.finetune import DEFAULT_LR
-
-    if mode not in DEFAULT_LR:
-        raise ValueError(f"--mode {mode!r}: choose from {', '.join(DEFAULT_LR)}")
-
-
-def _check_out_dir(option: str, path: Path) -> None:
-    """Fail before any work if directory `path` can be neither created nor written."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"{option} {path}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"{option} {path}: {existing} is not writable")
-
-
-def _tasks(names: list[str], model: str) -> list[Task]:
-    """The tasks by name or .jsonl path; JSONL tasks are checked against the model's
-    tokenizer (token lengths, single-token answers; errors name file:line)."""
-    from foresight.models import load_tokenizer
-    from foresight.tasks import JsonlTask, get_task
-
-    tasks = [get_task(name) for name in names]
-    if any(isinstance(task, JsonlTask) for task in tasks):
-        tokenizer = load_tokenizer(model)
-        for task in tasks:
-            if isinstance(task, JsonlTask):
-                task.validate(tokenizer)
-    return tasks
-
-
-def _check_forecaster(forecaster: Path | None, strategies: list[str], model: str, graph: Graph) -> None:
-    """A strategy that forecasts needs a forecaster of the model's graph: checked before training."""
-    from foresight.updater.finetune import FORECASTING, STRATEGIES
-
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    if forecaster is None:
-        if any(s in FORECASTING for s in strategies):
-            raise ValueError(f"strategies {', '.join(FORECASTING)} need --forecaster")
-        return
-    from predictors.persist import load_forecaster
-    from predictors.problem import ForecasterMismatch
-
-    trained_on = load_forecaster(forecaster).graph
-    if set(trained_on.nodes) != set(graph.node_names()):
-        raise ForecasterMismatch(
-            f"--forecaster {forecaster}: trained on a graph of {trained_on.n_layers} layers x "
-            f"{trained_on.n_heads} heads, model {model!r} has {graph.n_layers} x {graph.n_heads}"
-        )
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT)
+# unless the environment sets them: retries and timeout (s) of MLflow's HTTP client, and
+# MLflow's log level (its INFO lines, e.g. on creating a store, are not for the terminal)
+MLFLOW_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 
 
 @app.command("tasks")
@@ -160,10 +63,11 @@ def evaluate_command(
     from foresight.models import load_model
     from foresight.tasks import task_names
 
-    _check_positive(n=n)
-    _model_graph(model, attribution=False)
+    check.check_positive(n=n)
+    check.check_seed(seed)
+    check.model_graph(model, attribution=False)
     names = task or task_names()
-    specs = _tasks(names, model)
+    specs = check.check_tasks(names, model)
     lm, tokenizer = load_model(model)
     table = Table("task", "top-1 accuracy", "two-way accuracy")
     for name, spec in zip(names, specs, strict=True):
@@ -187,10 +91,12 @@ def sft_command(
     from foresight.models import load_model
     from foresight.sft import SFTConfig, make_trainer
 
-    _check_positive(steps=steps, batch_size=batch_size)
-    _model_graph(model, attribution=False)
-    _check_out_dir("--out", out)
-    tasks = _tasks(task, model)
+    check.check_positive(steps=steps, batch_size=batch_size)
+    check.check_lr(lr)
+    check.check_seed(seed)
+    check.model_graph(model, attribution=False)
+    check.check_out_dir("--out", out)
+    tasks = check.check_tasks(task, model)
     lm, tokenizer = load_model(model)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
@@ -222,10 +128,15 @@ def track_command(
     from trackers.run import track
     from trackers.tracker import TrackerSettings
 
-    _check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
-    _check_k("--circuit-size", circuit_size, model, _model_graph(model))
-    _check_out_dir("--out", out)
-    _tasks(task, model)
+    check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
+    check.check_every(every, steps)
+    check.check_lr(lr)
+    check.check_seed(seed)
+    check.check_method(method)
+    check.check_run_name(name)
+    check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
+    check.check_out_dir("--out", out)
+    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
     sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     settings = TrackerSettings(
@@ -259,9 +170,11 @@ def attribute_command(
     """Attribute a task: the top components and the faithfulness curve."""
     from foresight.attribution.cli import attribute_command as run
 
-    _check_positive(n_pairs=n_pairs)
-    _check_k("--top", top, model, _model_graph(model), "edges" if level == "edge" else "nodes")
-    _tasks([task], model)
+    check.check_positive(n_pairs=n_pairs)
+    check.check_seed(seed)
+    check.check_method(method, level)
+    check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
+    check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
     run(model, task, method, level, top, n_pairs, seed)
 
 
@@ -283,7 +196,7 @@ def forecast_train(
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
 
-    _check_out_dir("--out", out)
+    check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
@@ -311,25 +224,6 @@ def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = ty
     predict_command(forecaster, trajectory)
 
 
-def _check_update(
-    task: str,
-    strategies: list[str],
-    model: str,
-    components: int,
-    mode: str,
-    forecaster: Path | None,
-    out: Path,
-) -> None:
-    """The checks `finetune` and `compare` share, in the order they fail: mode, model, K, the
-    forecaster against the model's graph, the output directory, the task."""
-    _check_mode(mode)
-    graph = _model_graph(model)
-    _check_k("--components", components, model, graph)
-    _check_forecaster(forecaster, strategies, model, graph)
-    _check_out_dir("--out", out)
-    _tasks([task], model)
-
-
 @app.command("finetune")
 def finetune_command(
     task: str = typer.Option(...),
@@ -350,8 +244,9 @@ def finetune_command(
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
 
-    _check_positive(steps=steps, every=every, log_every=log_every)
-    _check_update(task, [strategy], model, components, mode, forecaster, out)
+    check.check_positive(steps=steps, every=every, log_every=log_every)
+    check.check_seed(seed)
+    check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
     run(
         task, strategy, out, model=model, components=components, mode=mode, steps=steps, lr=lr,
         seed=seed, forecaster=forecaster, every=every, log_every=log_every,
@@ -379,8 +274,10 @@ def compare_command(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    _check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
-    _check_update(task, names, model, components, mode, forecaster, out)
+    check.check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
+    check.check_seed(seeds - 1, "--seeds")
+    check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    check.check_empty_out("--out", out, "comparison")
     run(
         task, names, list(range(seeds)), out, model=model, components=components, mode=mode,
         steps=steps, lr=lr, forecaster=forecaster, every=every, log_every=log_every,
@@ -397,21 +294,21 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_reachable, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, resolve_tracking_uri, sync
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
     record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri and record_file.is_file():
+    if not record_file.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory of foresight track (no run.json)")
+    if not uri:
         try:
             uri = json.loads(record_file.read_text()).get("tracking_uri")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
             raise ValueError(f"{record_file}: unreadable run record ({e})") from None
     uri = uri or resolve_tracking_uri()
     check_reachable(uri)
-    store = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(store).is_file():
-        raise FileNotFoundError(f"{store}: no MLflow store (set MLFLOW_TRACKING_URI to where the run logged)")
+    check_store(uri)
     try:
         uploaded = sync(run_dir, MlflowClient(uri))
     except MlflowException as e:
@@ -429,11 +326,12 @@ def report_command(
     """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     import mlflow
 
-    from foresight.mlflow_log import check_reachable, resolve_tracking_uri
+    from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
     from foresight.report import report
 
     uri = resolve_tracking_uri()
     check_reachable(uri)
+    check_store(uri)
     mlflow.set_tracking_uri(uri)
     text = report(experiment)
     if out is not None:
@@ -443,12 +341,19 @@ def report_command(
 
 
 def main() -> None:
-    """Entry point: runs the app, turning user errors into one line and exit 2."""
+    """Entry point: runs the app, turning user errors into one line and exit 2 (Ctrl-C: exit 130).
+
+    MLflow's HTTP retries are bounded (a tracking server that answers with errors fails in
+    seconds, not minutes) and its INFO lines (and alembic's) are silenced."""
+    for name, value in MLFLOW_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    for name in ("mlflow", "alembic"):  # mlflow reads the level when imported; it may be already
+        logging.getLogger(name).setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
     if os.environ.get("FORESIGHT_DEBUG"):
         app()
         return
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns 130 for Ctrl-C
     except typer.Abort:
         sys.exit(1)
     except typer.Exit as done:
@@ -462,6 +367,10 @@ def main() -> None:
     except USER_ERRORS as err:
         _error(f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err))
         sys.exit(2)
+    if code == INTERRUPTED:
+        _error("interrupted")
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _error(message: str) -> None:

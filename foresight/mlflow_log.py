@@ -2,7 +2,7 @@
 
 - `resolve_tracking_uri` / `check_reachable`: where runs go, and a quick check that a
   tracking server answers before a long run starts.
-- `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
+- `open_run` / `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
   by run id; metrics per step in the active run.
 - `SafeLogger`: logging that survives the tracking server going away: after the first
   failure it warns once and appends every further call to `pending_mlflow.jsonl` in the
@@ -32,6 +32,8 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 PENDING_FILE = "pending_mlflow.jsonl"
+# the experiment tag by which the MLflow UI (3.x) tells model training from GenAI experiments
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # log_batch limits of the MLflow REST API
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 
@@ -46,19 +48,34 @@ def resolve_tracking_uri() -> str:
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
-    """For an http(s) URI, one GET of `{uri}/health` (TrackingUnavailable if it fails or
-    times out after `timeout` seconds); other URIs (sqlite, file) are local and pass."""
+    """For an http(s) URI, a GET of `{uri}/health` and of one experiment search (the REST API
+    behind it): TrackingUnavailable if either fails, answers an HTTP error (a 503 of an
+    overloaded server or proxy) or times out after `timeout` seconds. Other URIs (sqlite,
+    file) are local and pass."""
     if not uri.startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status = response.status
-    except (urllib.error.URLError, OSError) as e:
-        reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        raise TrackingUnavailable(f"MLflow tracking server {uri} is not reachable: {reason}") from e
-    if status != 200:
-        raise TrackingUnavailable(f"MLflow tracking server {uri} answered {url} with HTTP {status}")
+    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
+        url = uri.rstrip("/") + path
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as e:
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} answered {url} with HTTP {e.code}"
+            ) from e
+        except (urllib.error.URLError, OSError) as e:
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise TrackingUnavailable(f"MLflow tracking server {uri} is not reachable: {reason}") from e
+        if status != 200:
+            raise TrackingUnavailable(f"MLflow tracking server {uri} answered {url} with HTTP {status}")
+
+
+def check_store(uri: str) -> None:
+    """FileNotFoundError for a SQLite URI whose file does not exist (reading it would create
+    an empty store)."""
+    store = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(store).is_file():
+        raise FileNotFoundError(f"{store}: no MLflow store (set MLFLOW_TRACKING_URI to where the run logged)")
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -74,11 +91,49 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 
 def get_or_create_experiment(name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment `name`, created (with `artifact_location`, if given) when missing."""
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    """The id of experiment `name`, created (with `artifact_location`, if given) when missing.
+    It is tagged as a model-training experiment (EXPERIMENT_KIND), so that the MLflow UI
+    opens it on its runs, not on the GenAI traces view."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+    if EXPERIMENT_KIND.items() - experiment.tags.items():
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def open_run(
+    experiment: str,
+    run_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    artifact_location: str | None = None,
+) -> str:
+    """Create (or, given `run_id`, reopen as RUNNING) an MLflow run in `experiment` and log its
+    params (flattened) and tags; returns its id. The run stays RUNNING until it is ended
+    (`SafeLogger.end_run`, `mlflow.end_run`). On resume, params already logged with the same
+    value are skipped, and a param whose value changed raises ValueError."""
+    client = MlflowClient()
+    experiment_id = get_or_create_experiment(experiment, artifact_location)
+    flat = flatten_params(params or {})
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    else:
+        run = client.get_run(run_id)
+        if run.info.experiment_id != experiment_id:
+            raise ValueError(
+                f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
+            )
+        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
+        if changed:
+            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
+        flat = {k: v for k, v in flat.items() if k not in run.data.params}
+        client.update_run(run_id, status="RUNNING")
+    _log_batch(client, run_id, params=flat, tags=dict(tags or {}))
+    return run_id
 
 
 def start_run(
@@ -89,27 +144,10 @@ def start_run(
     run_id: str | None = None,
     artifact_location: str | None = None,
 ) -> mlflow.ActiveRun:
-    """Start (or, given `run_id`, resume) an MLflow run in `experiment` and log its params
-    (flattened) and tags. On resume, params already logged with the same value are
-    skipped, and a param whose value changed raises ValueError. Use as a context manager."""
-    experiment_id = get_or_create_experiment(experiment, artifact_location)
-    flat = flatten_params(params or {})
-    if run_id is not None:
-        run = MlflowClient().get_run(run_id)
-        if run.info.experiment_id != experiment_id:
-            raise ValueError(
-                f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
-            )
-        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
-        if changed:
-            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
-        flat = {k: v for k, v in flat.items() if k not in run.data.params}
-    if run_id is None:
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
-    else:
-        active = mlflow.start_run(run_id=run_id)
-    _log_batch(MlflowClient(), active.info.run_id, params=flat, tags=dict(tags or {}))
-    return active
+    """`open_run`, made the active run of mlflow's fluent API; use as a context manager (the
+    run ends FINISHED, or FAILED on an exception)."""
+    run_id = open_run(experiment, run_name, params, tags, run_id, artifact_location)
+    return mlflow.start_run(run_id=run_id)
 
 
 def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
@@ -185,6 +223,11 @@ class SafeLogger:
         entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
         self._call(lambda: _log_artifact(self.client, self.run_id, str(local_path), artifact_path), entry)
 
+    def end_run(self, status: str) -> None:
+        """End the run as FINISHED, FAILED or KILLED (queued for `sync` when offline)."""
+        entry = {"status": status}
+        self._call(lambda: self.client.set_terminated(self.run_id, status), entry)
+
     def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
         if not self.offline:
             try:
@@ -250,6 +293,8 @@ def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
             _log_batch(client, run_id, metrics, entry.get("params"), entry.get("tags"))
             if "artifact" in entry:
                 _log_artifact(client, run_id, entry["artifact"], entry.get("artifact_path"))
+            if "status" in entry:
+                client.set_terminated(run_id, entry["status"])
         except Exception:
             remaining = "".join(json.dumps(e) + "\n" for e in entries[done:])
             tmp = file.with_suffix(".tmp")

@@ -11,7 +11,14 @@ from rich.table import Table
 from predictors.base import forecast
 from predictors.evaluate import comparison_frame, evaluate
 from predictors.persist import load_forecaster, save_forecaster
-from predictors.problem import ForecastProblem, Run, load_corpus, parse_horizon, with_checkpoint_index
+from predictors.problem import (
+    ForecastProblem,
+    Run,
+    load_corpus,
+    parse_horizon,
+    valid_prefixes,
+    with_checkpoint_index,
+)
 from predictors.registry import MODELS, make_forecaster
 
 
@@ -36,8 +43,8 @@ def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:
 
 
 def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Run]:
-    """The runs under `trajectories`; ValueError if there are none or the circuit size
-    exceeds the components of their graph."""
+    """The runs under `trajectories`; ValueError if there are none, the circuit size exceeds
+    the components of their graph, or no run has a forecast target after the prefix."""
     runs = load_corpus(trajectories)
     if not runs:
         raise ValueError(f"{trajectories}: no trajectories with checkpoints under it")
@@ -46,6 +53,12 @@ def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Run]:
         raise ValueError(
             f"--circuit-size {problem.circuit_size}: larger than the {n} nodes of the graph "
             f"of the trajectories under {trajectories}"
+        )
+    if not any(valid_prefixes(run, problem, [problem.prefix]) for run in runs):
+        longest = max(run.n_checkpoints for run in runs)
+        raise ValueError(
+            f"--prefix {problem.prefix}: no run under {trajectories} has a checkpoint to forecast after "
+            f"checkpoint {problem.prefix} (the longest has {longest} checkpoints, 0..{longest - 1})"
         )
     return runs
 

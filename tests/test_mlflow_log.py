@@ -57,10 +57,13 @@ def test_resolve_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert resolve_tracking_uri() == "http://mlflow.example:5000"
 
 
-def _serve(status: int) -> http.server.HTTPServer:
+def _serve(health: int, api: int = 200) -> http.server.HTTPServer:
+    """A local HTTP server answering /health with status `health`, the REST API with `api`."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the http.server API)
-            self.send_response(status if self.path == "/health" else 404)
+            status = health if self.path == "/health" else api if self.path.startswith("/api/") else 404
+            self.send_response(status)
             self.end_headers()
             self.wfile.write(b"OK")
 
@@ -72,19 +75,28 @@ def _serve(status: int) -> http.server.HTTPServer:
     return server
 
 
-def test_check_reachable() -> None:
-    check_reachable("sqlite:///nowhere/mlflow.db")  # local stores are not probed
-    server = _serve(200)
+@pytest.mark.parametrize(
+    ("health", "api", "error"),
+    [
+        (200, 200, None),
+        (503, 200, r"answered http://127\.0\.0\.1:\d+/health with HTTP 503"),
+        (200, 503, r"answered http://127\.0\.0\.1:\d+/api/2\.0/mlflow/experiments/search.* with HTTP 503"),
+    ],
+)
+def test_check_reachable_probes_health_and_the_api(health: int, api: int, error: str | None) -> None:
+    server = _serve(health, api)
     try:
-        check_reachable(f"http://127.0.0.1:{server.server_port}/")
+        if error is None:
+            check_reachable(f"http://127.0.0.1:{server.server_port}/")
+        else:
+            with pytest.raises(TrackingUnavailable, match=error):
+                check_reachable(f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
-    broken = _serve(503)
-    try:
-        with pytest.raises(TrackingUnavailable, match="not reachable"):
-            check_reachable(f"http://127.0.0.1:{broken.server_port}")
-    finally:
-        broken.shutdown()
+
+
+def test_check_reachable_passes_local_stores_and_names_a_dead_port() -> None:
+    check_reachable("sqlite:///nowhere/mlflow.db")  # local stores are not probed
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
