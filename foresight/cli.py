@@ -16,7 +16,6 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from foresight import validation as check
 
@@ -41,14 +40,19 @@ MLFLOW_ENV_DEFAULTS = {
 @app.command("tasks")
 def tasks_command() -> None:
     """List the built-in tasks."""
+    import pandas as pd
+
+    from foresight.tables import frame_table
     from foresight.tasks import get_task, task_names
 
-    table = Table("task", "description", "example prompt", "answer")
+    rows = []
     for name in task_names():
         task = get_task(name)
         example = task.eval_examples(1)[0]
-        table.add_row(name, task.description, example.prompt, example.answer)
-    console.print(table)
+        rows.append((name, task.description, example.prompt, example.answer))
+    console.print(
+        frame_table(pd.DataFrame(rows, columns=["task", "description", "example prompt", "answer"]))
+    )
 
 
 @app.command("evaluate")
@@ -59,8 +63,11 @@ def evaluate_command(
     seed: int = typer.Option(0),
 ) -> None:
     """Top-1 and two-way accuracy of a model on held-out task examples."""
+    import pandas as pd
+
     from foresight.evaluation import accuracy, choice_accuracy
     from foresight.models import load_model
+    from foresight.tables import frame_table
     from foresight.tasks import task_names
 
     check.check_positive(n=n)
@@ -69,12 +76,12 @@ def evaluate_command(
     names = task or task_names()
     specs = check.check_tasks(names, model)
     lm, tokenizer = load_model(model)
-    table = Table("task", "top-1 accuracy", "two-way accuracy")
+    rows = []
     for name, spec in zip(names, specs, strict=True):
         top1 = accuracy(lm, tokenizer, spec.eval_examples(n, seed))
         two_way = choice_accuracy(lm, tokenizer, spec.attribution_pairs(n, seed))
-        table.add_row(name, f"{top1:.3f}", f"{two_way:.3f}")
-    console.print(table)
+        rows.append((name, top1, two_way))
+    console.print(frame_table(pd.DataFrame(rows, columns=["task", "top-1 accuracy", "two-way accuracy"])))
 
 
 @app.command("sft")

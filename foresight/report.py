@@ -49,7 +49,10 @@ class ReportError(ValueError):
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy (in order of first appearance) of a frame with STRATEGY_COLUMNS (and
     optionally wall_s): n, accuracy before, accuracy after as mean and 95% t-interval (NaN for
-    n = 1), trainable parameters and wall time (means)."""
+    n = 1), trainable parameters and wall time (means).
+
+    The interval is intersected with [0, 1]: an accuracy's mean lies there, so the clipped
+    interval covers it whenever the t-interval does (with 2 seeds it is often all of [0, 1])."""
     rows = []
     for strategy, group in frame.groupby("strategy", sort=False):
         acc = group["accuracy_after"].to_numpy(float)
@@ -60,8 +63,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "n": n,
             "accuracy_before": group["accuracy_before"].mean(),
             "accuracy": acc.mean(),
-            "ci_low": acc.mean() - half,
-            "ci_high": acc.mean() + half,
+            "ci_low": float(np.clip(acc.mean() - half, 0.0, 1.0)),
+            "ci_high": float(np.clip(acc.mean() + half, 0.0, 1.0)),
             "trainable_parameters": group["trainable_parameters"].mean(),
         }
         if "wall_s" in group:

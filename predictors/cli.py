@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from foresight.tables import frame_table
 from predictors.base import forecast
 from predictors.evaluate import comparison_frame, evaluate
 from predictors.persist import load_forecaster, save_forecaster
@@ -23,15 +23,8 @@ from predictors.registry import MODELS, make_forecaster
 
 
 def _print(frame: pd.DataFrame, title: str) -> None:
-    """`frame` as a rich table, at least 160 columns wide (the comparison has many columns)."""
-    console = Console()
-    console.width = max(console.width, 160)
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(table)
+    """`frame` as a rich table that fits the terminal (`foresight.tables.frame_table`)."""
+    Console().print(frame_table(frame, title))
 
 
 def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:

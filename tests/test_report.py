@@ -68,6 +68,22 @@ def test_summary_interval_is_the_t_interval() -> None:
     assert table.loc["static", "ci_high"] - table.loc["static", "accuracy"] == pytest.approx(half)
 
 
+def test_summary_interval_stays_inside_0_1() -> None:
+    """Two seeds far apart: the t-interval (mean 0.5 +- 5.6) is cut to [0, 1]; near 1 only the
+    upper end is cut."""
+    rows = [("wide", 0, 0.1), ("wide", 1, 0.9), ("high", 0, 0.97), ("high", 1, 0.99), ("high", 2, 1.0)]
+    frame = pd.DataFrame(
+        [{"task": "t", "strategy": s, "seed": seed, "accuracy_before": 0.5, "accuracy_after": a,
+          "trainable_parameters": 1.0} for s, seed, a in rows]
+    )  # fmt: skip
+    table = summarise(frame).set_index("strategy")
+    assert (table.loc["wide", "ci_low"], table.loc["wide", "ci_high"]) == (0.0, 1.0)
+    high = [0.97, 0.99, 1.0]
+    half = 4.302652729911275 * np.std(high, ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert table.loc["high", "ci_low"] == pytest.approx(np.mean(high) - half)
+    assert table.loc["high", "ci_high"] == 1.0
+
+
 def test_verdict_says_who_wins_and_when_nobody_does() -> None:
     tests = paired_tests(frame()).set_index(["a", "b"])
     lines = verdict(tests.reset_index())

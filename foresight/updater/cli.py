@@ -9,19 +9,12 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
 from foresight.updater.finetune import finetune
 
 console = Console()
-
-
-def _table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(*map(str, frame.columns), title=title)
-    for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    return table
 
 
 def finetune_command(task: str, strategy: str, out_dir: Path, **finetune_args: Any) -> None:
@@ -41,7 +34,9 @@ def compare_command(
     """Compare strategies over seeds (MLflow experiment foresight-compare, `finetune`'s keyword
     arguments); print the tables."""
     result = compare(task, strategies, seeds, out_dir, **finetune_args)
-    console.print(_table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds)"))
+    console.print(
+        _table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds, within [0, 1])")
+    )
     if len(result.tests):
         console.print(_table(result.tests, "paired t-tests over seeds (accuracy a - b)"))
         if result.tests["n"].min() < 5:

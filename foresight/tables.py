@@ -1,0 +1,38 @@
+"""Tables for the terminal: a pandas frame as a rich table that fits an 80-column terminal.
+
+Column names are shown with spaces for underscores and wrap at spaces (or fold) instead of
+being cut with an ellipsis; numbers are rounded for people.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.table import Table
+
+
+def human(value: object, digits: int = 3) -> str:
+    """A cell for people: floats with `digits` decimals (no decimals from 100 up), NaN as "-"."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
+    """`frame` as a compact rich table: no rules, columns two spaces apart, numeric columns
+    right-aligned, each column exactly as wide as its longest cell or the longest word of its
+    name (names wrap at spaces, nothing is cut; 8 columns of names and numbers fit 80)."""
+    table = Table(title=title, box=None, padding=(0, 1), pad_edge=False, title_justify="left")
+    table.header_style = "bold"
+    cells = [[human(v, digits) for v in row] for row in frame.itertuples(index=False)]
+    for i, column in enumerate(frame.columns):
+        name = str(column).replace("_", " ")
+        widest = max([len(word) for word in name.split()] + [len(row[i]) for row in cells])
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(name, overflow="fold", justify="right" if numeric else "left", width=widest)
+    for row in cells:
+        table.add_row(*row)
+    return table
