@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -131,6 +132,7 @@ def track_command(
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
+    from foresight.mlflow_ui import ui_url
     from foresight.sft import SFTConfig
     from trackers.run import track
     from trackers.tracker import TrackerSettings
@@ -152,7 +154,8 @@ def track_command(
     result = track(task, run_dir, model, sft, settings, resume=resume)
     console.print(f"trajectories: {run_dir / 'trajectories'}")
     console.print(f"MLflow run {result.run_id} in {result.tracking_uri}")
-    console.print(f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}")
+    console.print(f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
+    console.print(f"then: {ui_url(result.experiment_id, result.run_id)}", soft_wrap=True, highlight=False)
     pending = run_dir / PENDING_FILE
     if pending.is_file():
         n = len(pending.read_text().splitlines())
@@ -351,11 +354,14 @@ def main() -> None:
     """Entry point: runs the app, turning user errors into one line and exit 2 (Ctrl-C: exit 130).
 
     MLflow's HTTP retries are bounded (a tracking server that answers with errors fails in
-    seconds, not minutes) and its INFO lines (and alembic's) are silenced."""
+    seconds, not minutes), its INFO lines (and alembic's) and the FutureWarnings of
+    transformers, peft and torch are silenced."""
     for name, value in MLFLOW_ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     for name in ("mlflow", "alembic"):  # mlflow reads the level when imported; it may be already
         logging.getLogger(name).setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    # deprecation notices of the libraries underneath are for their callers' developers, not users
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
     if os.environ.get("FORESIGHT_DEBUG"):
         app()
         return

@@ -13,11 +13,29 @@ from matplotlib.figure import Figure
 from foresight.mlflow_log import SafeLogger
 
 METRIC_FAMILIES = {"cd": "Circuit Distance", "cs": "Circuit Stability", "cc": "Circuit Conflict"}
+# what each family's values mean, under its title
+EXPLAINED = {
+    "cd": "1 - Jaccard of the circuits: 0 = the same components, 1 = none shared",
+    "cs": "faithfulness of the older circuit over the current one's: 1 = as good,\n"
+    "above 1 = the older circuit explains the model better than the current top-k",
+    "cc": "share of shared components whose task gradients point opposite ways",
+}
+
+
+def _label(column: str) -> str:
+    """A legend label for a metrics column: cd_start_head -> "to step 0, heads"."""
+    words = {"start": "to step 0", "prev": "to previous", "head": "heads", "mlp": "MLPs", "all": "all",
+             "spearman": "Spearman of scores"}  # fmt: skip
+    prefix, _, rest = column.partition("_")
+    if prefix == "cc":
+        return f"with {rest}"
+    return ", ".join(words.get(part, part) for part in rest.split("_"))
 
 
 def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One line figure per metric family present in `metrics` (a table with a `step` column
-    and columns named cd_*, cs_*, cc_*): `circuit_distance.png` etc. in `out_dir`."""
+    and columns named cd_*, cs_*, cc_*): `circuit_distance.png` etc. in `out_dir`. The title
+    says what the values mean; the legend sits below the axes, where it covers no line."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = metrics.sort_values("step")
@@ -26,12 +44,15 @@ def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         columns = [c for c in metrics.columns if c.startswith(f"{prefix}_")]
         if not columns:
             continue
-        fig = Figure(figsize=(6, 4))
+        fig = Figure(figsize=(6.5, 4.8))
         ax = fig.add_subplot()
         for column in columns:
-            ax.plot(metrics["step"], metrics[column], marker="o", label=column)
-        ax.set(xlabel="step", ylabel=title, title=title)
-        ax.legend(fontsize="small")
+            ax.plot(metrics["step"], metrics[column], marker="o", label=_label(column))
+        if prefix == "cs":
+            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
+        ax.set(xlabel="step", ylabel=title)
+        ax.set_title(f"{title}\n{EXPLAINED[prefix]}", fontsize=9)
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
         fig.tight_layout()
         path = out_dir / f"{title.lower().replace(' ', '_')}.png"
         fig.savefig(path, dpi=100)

@@ -5,8 +5,9 @@ fine-tuning per strategy, with its mean and 95% t-interval over seeds, and paire
 (scipy.stats.ttest_rel) of accuracy a - b over the (task, seed) pairs both strategies ran.
 
 Evolution tables (tracked runs, the evolution study): per task, the circuit metrics at the last
-checkpoint of each run (`trackers.tracker` names them `{task}/cd_start_head` and so on), mean
-and standard deviation over runs; Circuit Conflict is the mean over the other tracked tasks.
+checkpoint of each run (the tracker's `cd_start_head` and so on, which MLflow holds under the
+names of `foresight.mlflow_ui`, e.g. `{task}/circuit_distance/to_start/heads`), mean and
+standard deviation over runs; Circuit Conflict is the mean over the other tracked tasks.
 
 `report(experiment)` rebuilds the right table from an MLflow experiment (`foresight report`).
 """
@@ -19,6 +20,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 from scipy.stats import t, ttest_rel
+
+from foresight.mlflow_ui import CONFLICT, mlflow_name
 
 STRATEGY_COLUMNS = ["task", "strategy", "seed", "accuracy_before", "accuracy_after", "trainable_parameters"]
 PAIRS = (
@@ -148,19 +151,17 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
     the EVOLUTION_METRICS at the run's last logged step and cc, the mean conflict with the
     other tracked tasks."""
     rows = []
+    marker = mlflow_name("", "cd_start_head")
+    tasks = sorted({c[len("metrics.") : -len(marker)] for c in runs if c.endswith(marker)})
     for _, run in runs.iterrows():
-        tasks = sorted({c.split("/")[0][len("metrics.") :] for c in runs if c.endswith("/cd_start_head")})
         for task in tasks:
-            value = run.get(f"metrics.{task}/cd_start_head")
+            value = run.get(f"metrics.{mlflow_name(task, 'cd_start_head')}")
             if value is None or pd.isna(value):
                 continue
             row = {"run": run["run_id"], "task": task}
-            row |= {m: run.get(f"metrics.{task}/{m}", np.nan) for m in EVOLUTION_METRICS}
-            conflicts = [
-                run[c]
-                for c in runs
-                if c.startswith("metrics.cc/") and task in c.split("/")[1:] and pd.notna(run[c])
-            ]
+            row |= {m: run.get(f"metrics.{mlflow_name(task, m)}", np.nan) for m in EVOLUTION_METRICS}
+            prefix = f"metrics.{task}/{CONFLICT}"
+            conflicts = [run[c] for c in runs if c.startswith(prefix) and pd.notna(run[c])]
             row["cc"] = float(np.mean(conflicts)) if conflicts else np.nan
             rows.append(row)
     return pd.DataFrame(rows)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 
 def human(value: object, digits: int = 3) -> str:
@@ -21,12 +23,12 @@ def human(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
-    """`frame` as a compact rich table: no rules, columns two spaces apart, numeric columns
-    right-aligned, each column exactly as wide as its longest cell or the longest word of its
-    name (names wrap at spaces, nothing is cut; 8 columns of names and numbers fit 80)."""
-    table = Table(title=title, box=None, padding=(0, 1), pad_edge=False, title_justify="left")
-    table.header_style = "bold"
+def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> RenderableType:
+    """`frame` as a compact rich table under its title (a line of its own, not squeezed to the
+    table's width): no rules, columns two spaces apart, numeric columns right-aligned, each
+    column exactly as wide as its longest cell or the longest word of its name (names wrap at
+    spaces, nothing is cut; 8 columns of names and numbers fit 80)."""
+    table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     cells = [[human(v, digits) for v in row] for row in frame.itertuples(index=False)]
     for i, column in enumerate(frame.columns):
         name = str(column).replace("_", " ")
@@ -35,4 +37,4 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
         table.add_column(name, overflow="fold", justify="right" if numeric else "left", width=widest)
     for row in cells:
         table.add_row(*row)
-    return table
+    return table if title is None else Group(Text(title, style="bold"), table)

@@ -125,8 +125,9 @@ def test_report_rebuilds_the_evolution_table_from_mlflow(store: Path) -> None:
         with mlflow.start_run(experiment_id=experiment):
             for step, value in ((0, 0.0), (10, final)):  # the last step's value counts
                 mlflow.log_metrics(
-                    {"ioi/cd_start_head": value, "ioi/cd_start_mlp": value / 2, "bool/cd_start_head": 0.1,
-                     "cc/bool/ioi": value},
+                    {"ioi/circuit_distance/to_start/heads": value,
+                     "ioi/circuit_distance/to_start/mlps": value / 2,
+                     "bool/circuit_distance/to_start/heads": 0.1, "ioi/circuit_conflict/with_bool": value},
                     step=step,
                 )  # fmt: skip
     text = report("evo")

@@ -21,7 +21,15 @@ import torch
 
 from foresight.attribution import Graph
 from foresight.figures import head_score_matrix, log_figures
-from foresight.mlflow_log import SafeLogger, check_reachable, check_store, open_run, resolve_tracking_uri
+from foresight.mlflow_log import (
+    SafeLogger,
+    check_reachable,
+    check_store,
+    get_or_create_experiment,
+    open_run,
+    resolve_tracking_uri,
+)
+from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
@@ -44,6 +52,7 @@ class TrackedRun:
 
     run_dir: Path
     run_id: str
+    experiment_id: str
     tracking_uri: str
     tracker: CircuitTracker
 
@@ -139,13 +148,16 @@ def track(
             "circuit_size": settings.circuit_size,
             "n_pairs": settings.n_pairs,
         }
+        experiment_id = get_or_create_experiment(experiment)
         run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
         if record is None:
             config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
             (run_dir / RUN_FILE).write_text(
                 json.dumps({"run_id": run_id, "tracking_uri": uri, **config}, indent=2)
             )
-        logger = SafeLogger(run_id, run_dir)
+        logger = TrackedRunLogger(run_id, run_dir)
+        if record is None:
+            set_description(logger, describe_tracked_run(tasks))
         try:
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every
@@ -159,7 +171,7 @@ def track(
         logger.end_run("FINISHED")
     finally:
         os.close(lock)
-    return TrackedRun(run_dir, run_id, uri, tracker)
+    return TrackedRun(run_dir, run_id, experiment_id, uri, tracker)
 
 
 def _accuracy(tracker: CircuitTracker) -> dict[str, float]:

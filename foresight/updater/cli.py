@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
+from foresight.mlflow_ui import ui_url
 from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
 from foresight.updater.finetune import finetune
@@ -44,3 +45,5 @@ def compare_command(
                 f"[yellow]n = {result.tests['n'].min()} seeds is small: the tests have little power"
             )
     console.print(f"MLflow parent run {result.run_id}; report {out_dir / 'comparison.md'}")
+    link = ui_url(result.experiment_id, result.run_id)
+    console.print(f"in the MLflow UI: {link}", soft_wrap=True, highlight=False)
