@@ -152,10 +152,14 @@ def track_command(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
     result = track(task, run_dir, model, sft, settings, resume=resume)
-    console.print(f"trajectories: {run_dir / 'trajectories'}")
-    console.print(f"MLflow run {result.run_id} in {result.tracking_uri}")
-    console.print(f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}", soft_wrap=True)
-    console.print(f"then: {ui_url(result.experiment_id, result.run_id)}", soft_wrap=True, highlight=False)
+    lines = [
+        f"trajectories: {run_dir / 'trajectories'}",
+        f"MLflow run {result.run_id} in {result.tracking_uri}",
+        f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}",
+        f"then: {ui_url(result.experiment_id, result.run_id)}",
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     pending = run_dir / PENDING_FILE
     if pending.is_file():
         n = len(pending.read_text().splitlines())
@@ -206,6 +210,7 @@ def forecast_train(
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
 
+    check.check_seed(seed)
     check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
@@ -284,8 +289,8 @@ def compare_command(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    check.check_positive(seeds=seeds, steps=steps, every=every, log_every=log_every)
-    check.check_seed(seeds - 1, "--seeds")
+    check.check_positive(steps=steps, every=every, log_every=log_every)
+    check.check_seeds(seeds)
     check.check_update(task, names, model, components, mode, forecaster, out, lr)
     check.check_empty_out("--out", out, "comparison")
     run(

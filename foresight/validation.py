@@ -50,6 +50,13 @@ def check_seed(seed: int, option: str = "--seed") -> None:
         raise ValueError(f"{option} {seed}: must be in 0..{MAX_SEED}")
 
 
+def check_seeds(seeds: int) -> None:
+    """`--seeds N` runs seeds 0..N-1: N at least 1, and N - 1 a seed."""
+    check_positive(seeds=seeds)
+    if seeds - 1 > MAX_SEED:
+        raise ValueError(f"--seeds {seeds}: runs seeds 0..{seeds - 1}, but seeds end at {MAX_SEED}")
+
+
 def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
     """`value` is one of `choices`."""
     if value not in choices:
@@ -263,7 +270,10 @@ def attribution_bytes(model: str, n_pairs: int, tokens: int) -> int:
     """An upper estimate of the memory that one attribution pass over `n_pairs` pairs of
     `tokens` tokens takes (all pairs at once, as the tracker runs them): per pair and token,
     the clean and corrupted activations of every node with their gradients, the forward's
-    intermediates (attention weights, MLP hidden states) kept for the backward, and the logits."""
+    intermediates (attention weights, MLP hidden states) kept for the backward, and the logits.
+    Measured on the default model (edge-level eap with the runs kept, peak RSS growth): 385 MiB
+    for 256 ioi pairs and 1.31 GiB for 1024, where this says 0.78 and 3.1 GiB; the margin
+    covers the rest of a checkpoint (gradients, faithfulness, the background model copy)."""
     from transformers import AutoConfig
 
     from foresight.models import resolve_model_path

@@ -527,6 +527,16 @@ CASES = [
         ["attribute", "--task", "ioi", "--method", "gradcam"],
         ["--method 'gradcam': choose from eap, eap-ig, patching"],
     ),
+    (
+        "compare-seeds-beyond-the-last-seed",
+        ["compare", "--task", "ioi", "--seeds", str(2**32 + 1), "--out", "cmp"],
+        ["--seeds 4294967297: runs seeds 0..4294967296, but seeds end at 4294967295"],
+    ),
+    (
+        "train-seed-negative",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--seed", "-3", "--out", "fc"],
+        ["--seed -3: must be in 0..4294967295"],
+    ),
     ("attribute-unknown-level", ["attribute", "--task", "ioi", "--level", "neuron"], ["--level 'neuron'"]),
     (
         "compare-into-an-existing-comparison",
