@@ -6,9 +6,10 @@ selenium; nothing is downloaded).
 
 Runs `foresight track` (ioi and gender, 40 steps) and `foresight compare` (ioi; free, static,
 random; 2 seeds of 8 steps) into a fresh SQLite store in a temporary directory, starts
-`mlflow server` on it and saves four PNGs in `--out`: compare_runs.png (the experiment's runs
+`mlflow server` on it and saves five PNGs in `--out`: compare_runs.png (the experiment's runs
 table), compare_parent.png (the parent run: description and summary metrics),
-compare_figure.png (its figure artifact) and tracked_run.png (the tracked run's metric charts).
+compare_figure.png (its figure artifact), compare_child.png (a child run's charts: step
+metrics, and its final accuracies as bars) and tracked_run.png (the tracked run's charts).
 
 The helpers (`start_ui`, `browser`, `wait_for_text`) serve `tests/test_mlflow_ui.py`.
 """
@@ -107,7 +108,7 @@ def shoot(driver: webdriver.Chrome, url: str, text: str, path: Path, scroll_to: 
     wait_for_text(driver, text)
     close_assistant(driver)
     if scroll_to is not None:
-        element = driver.find_element(By.XPATH, f"//*[text()={scroll_to!r}]")
+        element = driver.find_element(By.XPATH, f"//*[starts-with(normalize-space(text()), {scroll_to!r})]")
         driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
     time.sleep(2)  # charts and images finish drawing
     driver.save_screenshot(str(path))
@@ -147,7 +148,11 @@ def main() -> None:
             figure = ui_url(compare_id, parent["run_id"], "/artifacts/comparison/accuracy.png", url)
             shoot(driver, figure, "comparison/accuracy.png", args.out / "compare_figure.png")
             metrics = ui_url(tracked["experiment_id"], tracked["run_id"], "/model-metrics", url)
-            shoot(driver, metrics, "circuit_distance", args.out / "tracked_run.png")
+            shoot(driver, metrics, "circuit_distance", args.out / "tracked_run.png",
+                  scroll_to="ioi/circuit_distance/to_start")  # fmt: skip
+            child = runs[runs["tags.mlflow.runName"] == "static-s0"].iloc[0]
+            finals = ui_url(compare_id, child["run_id"], "/model-metrics", url)
+            shoot(driver, finals, "accuracy_after", args.out / "compare_child.png")
         finally:
             driver.quit()
             stop_ui(process)

@@ -122,7 +122,8 @@ def set_description(logger: SafeLogger, markdown: str) -> None:
 
 
 def comparison_metrics(table: pd.DataFrame, tests: pd.DataFrame) -> dict[str, float]:
-    """The parent run's summary metrics (see the module docstring); NaN values are left out."""
+    """The parent run's summary metrics (see the module docstring), rounded to 4 decimals for
+    people; NaN values are left out."""
     metrics: dict[str, float] = {}
     for row in table.itertuples(index=False):
         s = row.strategy
@@ -138,7 +139,7 @@ def comparison_metrics(table: pd.DataFrame, tests: pd.DataFrame) -> dict[str, fl
             f"paired_test/{row.a}_vs_{row.b}/mean_diff": row.mean_diff,
             f"paired_test/{row.a}_vs_{row.b}/p": row.p,
         }
-    return {k: float(v) for k, v in metrics.items() if pd.notna(v)}
+    return {k: round(float(v), 4) for k, v in metrics.items() if pd.notna(v)}
 
 
 def comparison_figure(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> Figure:

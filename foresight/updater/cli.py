@@ -44,6 +44,6 @@ def compare_command(
             console.print(
                 f"[yellow]n = {result.tests['n'].min()} seeds is small: the tests have little power"
             )
-    console.print(f"MLflow parent run {result.run_id}; report {out_dir / 'comparison.md'}")
+    console.print(f"MLflow parent run {result.run_id}; report {out_dir / 'comparison.md'}", soft_wrap=True)
     link = ui_url(result.experiment_id, result.run_id)
     console.print(f"in the MLflow UI: {link}", soft_wrap=True, highlight=False)
