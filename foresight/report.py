@@ -101,7 +101,14 @@ def paired_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) 
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4g")
+    """`frame` as a markdown table, 4 significant digits; whole-number columns (parameter counts)
+    as integers, not in exponent notation."""
+    whole = {
+        c: "int64"
+        for c in frame.columns
+        if pd.api.types.is_float_dtype(frame[c]) and frame[c].notna().all() and (frame[c] % 1 == 0).all()
+    }
+    return frame.astype(whole).to_markdown(index=False, floatfmt=".4g")
 
 
 def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
