@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
+from pandas.api.types import is_numeric_dtype
 from rich.console import Console
 
 from foresight.report import paired_tests, summarise
@@ -37,7 +39,9 @@ def problems(text: str, frame: pd.DataFrame, width: int) -> list[str]:
     found += ["ellipsis"] if "…" in text else []
     words = set(text.split())
     expected = {w for c in frame.columns for w in str(c).replace("_", " ").split()}
-    expected |= {v for c in frame.columns if frame[c].dtype == object for v in frame[c]}
+    expected |= {
+        w for c in frame.columns if not is_numeric_dtype(frame[c]) for v in frame[c] for w in v.split()
+    }
     found += [f"{w!r} not whole" for w in sorted(expected - words)]
     found += [f"unrounded {m}" for m in re.findall(r"\d\.\d{4,}", text)]
     return found
@@ -48,6 +52,23 @@ def test_the_comparison_tables_fit_80_columns_with_every_name_whole() -> None:
     for table in (summarise(frame), paired_tests(frame)):
         text = render(table)
         assert problems(text, table, 80) == [], text
+
+
+def test_foresight_tasks_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`foresight tasks`: descriptions and prompts longer than a third of the width wrap at
+    spaces; every column stays."""
+    import foresight.cli
+    from foresight.tasks import get_task, task_names
+
+    console = Console(width=80, record=True, color_system=None)
+    monkeypatch.setattr(foresight.cli, "console", console)
+    foresight.cli.tasks_command()
+    text = console.export_text()
+    tasks = [get_task(name) for name in task_names()]
+    shown = pd.DataFrame({"task": task_names(), "description": [t.description for t in tasks],
+                          "example prompt": [t.eval_examples(1)[0].prompt for t in tasks]})  # fmt: skip
+    assert problems(text, shown, 80) == [], text
+    assert "answer" in text.split()
 
 
 def test_problems_detects_a_cut_table() -> None:
