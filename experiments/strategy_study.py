@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from foresight.mlflow_log import resolve_tracking_uri
 from foresight.report import experiment_runs, strategy_frame, strategy_markdown, summarise
 from foresight.tasks import task_names
-from foresight.tracking_log import resolve_tracking_uri
 from foresight.updater.compare import compare
 from foresight.updater.config import FinetuneConfig
 

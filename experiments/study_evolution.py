@@ -24,10 +24,11 @@ import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
+from foresight.mlflow_log import resolve_tracking_uri
+from foresight.mlflow_ui import CONFLICT, mlflow_name
 from foresight.report import evolution_frame, evolution_markdown, experiment_runs
 from foresight.sft import SFTConfig
 from foresight.tasks import task_names
-from foresight.tracking_log import resolve_tracking_uri
 from trackers.run import RUN_FILE, track
 from trackers.tracker import TrackerSettings
 
@@ -40,16 +41,15 @@ CURVES = {"cd_start_head": "CD heads", "cd_start_mlp": "CD MLPs", "cs_start": "C
 def histories(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Tidy (run, task, metric, step, value) of the CURVES and the conflicts of every run."""
     client = MlflowClient()
-    conflicts = [c[len("metrics.") :] for c in runs if c.startswith("metrics.cc/")]
     rows = []
     for run_id in runs["run_id"]:
         for task in tasks:
             for metric in CURVES:
-                for m in client.get_metric_history(run_id, f"{task}/{metric}"):
+                for m in client.get_metric_history(run_id, mlflow_name(task, metric)):
                     rows.append((run_id, task, metric, m.step, m.value))
-        for name in conflicts:
-            for m in client.get_metric_history(run_id, name):
-                for task in name.split("/")[1:]:
+            conflicts = [c[len("metrics.") :] for c in runs if c.startswith(f"metrics.{task}/{CONFLICT}")]
+            for name in conflicts:
+                for m in client.get_metric_history(run_id, name):
                     rows.append((run_id, task, "cc", m.step, m.value))
     return pd.DataFrame(rows, columns=["run", "task", "metric", "step", "value"])
 

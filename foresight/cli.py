@@ -7,17 +7,18 @@ see the traceback instead.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from dataclasses import replace
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+from foresight import validation as check
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -25,90 +26,34 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-if TYPE_CHECKING:
-    from foresight.graph import Graph
-    from foresight.tasks import Task
-    from foresight.updater.config import FinetuneConfig
-
 USER_ERRORS = (ValueError, OSError, KeyError)
-
-
-def _model_graph(model: str, attribution: bool = True) -> Graph:
-    """The graph of `model` from its config.json, before any weights are loaded."""
-    from foresight.models import model_graph
-
-    return model_graph(model, attribution)
-
-
-def _check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads and MLPs") -> None:
-    """ValueError unless 1 <= k <= the number of heads and MLPs (or "nodes", "edges") of the graph."""
-    counts = {"nodes": len(graph.node_names()), "edges": len(graph.edge_labels())}
-    n = counts.get(what, graph.n_layers * (graph.n_heads + 1))
-    if not 1 <= k <= n:
-        raise ValueError(f"{option} {k}: must be in 1..{n} (the {what} of model {model!r})")
-
-
-def _check_positive(**options: int | None) -> None:
-    """Each option given (not None) is at least 1."""
-    for name, value in options.items():
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
-def _check_out_dir(option: str, path: Path) -> None:
-    """Fail before any work if directory `path` can be neither created nor written."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"{option} {path}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"{option} {path}: {existing} is not writable")
-
-
-def _tasks(names: list[str], model: str) -> list[Task]:
-    """The tasks by name or .jsonl path; JSONL tasks are checked against the model's
-    tokenizer (token lengths, single-token answers; errors name file:line)."""
-    from foresight.models import load_tokenizer
-    from foresight.tasks import JsonlTask, get_task
-
-    tasks = [get_task(name) for name in names]
-    if any(isinstance(task, JsonlTask) for task in tasks):
-        tokenizer = load_tokenizer(model)
-        for task in tasks:
-            if isinstance(task, JsonlTask):
-                task.validate(tokenizer)
-    return tasks
-
-
-def _check_forecaster(forecaster: Path | None, strategies: list[str], model: str, graph: Graph) -> int | None:
-    """A strategy that forecasts needs a forecaster of the model's graph: checked before training.
-    Returns the forecaster's default warm-up (its prefix + 1), None without a forecaster."""
-    from foresight.updater.strategies import FORECASTING
-
-    if forecaster is None:
-        if any(s in FORECASTING for s in strategies):
-            raise ValueError(f"strategies {', '.join(FORECASTING)} need --forecaster")
-        return None
-    from predictors.base import check_graph
-    from predictors.persist import load_forecaster
-
-    loaded = load_forecaster(forecaster)
-    check_graph(loaded.graph, graph, f"--forecaster {forecaster} on model {model!r}")
-    return loaded.problem.prefix + 1
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (SIGINT)
+# unless the environment sets them: retries and timeout (s) of MLflow's HTTP client, and
+# MLflow's log level (its INFO lines, e.g. on creating a store, are not for the terminal)
+MLFLOW_ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 
 
 @app.command("tasks")
 def tasks_command() -> None:
     """List the built-in tasks."""
+    import pandas as pd
+
+    from foresight.tables import frame_table
     from foresight.tasks import get_task, task_names
 
-    table = Table("task", "description", "example prompt", "answer")
+    rows = []
     for name in task_names():
         task = get_task(name)
         example = task.eval_examples(1)[0]
-        table.add_row(name, task.description, example.prompt, example.answer)
-    console.print(table)
+        rows.append((name, task.description, example.prompt, example.answer))
+    console.print(
+        frame_table(pd.DataFrame(rows, columns=["task", "description", "example prompt", "answer"]))
+    )
 
 
 @app.command("evaluate")
@@ -119,21 +64,25 @@ def evaluate_command(
     seed: int = typer.Option(0),
 ) -> None:
     """Top-1 and two-way accuracy of a model on held-out task examples."""
+    import pandas as pd
+
     from foresight.evaluation import accuracy, choice_accuracy
     from foresight.models import load_model
+    from foresight.tables import frame_table
     from foresight.tasks import task_names
 
-    _check_positive(n=n)
-    _model_graph(model, attribution=False)
+    check.check_positive(n=n)
+    check.check_seed(seed)
+    check.model_graph(model, attribution=False)
     names = task or task_names()
-    specs = _tasks(names, model)
+    specs = check.check_tasks(names, model)
     lm, tokenizer = load_model(model)
-    table = Table("task", "top-1 accuracy", "two-way accuracy")
+    rows = []
     for name, spec in zip(names, specs, strict=True):
         top1 = accuracy(lm, tokenizer, spec.eval_examples(n, seed))
         two_way = choice_accuracy(lm, tokenizer, spec.attribution_pairs(n, seed))
-        table.add_row(name, f"{top1:.3f}", f"{two_way:.3f}")
-    console.print(table)
+        rows.append((name, top1, two_way))
+    console.print(frame_table(pd.DataFrame(rows, columns=["task", "top-1 accuracy", "two-way accuracy"])))
 
 
 @app.command("sft")
@@ -150,10 +99,12 @@ def sft_command(
     from foresight.models import load_model
     from foresight.sft import SFTConfig, make_trainer
 
-    _check_positive(steps=steps, batch_size=batch_size)
-    _model_graph(model, attribution=False)
-    _check_out_dir("--out", out)
-    tasks = _tasks(task, model)
+    check.check_positive(steps=steps, batch_size=batch_size)
+    check.check_lr(lr)
+    check.check_seed(seed)
+    check.model_graph(model, attribution=False)
+    check.check_out_dir("--out", out)
+    tasks = check.check_tasks(task, model)
     lm, tokenizer = load_model(model)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
@@ -180,24 +131,35 @@ def track_command(
     resume: bool = typer.Option(False, help="continue an interrupted run in the same directory"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
+    from foresight.mlflow_log import PENDING_FILE
+    from foresight.mlflow_ui import ui_url
     from foresight.sft import SFTConfig
-    from foresight.tracking_log import PENDING_FILE
     from trackers.run import track
     from trackers.tracker import TrackerSettings
 
-    _check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
-    _check_k("--circuit-size", circuit_size, model, _model_graph(model))
-    _check_out_dir("--out", out)
-    _tasks(task, model)
+    check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
+    check.check_every(every, steps)
+    check.check_lr(lr)
+    check.check_seed(seed)
+    check.check_method(method)
+    check.check_run_name(name)
+    check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
+    check.check_out_dir("--out", out)
+    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
     sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
     result = track(task, run_dir, model, sft, settings, resume=resume)
-    console.print(f"trajectories: {run_dir / 'trajectories'}")
-    console.print(f"MLflow run {result.run_id} in {result.tracking_uri}")
-    console.print(f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}")
+    lines = [
+        f"trajectories: {run_dir / 'trajectories'}",
+        f"MLflow run {result.run_id} in {result.tracking_uri}",
+        f"open the UI: mlflow ui --backend-store-uri {result.tracking_uri}",
+        f"then: {ui_url(result.experiment_id, result.run_id)}",
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     pending = run_dir / PENDING_FILE
     if pending.is_file():
         n = len(pending.read_text().splitlines())
@@ -222,9 +184,11 @@ def attribute_command(
     """Attribute a task: the top components and the faithfulness curve."""
     from foresight.attribution.cli import attribute_command as run
 
-    _check_positive(n_pairs=n_pairs)
-    _check_k("--top", top, model, _model_graph(model), "edges" if level == "edge" else "nodes")
-    _tasks([task], model)
+    check.check_positive(n_pairs=n_pairs)
+    check.check_seed(seed)
+    check.check_method(method, level)
+    check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
+    check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
     run(model, task, method, level, top, n_pairs, seed)
 
 
@@ -246,7 +210,8 @@ def forecast_train(
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
 
-    _check_out_dir("--out", out)
+    check.check_seed(seed)
+    check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
@@ -274,26 +239,6 @@ def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = ty
     predict_command(forecaster, trajectory)
 
 
-def _update_config(
-    strategies: list[str], forecaster: Path | None, warmup_checkpoints: int | None, **settings: Any
-) -> FinetuneConfig:
-    """The checked settings `finetune` and `compare` share, in the order they fail: the step
-    counts, the model and K, the settings (`FinetuneConfig`), the forecaster against the model's graph. With a
-    forecaster, `last` switches where the forecasting strategies do (its prefix + 1)."""
-    from foresight.updater.config import FinetuneConfig
-
-    counts = {k: settings[k] for k in ("steps", "every", "log_every")}
-    _check_positive(**counts, warmup_checkpoints=warmup_checkpoints)
-    model = settings["model"]
-    graph = _model_graph(model)
-    _check_k("--components", settings["components"], model, graph)
-    configs = [
-        FinetuneConfig(strategy=s, forecaster=forecaster and str(forecaster), **settings) for s in strategies
-    ]
-    warmup = _check_forecaster(forecaster, strategies, model, graph)
-    return replace(configs[0], warmup_checkpoints=warmup_checkpoints or warmup)
-
-
 @app.command("finetune")
 def finetune_command(
     task: str = typer.Option(...),
@@ -314,13 +259,16 @@ def finetune_command(
 ) -> None:
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
+    from foresight.updater.config import FinetuneConfig
 
-    config = _update_config(
-        [strategy], forecaster, warmup_checkpoints, model=model, components=components, mode=mode,
-        steps=steps, lr=lr, seed=seed, every=every, log_every=log_every,
+    check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
+    check.check_seed(seed)
+    warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
+    config = FinetuneConfig(
+        strategy=strategy, model=model, components=components, mode=mode, steps=steps, lr=lr, seed=seed,
+        every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
+        forecaster=None if forecaster is None else str(forecaster),
     )  # fmt: skip
-    _check_out_dir("--out", out)
-    _tasks([task], model)
     run(task, config, out)
 
 
@@ -342,17 +290,20 @@ def compare_command(
 ) -> None:
     """Compare strategies over seeds: MLflow parent and child runs and a printed table."""
     from foresight.updater.cli import compare_command as run
+    from foresight.updater.config import FinetuneConfig
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    _check_positive(seeds=seeds)
-    config = _update_config(
-        names, forecaster, warmup_checkpoints, model=model, components=components, mode=mode,
-        steps=steps, lr=lr, every=every, log_every=log_every,
+    check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
+    check.check_seeds(seeds)
+    warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    check.check_empty_out("--out", out, "comparison")
+    config = FinetuneConfig(
+        model=model, components=components, mode=mode, steps=steps, lr=lr, every=every,
+        log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
+        forecaster=None if forecaster is None else str(forecaster),
     )  # fmt: skip
-    _check_out_dir("--out", out)
-    _tasks([task], model)
     run(task, names, list(range(seeds)), config, out)
 
 
@@ -366,21 +317,21 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.tracking_log import PENDING_FILE, check_reachable, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, resolve_tracking_uri, sync
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
     record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri and record_file.is_file():
+    if not record_file.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory of foresight track (no run.json)")
+    if not uri:
         try:
             uri = json.loads(record_file.read_text()).get("tracking_uri")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
             raise ValueError(f"{record_file}: unreadable run record ({e})") from None
     uri = uri or resolve_tracking_uri()
     check_reachable(uri)
-    store = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(store).is_file():
-        raise FileNotFoundError(f"{store}: no MLflow store (set MLFLOW_TRACKING_URI to where the run logged)")
+    check_store(uri)
     try:
         uploaded = sync(run_dir, MlflowClient(uri))
     except MlflowException as e:
@@ -398,11 +349,12 @@ def report_command(
     """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     import mlflow
 
+    from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
     from foresight.report import report
-    from foresight.tracking_log import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri()
     check_reachable(uri)
+    check_store(uri)
     mlflow.set_tracking_uri(uri)
     text = report(experiment)
     if out is not None:
@@ -412,12 +364,22 @@ def report_command(
 
 
 def main() -> None:
-    """Entry point: runs the app, turning user errors into one line and exit 2."""
+    """Entry point: runs the app, turning user errors into one line and exit 2 (Ctrl-C: exit 130).
+
+    MLflow's HTTP retries are bounded (a tracking server that answers with errors fails in
+    seconds, not minutes), its INFO lines (and alembic's) and the FutureWarnings of
+    transformers, peft and torch are silenced."""
+    for name, value in MLFLOW_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    for name in ("mlflow", "alembic"):  # mlflow reads the level when imported; it may be already
+        logging.getLogger(name).setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
+    # deprecation notices of the libraries underneath are for their callers' developers, not users
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft|torch)\b")
     if os.environ.get("FORESIGHT_DEBUG"):
         app()
         return
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns 130 for Ctrl-C
     except typer.Abort:
         sys.exit(1)
     except typer.Exit as done:
@@ -431,6 +393,10 @@ def main() -> None:
     except USER_ERRORS as err:
         _error(f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err))
         sys.exit(2)
+    if code == INTERRUPTED:
+        _error("interrupted")
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _error(message: str) -> None:

@@ -5,8 +5,9 @@ fine-tuning per strategy, with its mean and 95% t-interval over seeds, and paire
 (scipy.stats.ttest_rel) of accuracy a - b over the (task, seed) pairs both strategies ran.
 
 Evolution tables (tracked runs, the evolution study): per task, the circuit metrics at the last
-checkpoint of each run (`trackers.tracker` names them `{task}/cd_start_head` and so on), mean
-and standard deviation over runs; Circuit Conflict is the mean over the other tracked tasks.
+checkpoint of each run (the tracker's `cd_start_head` and so on, which MLflow holds under the
+names of `foresight.mlflow_ui`, e.g. `{task}/circuit_distance/to_start/heads`), mean and
+standard deviation over runs; Circuit Conflict is the mean over the other tracked tasks.
 
 `report(experiment)` rebuilds the right table from an MLflow experiment (`foresight report`).
 """
@@ -19,6 +20,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 from scipy.stats import t, ttest_rel
+
+from foresight.mlflow_ui import CONFLICT, mlflow_name
 
 STRATEGY_COLUMNS = ["task", "strategy", "seed", "accuracy_before", "accuracy_after", "trainable_parameters"]
 PAIRS = (
@@ -49,7 +52,10 @@ class ReportError(ValueError):
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy (in order of first appearance) of a frame with STRATEGY_COLUMNS (and
     optionally wall_s): n, accuracy before, accuracy after as mean and 95% t-interval (NaN for
-    n = 1), trainable parameters and wall time (means)."""
+    n = 1), trainable parameters and wall time (means).
+
+    The interval is intersected with [0, 1]: an accuracy's mean lies there, so the clipped
+    interval covers it whenever the t-interval does (with 2 seeds it is often all of [0, 1])."""
     rows = []
     for strategy, group in frame.groupby("strategy", sort=False):
         acc = group["accuracy_after"].to_numpy(float)
@@ -60,8 +66,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
             "n": n,
             "accuracy_before": group["accuracy_before"].mean(),
             "accuracy": acc.mean(),
-            "ci_low": acc.mean() - half,
-            "ci_high": acc.mean() + half,
+            "ci_low": float(np.clip(acc.mean() - half, 0.0, 1.0)),
+            "ci_high": float(np.clip(acc.mean() + half, 0.0, 1.0)),
             "trainable_parameters": group["trainable_parameters"].mean(),
         }
         if "wall_s" in group:
@@ -95,7 +101,14 @@ def paired_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) 
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4g")
+    """`frame` as a markdown table, 4 significant digits; whole-number columns (parameter counts)
+    as integers, not in exponent notation."""
+    whole = {
+        c: "int64"
+        for c in frame.columns
+        if pd.api.types.is_float_dtype(frame[c]) and frame[c].notna().all() and (frame[c] % 1 == 0).all()
+    }
+    return frame.astype(whole).to_markdown(index=False, floatfmt=".4g")
 
 
 def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -145,19 +158,17 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
     the EVOLUTION_METRICS at the run's last logged step and cc, the mean conflict with the
     other tracked tasks."""
     rows = []
+    marker = mlflow_name("", "cd_start_head")
+    tasks = sorted({c[len("metrics.") : -len(marker)] for c in runs if c.endswith(marker)})
     for _, run in runs.iterrows():
-        tasks = sorted({c.split("/")[0][len("metrics.") :] for c in runs if c.endswith("/cd_start_head")})
         for task in tasks:
-            value = run.get(f"metrics.{task}/cd_start_head")
+            value = run.get(f"metrics.{mlflow_name(task, 'cd_start_head')}")
             if value is None or pd.isna(value):
                 continue
             row = {"run": run["run_id"], "task": task}
-            row |= {m: run.get(f"metrics.{task}/{m}", np.nan) for m in EVOLUTION_METRICS}
-            conflicts = [
-                run[c]
-                for c in runs
-                if c.startswith("metrics.cc/") and task in c.split("/")[1:] and pd.notna(run[c])
-            ]
+            row |= {m: run.get(f"metrics.{mlflow_name(task, m)}", np.nan) for m in EVOLUTION_METRICS}
+            prefix = f"metrics.{task}/{CONFLICT}"
+            conflicts = [run[c] for c in runs if c.startswith(prefix) and pd.notna(run[c])]
             row["cc"] = float(np.mean(conflicts)) if conflicts else np.nan
             rows.append(row)
     return pd.DataFrame(rows)

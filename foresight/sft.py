@@ -1,21 +1,30 @@
 """Supervised fine-tuning on task examples with the transformers Trainer.
 
 The loss is the cross-entropy of the answer token only (the prompt is
-context). Several tasks are mixed by interleaving their examples.
+context). Several tasks are mixed by interleaving their examples. The Trainer's
+log dictionaries go to `train_log.jsonl` in its output directory, never to the
+terminal; on a terminal, a progress bar shows the step, the loss and what the
+caller's `status` adds (e.g. held-out accuracy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from foresight.encoding import answer_id, pad_right, prompt_ids
 from foresight.tasks.base import Task
+
+LOG_FILE = "train_log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,60 @@ class AnswerCollator:
         return {"input_ids": input_ids, "labels": labels}
 
 
+class TrainingLog(TrainerCallback):
+    """Appends every Trainer log dict (with its step) to `file` as a JSON line, and, when
+    `console` is a terminal, shows a progress bar: step / steps, the last loss, and the
+    figures `status()` returns (name -> value), refreshed at every logging step."""
+
+    def __init__(
+        self,
+        file: Path,
+        status: Callable[[], Mapping[str, float]] | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.file, self.status = file, status
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.bar = None
+        self.figures: dict[str, float] = {}
+
+    def _text(self) -> str:
+        figures = {**self.figures, **(self.status() if self.status is not None else {})}
+        return "  ".join(f"{k} {v:.3f}" for k, v in figures.items())
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.console.is_terminal:
+            columns = (
+                TextColumn("SFT"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[figures]}"),
+            )
+            self.progress = Progress(*columns, TimeRemainingColumn(), console=self.console, transient=True)
+            self.progress.start()
+            self.bar = self.progress.add_task(
+                "sft", total=state.max_steps, completed=state.global_step, figures=""
+            )
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress is not None:
+            self.progress.update(self.bar, completed=state.global_step, figures=self._text())
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if not logs:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with self.file.open("a") as f:
+            f.write(json.dumps({"step": state.global_step, **logs}, default=str) + "\n")
+        if "loss" in logs:
+            self.figures["loss"] = float(logs["loss"])
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 def make_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -75,11 +138,13 @@ def make_trainer(
         None,
         None,
     ),
+    status: Callable[[], Mapping[str, float]] | None = None,
 ) -> Trainer:
     """A Trainer for `config.steps` steps of answer-only SFT on `tasks`.
 
     `save_steps` enables Trainer checkpoints (for resuming); off by default. `optimizers`
-    (optimizer, scheduler) replaces the ones the Trainer would build (None: build it)."""
+    (optimizer, scheduler) replaces the ones the Trainer would build (None: build it).
+    Its log goes to `output_dir/train_log.jsonl` (`TrainingLog`, with `status` on the bar)."""
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.steps,
@@ -99,11 +164,14 @@ def make_trainer(
         disable_tqdm=True,
     )
     dataset = ExampleDataset(tokenizer, tasks, config.examples_per_task, config.seed)
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=AnswerCollator(tokenizer.pad_token_id),
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, TrainingLog(Path(output_dir) / LOG_FILE, status)],
         optimizers=optimizers,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints the raw log dicts
+    trainer.remove_callback(ProgressCallback)
+    return trainer

@@ -6,25 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from foresight.tables import frame_table
 from predictors.base import forecast
 from predictors.evaluate import comparison_frame, evaluate
 from predictors.persist import load_forecaster, save_forecaster
-from predictors.problem import ForecastProblem, Trajectory, load_corpus, parse_horizon, with_checkpoint_index
+from predictors.problem import (
+    ForecastProblem,
+    Trajectory,
+    load_corpus,
+    parse_horizon,
+    valid_prefixes,
+    with_checkpoint_index,
+)
 from predictors.registry import MODELS, make_forecaster
 
 
 def _print(frame: pd.DataFrame, title: str) -> None:
-    """`frame` as a rich table, at least 160 columns wide (the comparison has many columns)."""
-    console = Console()
-    console.width = max(console.width, 160)
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(str(column))
-    for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(table)
+    """`frame` as a rich table that fits the terminal (`foresight.tables.frame_table`)."""
+    Console().print(frame_table(frame, title))
 
 
 def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:
@@ -36,8 +36,8 @@ def _problem(prefix: int, horizon: str, circuit_size: int) -> ForecastProblem:
 
 
 def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Trajectory]:
-    """The runs under `trajectories`; ValueError if there are none or the circuit size
-    exceeds the heads and MLPs of their graph."""
+    """The runs under `trajectories`; ValueError if there are none, the circuit size exceeds
+    the heads and MLPs of their graph, or no run has a forecast target after the prefix."""
     runs = load_corpus(trajectories)
     if not runs:
         raise ValueError(f"{trajectories}: no trajectories with checkpoints under it")
@@ -46,6 +46,12 @@ def _corpus(trajectories: Path, problem: ForecastProblem) -> list[Trajectory]:
         raise ValueError(
             f"--circuit-size {problem.circuit_size}: larger than the {n} heads and MLPs of the graph "
             f"of the trajectories under {trajectories}"
+        )
+    if not any(valid_prefixes(run, problem, [problem.prefix]) for run in runs):
+        longest = max(run.n_checkpoints for run in runs)
+        raise ValueError(
+            f"--prefix {problem.prefix}: no run under {trajectories} has a checkpoint to forecast after "
+            f"checkpoint {problem.prefix} (the longest has {longest} checkpoints, 0..{longest - 1})"
         )
     return runs
 

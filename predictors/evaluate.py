@@ -157,7 +157,7 @@ def log_evaluation(result: Evaluation, experiment: str, artifact_location: str |
     metrics (NaNs skipped) and the markdown table as artifact `comparison.md`. Returns the run ids."""
     import mlflow
 
-    from foresight.tracking_log import get_or_create_experiment
+    from foresight.mlflow_log import get_or_create_experiment
 
     experiment_id = get_or_create_experiment(experiment, artifact_location)
     markdown, p, ids = result.markdown, result.problem, []

@@ -13,6 +13,7 @@ Model: linear encoder, `n_layers` residual GATv2Conv(edge_dim) layers, a linear 
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -236,5 +237,14 @@ class GNNForecaster(Forecaster):
 
     def load_model(self, directory: Path) -> None:
         self.net = self._build_net()
-        self.net.load_state_dict(torch.load(directory / MODEL_FILE, weights_only=True))
+        file = directory / MODEL_FILE
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing (the forecaster's network weights)")
+        try:
+            state = torch.load(file, weights_only=True)
+            self.net.load_state_dict(state)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+            raise ValueError(
+                f"{file}: unreadable network weights ({' '.join(str(e).split())[:200]})"
+            ) from None
         self.net.eval()

@@ -118,4 +118,33 @@ class LGBMForecaster(Forecaster):
         self.booster.save_model(str(directory / MODEL_FILE))
 
     def load_model(self, directory: Path) -> None:
-        self.booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
+        """Load `model.txt` after checking it is a complete LightGBM text model (LightGBM aborts
+        the process on some truncated files instead of raising)."""
+        file = directory / MODEL_FILE
+        self.booster = lgb.Booster(model_str=check_model_text(file))
+
+
+def check_model_text(file: Path) -> str:
+    """The text of a LightGBM model file; FileNotFoundError if it is missing, ValueError unless
+    it is complete: the `tree` header, as many trees as `tree_sizes` lists, and the closing
+    `end of trees`, `end of parameters` and `pandas_categorical` sections."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: missing (the forecaster's LightGBM model)")
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: unreadable LightGBM model ({e})") from None
+    lines = text.splitlines()
+    sizes = next((line.split("=", 1)[1].split() for line in lines if line.startswith("tree_sizes=")), None)
+    trees = sum(line.startswith("Tree=") for line in lines)
+    complete = (
+        lines[:1] == ["tree"]
+        and sizes is not None
+        and trees == len(sizes)
+        and "end of trees" in lines
+        and "end of parameters" in lines
+        and lines[-1].startswith("pandas_categorical:")
+    )
+    if not complete:
+        raise ValueError(f"{file}: not a complete LightGBM model (truncated?)")
+    return text

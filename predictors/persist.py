@@ -51,7 +51,12 @@ def load_forecaster(directory: str | Path) -> Forecaster:
     file = directory / SPEC_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{directory}: no {SPEC_FILE} (not a saved forecaster)")
-    spec = json.loads(file.read_text())
+    try:
+        spec = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{file}: unreadable forecaster spec ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{file}: forecaster spec is not a JSON object")
     if spec.get("format") != FORMAT:
         raise ValueError(f"{file}: format {spec.get('format')!r}, this version reads {FORMAT}")
     if spec["feature_names"] != list(FEATURES):

@@ -8,11 +8,15 @@ maps errors to one line), with a temporary SQLite MLflow store."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +28,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from foresight.cli import main
+import trackers.run
+from foresight.cli import MLFLOW_ENV_DEFAULTS, main
+from foresight.mlflow_log import PENDING_FILE, SafeLogger
 from foresight.models import SHIPPED
-from foresight.tracking_log import PENDING_FILE
 from predictors.cli import train_command
 from predictors.synthetic import synthetic_trajectories, write_corpus
 from trackers.store import MANIFEST, SCALARS_KEY, checkpoint_file
@@ -118,6 +123,40 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (run / "run.json").write_text(json.dumps({"run_id": "abc", "tracking_uri": "sqlite:///nowhere.db"}))
     (run / "trajectories" / "ioi" / MANIFEST).write_text("{}")
     (root / "a-file").write_text("a regular file, not a directory\n")
+
+    for folder in ("one", "two"):
+        (root / folder).mkdir()
+        _jsonl(root / folder / "mine.jsonl", [json.dumps(g) for g in GOOD])
+    same = {**GOOD[1], "corrupted": GOOD[1]["clean"]}
+    _jsonl(root / "same_prompts.jsonl", [json.dumps(GOOD[0]), json.dumps(same)])
+    unknown = {**GOOD[1], "clean": "2 + zebra =", "corrupted": "2 + 6 ="}
+    _jsonl(root / "unknown_words.jsonl", [json.dumps(GOOD[0]), json.dumps(unknown)])
+    long = {**GOOD[1], "clean": "1 + " * 40 + "1 =", "corrupted": "1 + " * 40 + "2 ="}
+    _jsonl(root / "long_prompt.jsonl", [json.dumps(GOOD[0]), json.dumps(long)])
+    _jsonl(root / "multi_token.jsonl", [json.dumps(GOOD[0]), json.dumps({**GOOD[1], "answer": "3 4"})])
+
+    shutil.copytree(SHIPPED["default"], root / "no-tokenizer", ignore=shutil.ignore_patterns("tokenizer*"))
+    shutil.copytree(SHIPPED["default"], root / "truncated-weights")
+    weights = root / "truncated-weights" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    shutil.copytree(SHIPPED["default"], root / "extra-layer")
+    config = root / "extra-layer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "num_hidden_layers": 5}))
+
+    for name in ("fc-no-model", "fc-truncated-model", "fc-truncated-spec"):
+        shutil.copytree(root / "forecaster", root / name)
+    (root / "fc-no-model" / "model.txt").unlink()
+    for file in (root / "fc-truncated-model" / "model.txt", root / "fc-truncated-spec" / "forecaster.json"):
+        file.write_bytes(file.read_bytes()[: file.stat().st_size * 2 // 3])
+
+    shutil.copytree(corpus / "t0-s0", root / "gap" / "t0-s0")
+    manifest = root / "gap" / "t0-s0" / MANIFEST  # a tracker's cadence: every 25 steps
+    manifest.write_text(
+        json.dumps({**json.loads(manifest.read_text()), "tracker": {"every": 25, "steps": None}})
+    )
+    checkpoint_file(root / "gap" / "t0-s0", 50).unlink()
+    (root / "old-compare").mkdir()
+    (root / "old-compare" / "comparison.md").write_text("# an earlier comparison\n")
     return root
 
 
@@ -128,6 +167,8 @@ def cli(
     """Runs `foresight ARGS...` through main(): the exit code and what it printed."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.delenv("FORESIGHT_DEBUG", raising=False)
+    for name in MLFLOW_ENV_DEFAULTS:  # main() sets them; restored after the test
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     saved_uri = tracking_utils._tracking_uri
 
@@ -201,7 +242,11 @@ CASES = [
         ["attribute", "--task", "{data}/unequal.jsonl", "--n-pairs", "4"],
         ["{data}/unequal.jsonl:2: corrupted prompt has 7 tokens"],
     ),
-    ("track-unknown-task", ["track", "--task", "nosuch", "--steps", "1"], ["unknown task 'nosuch'", "ioi"]),
+    (
+        "track-unknown-task",
+        ["track", "--task", "nosuch", "--steps", "1", "--every", "1"],
+        ["unknown task 'nosuch'", "ioi"],
+    ),
     (
         "evaluate-unknown-architecture",
         ["evaluate", "--model", "{data}/unknown-arch", "--task", "ioi", "--n", "4"],
@@ -214,7 +259,7 @@ CASES = [
     ),
     (
         "track-model-without-weights",
-        ["track", "--model", "{data}/no-weights", "--task", "ioi", "--steps", "1"],
+        ["track", "--model", "{data}/no-weights", "--task", "ioi", "--steps", "1", "--every", "1"],
         ["model directory {data}/no-weights: no weights"],
     ),
     (
@@ -352,15 +397,179 @@ CASES = [
     ),
     ("track-usage-error", ["track", "--task", "ioi", "--steps", "many"], ["'--steps'", "track --help"]),
     ("sync-no-run-dir", ["sync", "{data}/no-such-run"], ["{data}/no-such-run: no such run directory"]),
+    # track's arguments
+    (
+        "track-lr-nan",
+        ["track", "--task", "ioi", "--lr", "nan"],
+        ["--lr nan: must be a finite number above 0"],
+    ),
+    ("track-lr-negative", ["track", "--task", "ioi", "--lr", "-0.001"], ["--lr -0.001: must be a finite"]),
+    (
+        "track-seed-negative",
+        ["track", "--task", "ioi", "--seed", "-1"],
+        ["--seed -1: must be in 0..4294967295"],
+    ),
+    (
+        "track-seed-too-large",
+        ["track", "--task", "ioi", "--seed", str(2**32)],
+        ["--seed 4294967296: must be"],
+    ),
+    (
+        "track-unknown-method",
+        ["track", "--task", "ioi", "--method", "eap-x"],
+        ["--method 'eap-x': choose from eap, eap-ig, patching"],
+    ),
+    (
+        "track-duplicate-task",
+        ["track", "--task", "ioi", "--task", "ioi"],
+        ["--task ioi: a second task named 'ioi'"],
+    ),
+    (
+        "track-duplicate-jsonl-name",
+        ["track", "--task", "{data}/one/mine.jsonl", "--task", "{data}/two/mine.jsonl"],
+        ["--task {data}/two/mine.jsonl: a second task named 'mine' (the first: {data}/one/mine.jsonl)"],
+    ),
+    (
+        "track-clean-equals-corrupted",
+        ["track", "--task", "{data}/same_prompts.jsonl"],
+        ["{data}/same_prompts.jsonl:2: 'clean' and 'corrupted' are the same prompt"],
+    ),
+    (
+        "track-every-larger-than-steps",
+        ["track", "--task", "ioi", "--steps", "5", "--every", "10"],
+        ["--every 10 is larger than --steps 5"],
+    ),
+    ("track-name-with-slash", ["track", "--task", "ioi", "--name", "a/b"], ["--name 'a/b': must be a plain"]),
+    ("track-name-dot-dot", ["track", "--task", "ioi", "--name", ".."], ["--name '..': must be a plain"]),
+    (
+        "track-n-pairs-beyond-memory",
+        ["track", "--task", "ioi", "--n-pairs", "100000000"],
+        ["--n-pairs 100000000: attribution would need about", "GiB are available"],
+    ),
+    # tasks against the model
+    (
+        "track-word-the-tokenizer-does-not-know",
+        ["track", "--task", "{data}/unknown_words.jsonl"],
+        ["{data}/unknown_words.jsonl:2: task 'unknown_words', model 'default'", "does not know 'zebra'"],
+    ),
+    (
+        "track-prompt-longer-than-the-context",
+        ["track", "--model", "default-gpt2", "--task", "{data}/long_prompt.jsonl"],
+        ["{data}/long_prompt.jsonl:2: task 'long_prompt', model 'default-gpt2'", "the model's context is 64"],
+    ),
+    (
+        "track-multi-token-answer",
+        ["track", "--task", "{data}/multi_token.jsonl"],
+        ["{data}/multi_token.jsonl:2: task 'multi_token', model 'default': answer '3 4' is not a single"],
+    ),
+    # models
+    (
+        "track-model-without-tokenizer",
+        ["track", "--model", "{data}/no-tokenizer", "--task", "ioi"],
+        ["model directory {data}/no-tokenizer: no tokenizer"],
+    ),
+    (
+        "track-truncated-weights",
+        ["track", "--model", "{data}/truncated-weights", "--task", "ioi"],
+        ["{data}/truncated-weights/model.safetensors: ", "bytes, its header describes"],
+    ),
+    (
+        "evaluate-layer-without-weights",
+        ["evaluate", "--model", "{data}/extra-layer", "--task", "ioi", "--n", "4"],
+        ["model directory {data}/extra-layer: no weights for model.layers.4."],
+    ),
+    # forecasters and trajectories
+    (
+        "predict-forecaster-without-model-file",
+        ["forecast", "predict", "--forecaster", "{data}/fc-no-model", "--trajectory", "{data}/corpus/t0-s0"],
+        ["{data}/fc-no-model/model.txt: missing"],
+    ),
+    (
+        "predict-truncated-model-file",
+        [
+            "forecast",
+            "predict",
+            "--forecaster",
+            "{data}/fc-truncated-model",
+            "--trajectory",
+            "{data}/corpus/t0-s0",
+        ],
+        ["{data}/fc-truncated-model/model.txt: not a complete LightGBM model"],
+    ),
+    (
+        "finetune-truncated-forecaster-spec",
+        ["finetune", "--task", "ioi", "--strategy", "predictive", "--forecaster", "{data}/fc-truncated-spec"],
+        ["{data}/fc-truncated-spec/forecaster.json: unreadable forecaster spec"],
+    ),
+    (
+        "train-prefix-beyond-every-run",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--prefix", "9", "--out", "fc"],
+        ["--prefix 9: no run under {data}/corpus has a checkpoint to forecast", "the longest has 5"],
+    ),
+    (
+        "predict-trajectory-with-a-missing-checkpoint",
+        ["forecast", "predict", "--forecaster", "{data}/forecaster", "--trajectory", "{data}/gap/t0-s0"],
+        ["{data}/gap/t0-s0/checkpoints/step-00000050.parquet: missing (the run has checkpoints after it)"],
+    ),
+    # the other commands' arguments
+    (
+        "sft-lr-negative",
+        ["sft", "--task", "ioi", "--out", "o", "--lr", "-1"],
+        ["--lr -1.0: must be a finite"],
+    ),
+    (
+        "finetune-lr-nan",
+        ["finetune", "--task", "ioi", "--strategy", "static", "--lr", "nan", "--out", "ft"],
+        ["--lr nan: must be a finite number above 0"],
+    ),
+    (
+        "finetune-seed-too-large",
+        ["finetune", "--task", "ioi", "--strategy", "static", "--seed", str(2**40), "--out", "ft"],
+        ["--seed 1099511627776: must be in 0..4294967295"],
+    ),
+    (
+        "attribute-unknown-method",
+        ["attribute", "--task", "ioi", "--method", "gradcam"],
+        ["--method 'gradcam': choose from eap, eap-ig, patching"],
+    ),
+    (
+        "compare-seeds-beyond-the-last-seed",
+        ["compare", "--task", "ioi", "--seeds", str(2**32 + 1), "--out", "cmp"],
+        ["--seeds 4294967297: runs seeds 0..4294967296, but seeds end at 4294967295"],
+    ),
+    (
+        "train-seed-negative",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--seed", "-3", "--out", "fc"],
+        ["--seed -3: must be in 0..4294967295"],
+    ),
+    ("attribute-unknown-level", ["attribute", "--task", "ioi", "--level", "neuron"], ["--level 'neuron'"]),
+    (
+        "compare-into-an-existing-comparison",
+        ["compare", "--task", "ioi", "--seeds", "1", "--steps", "1", "--out", "{data}/old-compare"],
+        ["--out {data}/old-compare: holds a comparison already"],
+    ),
+    (
+        "sync-not-a-run-directory",
+        ["sync", "{data}/empty"],
+        ["{data}/empty: not a run directory of foresight track (no run.json)"],
+    ),
+    (
+        "resume-nothing-to-resume",
+        ["track", "--task", "ioi", "--out", "{data}", "--name", "empty", "--resume"],
+        ["{data}/empty: nothing to resume (no run.json)"],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("args", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_error_line(
-    cli: Callable[..., Result], data: Path, args: list[str], fragments: list[str]
+    cli: Callable[..., Result], data: Path, tmp_path: Path, args: list[str], fragments: list[str]
 ) -> None:
+    """One error line, and nothing written: the working directory (where relative --out paths
+    and the MLflow store would go) stays empty."""
     result = cli(*(a.replace("{data}", str(data)) for a in args))
     assert_one_error_line(result, *(f.replace("{data}", str(data)) for f in fragments))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", ["sft", "track", "forecast-train", "finetune"])
@@ -370,7 +579,7 @@ def test_unwritable_output_directory(
     out = unwritable_dir(tmp_path)
     args = {
         "sft": ["sft", "--task", "ioi", "--steps", "1", "--out", out],
-        "track": ["track", "--task", "ioi", "--steps", "1", "--out", out],
+        "track": ["track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", out],
         "forecast-train": ["forecast", "train", "--trajectories", data / "corpus", "--out", out],
         "finetune": ["finetune", "--task", "ioi", "--strategy", "static", "--steps", "1", "--out", out],
     }[command]
@@ -381,7 +590,9 @@ def test_unwritable_output_directory(
 def test_existing_run_directory_is_left_untouched(cli: Callable[..., Result], data: Path) -> None:
     run = data / "existing-run"
     before = digest(run)
-    result = cli("track", "--task", "ioi", "--steps", "1", "--out", data, "--name", "existing-run")
+    result = cli(
+        "track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", data, "--name", "existing-run"
+    )
     assert_one_error_line(result, f"{run}: holds a run already", "--resume")
     assert digest(run) == before
 
@@ -403,7 +614,7 @@ def test_unreachable_tracking_server_fails_before_training(
     uri = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     args = {
-        "track": ["track", "--task", "ioi", "--steps", "1", "--out", tmp_path / "runs"],
+        "track": ["track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", tmp_path / "runs"],
         "compare": ["compare", "--task", "ioi", "--seeds", "1", "--steps", "1", "--out", tmp_path / "runs"],
     }[command]
     assert_one_error_line(cli(*args), f"MLflow tracking server {uri} is not reachable")
@@ -413,6 +624,7 @@ def test_unreachable_tracking_server_fails_before_training(
 def _pending_run(tmp_path: Path) -> Path:
     run = tmp_path / "run"
     run.mkdir()
+    (run / "run.json").write_text(json.dumps({"run_id": "0123456789abcdef0123456789abcdef"}))
     entry = {"run_id": "0123456789abcdef0123456789abcdef", "metrics": [["loss", 1.0, 1000, 2]]}
     (run / PENDING_FILE).write_text(json.dumps(entry) + "\n")
     return run
@@ -479,3 +691,178 @@ def test_helpers_detect_what_they_claim(tmp_path: Path) -> None:
     out = unwritable_dir(tmp_path)
     with pytest.raises(OSError):
         out.mkdir(parents=True)
+
+
+def _serve(health: int, api: int) -> http.server.HTTPServer:
+    """A local HTTP server answering /health with status `health` and everything else with `api`."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(health if self.path == "/health" else api)
+            self.end_headers()
+
+        do_GET = do_POST = _answer  # noqa: N815 (the http.server API)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("health", "api"), [(503, 503), (200, 503)], ids=["all-503", "api-503"])
+def test_tracking_server_answering_503_fails_fast_before_training(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, health: int, api: int
+) -> None:
+    server = _serve(health, api)
+    uri = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        start = time.perf_counter()
+        result = cli("track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", tmp_path / "runs")
+        elapsed = time.perf_counter() - start
+    finally:
+        server.shutdown()
+    assert_one_error_line(result, f"MLflow tracking server {uri} answered", "with HTTP 503")
+    assert elapsed < 30
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_directory_is_claimed_by_one_track_at_a_time(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "runs" / "r"
+    lock = trackers.run._claim(run_dir, resume=False)  # another `foresight track` holds it
+    try:
+        result = cli(
+            "track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", run_dir.parent, "--name", "r"
+        )
+        assert_one_error_line(result, f"{run_dir}: another foresight track is running in it")
+        assert sorted(p.name for p in run_dir.iterdir()) == [trackers.run.LOCK_FILE]
+        (run_dir / trackers.run.RUN_FILE).write_text("{}")  # what the holder writes
+    finally:
+        os.close(lock)
+    with pytest.raises(trackers.run.RunDirError, match="holds a run already"):
+        trackers.run._claim(run_dir, resume=False)  # checked again under the lock
+    os.close(trackers.run._claim(run_dir, resume=True))  # free again: a resume may take it
+
+
+@dataclass
+class FakeTraining:
+    """What the fake training of `fake_training` saw (run id, run status, resume) per call, and
+    the error it raises next (None: it returns)."""
+
+    calls: list[dict]
+    error: BaseException | None = None
+
+
+@pytest.fixture()
+def fake_training(monkeypatch: pytest.MonkeyPatch) -> FakeTraining:
+    """Replaces the training of `foresight track` (trackers.run._train) by a step that records
+    the MLflow run's status while it 'trains', then raises `error` if set."""
+    fake = FakeTraining([])
+
+    def train(*args: object) -> None:  # the arguments of trackers.run._train
+        resume, logger = args[7], args[8]
+        assert isinstance(logger, SafeLogger)
+        status = MlflowClient().get_run(logger.run_id).info.status
+        fake.calls.append({"run_id": logger.run_id, "status": status, "resume": resume})
+        if fake.error is not None:
+            raise fake.error
+
+    monkeypatch.setattr(trackers.run, "_train", train)
+    return fake
+
+
+def _run_id(run_dir: Path) -> str:
+    return json.loads((run_dir / trackers.run.RUN_FILE).read_text())["run_id"]
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status"),
+    [(None, 0, "FINISHED"), (KeyboardInterrupt(), 130, "KILLED"), (RuntimeError("boom"), None, "FAILED")],
+    ids=["finished", "ctrl-c", "crash"],
+)
+def test_the_tracked_run_is_running_while_it_trains_and_ends_truthfully(
+    cli: Callable[..., Result],
+    fake_training: FakeTraining,
+    tmp_path: Path,
+    error: BaseException | None,
+    code: int | None,
+    status: str,
+) -> None:
+    fake_training.error = error
+    args = (
+        "track",
+        "--task",
+        "ioi",
+        "--steps",
+        "2",
+        "--every",
+        "1",
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "r",
+    )
+    if isinstance(error, RuntimeError):  # not a user error: the traceback is the report
+        with pytest.raises(RuntimeError, match="boom"):
+            cli(*args)
+    else:
+        result = cli(*args)
+        assert result.code == code, result.err
+        if code == 130:
+            assert [line for line in result.err.splitlines() if line.strip()] == ["error: interrupted"]
+    run_id = _run_id(tmp_path / "runs" / "r")
+    assert fake_training.calls == [{"run_id": run_id, "status": "RUNNING", "resume": False}]
+    assert MlflowClient().get_run(run_id).info.status == status
+
+
+def test_resume_logs_to_the_tracking_uri_the_run_recorded(
+    cli: Callable[..., Result], fake_training: FakeTraining, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    args = (
+        "track",
+        "--task",
+        "ioi",
+        "--steps",
+        "2",
+        "--every",
+        "1",
+        "--out",
+        tmp_path / "a" / "runs",
+        "--name",
+        "r",
+    )
+    assert cli(*args).code == 0
+    monkeypatch.chdir(tmp_path / "b")  # elsewhere, without MLFLOW_TRACKING_URI
+    result = cli(*args, "--resume")
+    assert result.code == 0, result.err
+    assert list((tmp_path / "b").iterdir()) == []  # no new store here
+    run_id = _run_id(tmp_path / "a" / "runs" / "r")
+    assert fake_training.calls[1] == {"run_id": run_id, "status": "RUNNING", "resume": True}
+    assert MlflowClient(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"
+
+
+def test_an_error_on_a_fresh_store_is_one_line_without_mlflow_info_lines(tmp_path: Path) -> None:
+    """A new SQLite store (an empty file) gets its tables created; MLflow and alembic announce
+    that on INFO lines, which must not print before the error line."""
+    (tmp_path / "fresh.db").touch()
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's packages, whatever is installed
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/fresh.db", "PYTHONPATH": root}
+    env.pop("FORESIGHT_DEBUG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "foresight.cli", "report", "--experiment", "nosuch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (tmp_path / "fresh.db").stat().st_size > 0  # the store was initialised
+    assert_one_error_line(Result(done.returncode, done.stdout, done.stderr), "no MLflow experiment 'nosuch'")

@@ -108,7 +108,7 @@ def comparison(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         return compare("gender", ["free", "static", "random"], [0, 1], config, tmp / "runs")
 
 
-def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison) -> None:
+def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison, tiny_model_dir: Path) -> None:
     client = MlflowClient()
     parent = client.get_run(comparison.run_id)
     children = client.search_runs(
@@ -118,10 +118,29 @@ def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison) ->
     assert tags == sorted((s, str(seed), "gender") for s in ("free", "static", "random") for seed in (0, 1))
     for run in children:
         assert run.data.params["mode"] == "lora" and int(run.data.params["trainable_parameters"]) > 0
+        params = run.data.params
+        assert (params["task"], params["strategy"], params["seed"]) == tuple(
+            run.data.tags[k] for k in ("task", "strategy", "seed")
+        )
+        assert (params["model"], params["steps"], params["lr"]) == (str(tiny_model_dir), "2", "0.01")
+        finals = [
+            client.get_metric_history(run.info.run_id, k) for k in ("accuracy_before", "accuracy_after")
+        ]
+        assert [[m.step for m in history] for history in finals] == [[0], [0]]  # one value: a bar
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "accuracy")]
         assert steps == [0, 2]
         assert client.get_metric_history(run.info.run_id, "cd")
-    assert [a.path for a in client.list_artifacts(comparison.run_id)] == ["comparison.md"]
+    artifacts = {a.path for a in client.list_artifacts(comparison.run_id, "comparison")}
+    assert artifacts == {f"comparison/{f}" for f in ("accuracy.png", "summary.json", "paired_tests.json")}
+    assert "comparison.md" in {a.path for a in client.list_artifacts(comparison.run_id)}
+    metrics = parent.data.metrics
+    for row in comparison.table.itertuples():
+        assert metrics[f"accuracy_after/{row.strategy}/mean"] == round(row.accuracy, 4)
+        assert metrics[f"accuracy_after/{row.strategy}/ci_low"] == round(row.ci_low, 4)
+        assert metrics[f"accuracy_after/{row.strategy}/ci_high"] == round(row.ci_high, 4)
+    assert parent.data.tags["mlflow.note.content"] == comparison.markdown
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert list(comparison.table["strategy"]) == ["free", "static", "random"]
     assert (comparison.table["n"] == 2).all() and (
         comparison.table["ci_low"] <= comparison.table["ci_high"]

@@ -69,7 +69,8 @@ def test_unequal_token_lengths_are_rejected_with_the_reason(tmp_path: Path, toke
 def test_multi_token_answer_is_rejected(tmp_path: Path, tokenizer) -> None:
     bad = {**GOOD[1], "answer": "zebra"}
     task = get_task(str(_write(tmp_path, [json.dumps(GOOD[0]), json.dumps(bad)])))
-    with pytest.raises(TaskFileError, match=r"mine.jsonl:2: answer 'zebra' is not a single known token"):
+    message = r"mine.jsonl:2: task 'mine', model 'the model': answer 'zebra' is not a single known token"
+    with pytest.raises(TaskFileError, match=message):
         task.validate(tokenizer)
 
 

@@ -94,7 +94,7 @@ def test_near_valid_records_load_or_fail_cleanly_also_against_the_tokenizer(
 @FUZZ
 @given(
     records=st.lists(
-        st.tuples(nonblank, nonblank, nonblank, nonblank).filter(lambda r: r[2] != r[3]),
+        st.tuples(nonblank, nonblank, nonblank, nonblank).filter(lambda r: r[2] != r[3] and r[0] != r[1]),
         min_size=2,
         max_size=5,
     ),

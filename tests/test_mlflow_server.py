@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from foresight.tracking_log import PENDING_FILE
+from foresight.mlflow_log import PENDING_FILE
 from trackers.store import load_trajectory
 
 pytestmark = pytest.mark.server
@@ -126,6 +126,7 @@ def test_track_logs_params_metrics_and_the_trajectory_to_the_server(server: Serv
     assert f"MLflow run {run_id} in {server.url}" in done.stdout
 
     run = server.api("runs/get", run_id=run_id)["run"]
+    assert run["info"]["status"] == "FINISHED"
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert {k: params[k] for k in ("model", "tasks", "steps", "every", "n_pairs", "batch_size")} == {
         "model": "default", "tasks": "ioi", "steps": "4", "every": "2", "n_pairs": "8", "batch_size": "8",
@@ -133,8 +134,8 @@ def test_track_logs_params_metrics_and_the_trajectory_to_the_server(server: Serv
     trajectory = run_dir / "trajectories" / "ioi"
     assert server.history(run_id, "ioi/accuracy") == local_accuracy(trajectory)
     assert [s for s, _ in server.history(run_id, "ioi/accuracy")] == [0, 2, 4]
-    assert [s for s, _ in server.history(run_id, "ioi/cd_start_all")] == [0, 2, 4]
-    losses = [s for s, _ in server.history(run_id, "loss")]
+    assert [s for s, _ in server.history(run_id, "ioi/circuit_distance/to_start/all")] == [0, 2, 4]
+    losses = [s for s, _ in server.history(run_id, "train/loss")]
     assert losses and len(losses) == len(set(losses))
 
     assert "trajectories/ioi" in server.files(run_id, "trajectories")
@@ -188,7 +189,8 @@ def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tm
     assert f"uploaded {len(queued)} queued entries" in synced.stdout
     assert not (run_dir / PENDING_FILE).exists()
     assert server.history(run_id, "ioi/accuracy") == expected  # every step once, none doubled
-    for key in ("loss", "ioi/cd_prev_all", "ioi/faithfulness"):
+    assert server.api("runs/get", run_id=run_id)["run"]["info"]["status"] == "FINISHED"  # queued, synced
+    for key in ("train/loss", "ioi/circuit_distance/to_previous/all", "ioi/faithfulness"):
         steps = [s for s, _ in server.history(run_id, key)]
         assert len(steps) == len(set(steps)) and steps, key
     assert server.files(run_id, "trajectories/ioi/checkpoints") == [

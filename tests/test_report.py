@@ -68,6 +68,22 @@ def test_summary_interval_is_the_t_interval() -> None:
     assert table.loc["static", "ci_high"] - table.loc["static", "accuracy"] == pytest.approx(half)
 
 
+def test_summary_interval_stays_inside_0_1() -> None:
+    """Two seeds far apart: the t-interval (mean 0.5 +- 5.6) is cut to [0, 1]; near 1 only the
+    upper end is cut."""
+    rows = [("wide", 0, 0.1), ("wide", 1, 0.9), ("high", 0, 0.97), ("high", 1, 0.99), ("high", 2, 1.0)]
+    frame = pd.DataFrame(
+        [{"task": "t", "strategy": s, "seed": seed, "accuracy_before": 0.5, "accuracy_after": a,
+          "trainable_parameters": 1.0} for s, seed, a in rows]
+    )  # fmt: skip
+    table = summarise(frame).set_index("strategy")
+    assert (table.loc["wide", "ci_low"], table.loc["wide", "ci_high"]) == (0.0, 1.0)
+    high = [0.97, 0.99, 1.0]
+    half = 4.302652729911275 * np.std(high, ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert table.loc["high", "ci_low"] == pytest.approx(np.mean(high) - half)
+    assert table.loc["high", "ci_high"] == 1.0
+
+
 def test_verdict_says_who_wins_and_when_nobody_does() -> None:
     tests = paired_tests(frame()).set_index(["a", "b"])
     lines = verdict(tests.reset_index())
@@ -109,8 +125,9 @@ def test_report_rebuilds_the_evolution_table_from_mlflow(store: Path) -> None:
         with mlflow.start_run(experiment_id=experiment):
             for step, value in ((0, 0.0), (10, final)):  # the last step's value counts
                 mlflow.log_metrics(
-                    {"ioi/cd_start_head": value, "ioi/cd_start_mlp": value / 2, "bool/cd_start_head": 0.1,
-                     "cc/bool/ioi": value},
+                    {"ioi/circuit_distance/to_start/heads": value,
+                     "ioi/circuit_distance/to_start/mlps": value / 2,
+                     "bool/circuit_distance/to_start/heads": 0.1, "ioi/circuit_conflict/with_bool": value},
                     step=step,
                 )  # fmt: skip
     text = report("evo")

@@ -47,12 +47,22 @@ def test_tracked_trainer_run_writes_trajectories_and_mlflow_metrics(
     assert sorted(table.step.unique()) == [0, 2, 4]
     assert set(table.level) == {"node", "edge"} and table.score.notna().all()
     client = MlflowClient(mlflow_store)
-    for key in ("ioi/accuracy", "gender/cd_start_all", "ioi/cs_start", "cc/ioi/gender"):
+    for key in (
+        "ioi/accuracy",
+        "gender/circuit_distance/to_start/all",
+        "ioi/circuit_stability/to_start",
+        "ioi/circuit_conflict/with_gender",
+        "gender/circuit_conflict/with_ioi",
+    ):
         assert [m.step for m in client.get_metric_history(result.run_id, key)] == [0, 2, 4], key
-    start = client.get_metric_history(result.run_id, "ioi/cd_start_all")[0].value
+    start = client.get_metric_history(result.run_id, "ioi/circuit_distance/to_start/all")[0].value
     assert start == 0.0  # the step-0 circuit against itself
     run = client.get_run(result.run_id)
     assert run.data.params["tasks"] == "ioi,gender" and run.data.params["every"] == "2"
+    assert run.info.status == "FINISHED"
+    assert "`TASK/circuit_distance/to_start/heads`" in run.data.tags["mlflow.note.content"]
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"trajectories", "figures"} <= artifacts
 
@@ -147,8 +157,13 @@ def test_resume_after_sigkill_completes_the_trajectory_once(
     # no metric has a step twice, though the steps between the last Trainer checkpoint and
     # the kill were trained and logged twice
     keys = client.get_run(run_id).data.metrics
-    assert {"loss", "ioi/accuracy", "ioi/cd_start_all", "ioi/cs_prev"} <= set(keys)
+    assert {
+        "train/loss",
+        "ioi/accuracy",
+        "ioi/circuit_distance/to_start/all",
+        "ioi/circuit_stability/to_previous",
+    } <= set(keys)
     for key in keys:
         steps = [m.step for m in client.get_metric_history(run_id, key)]
         assert len(steps) == len(set(steps)), (key, sorted(steps))
-    assert max(m.step for m in client.get_metric_history(run_id, "loss")) == 8
+    assert max(m.step for m in client.get_metric_history(run_id, "train/loss")) == 8

@@ -1,6 +1,7 @@
 """A tracked SFT run: transformers Trainer + `CircuitTracker` + MLflow.
 
-A run directory holds `run.json` (the MLflow run id and the run settings),
+A run directory holds `run.json` (the MLflow run id, tracking URI and run settings),
+`.lock` (held, with an OS file lock, by the process that runs in it),
 `trajectories/{task}/` (one trajectory per tracked task), `trainer/` (Trainer
 checkpoints, for `--resume`), `figures/` and, if the tracking server went
 away, `pending_mlflow.jsonl` for `foresight sync`.
@@ -8,6 +9,7 @@ away, `pending_mlflow.jsonl` for `foresight sync`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -18,21 +20,24 @@ import mlflow
 import torch
 
 from foresight.architectures import graph_of
-from foresight.models import load_model
-from foresight.sft import SFTConfig, make_trainer
-from foresight.tasks import JsonlTask, get_task
-from foresight.tracking_log import (
+from foresight.figures import head_score_matrix, log_figures
+from foresight.mlflow_log import (
     SafeLogger,
     check_reachable,
-    head_score_matrix,
-    log_figures,
+    check_store,
+    get_or_create_experiment,
+    open_run,
     resolve_tracking_uri,
-    start_run,
 )
+from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
+from foresight.models import load_model
+from foresight.sft import SFTConfig, make_trainer
+from foresight.tasks import JsonlTask, Task, get_task
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 EXPERIMENT = "foresight-track"
 SAVE_EVERY_CHECKPOINTS = 10  # a resumed run replays at most this many tracking intervals
 
@@ -47,6 +52,7 @@ class TrackedRun:
 
     run_dir: Path
     run_id: str
+    experiment_id: str
     tracking_uri: str
     tracker: CircuitTracker
 
@@ -58,19 +64,41 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
-    """The saved run record when resuming; checks the directory fits the request."""
+def _read_record(run_dir: Path) -> dict:
+    """The run record of a run to resume; RunDirError if there is none or it is unreadable."""
     record_file = run_dir / RUN_FILE
-    if resume:
-        if not record_file.is_file():
-            raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
-        return json.loads(record_file.read_text())
-    if record_file.exists():
+    if not record_file.is_file():
+        raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
+    if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
+        raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
+    return record
+
+
+def _claim(run_dir: Path, resume: bool) -> int:
+    """Take the run directory for this process: an exclusive, non-blocking flock on its `.lock`
+    (released when the process ends, however it ends); returns the lock's file descriptor.
+    Under the lock it checks that the directory fits the request (a new run finds no
+    `run.json`), so of two runs started into one directory at once exactly one proceeds.
+    A new run's directory is created; nothing is created for a refused one."""
+    if not resume and (run_dir / RUN_FILE).exists():
         raise RunDirError(f"{run_dir}: holds a run already (pass --resume to continue it)")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(run_dir, os.W_OK):
         raise RunDirError(f"{run_dir}: not writable")
-    return None
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirError(f"{run_dir}: another foresight track is running in it") from None
+    if not resume and (run_dir / RUN_FILE).exists():  # written by a run that held the lock before
+        os.close(fd)
+        raise RunDirError(f"{run_dir}: holds a run already (pass --resume to continue it)")
+    return fd
 
 
 def track(
@@ -85,8 +113,11 @@ def track(
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
 
-    The tracking server is checked before anything else, so an unreachable one
-    fails fast. With `resume`, the Trainer continues from its last checkpoint
+    The tracking server (MLFLOW_TRACKING_URI; else, with `resume`, the URI that `run.json`
+    recorded; else ./mlflow.db) is checked before anything is written, so an unreachable one
+    fails fast. The run directory is claimed with a file lock (a second run into it fails).
+    The MLflow run is RUNNING while the model trains and ends FINISHED, FAILED (an error)
+    or KILLED (Ctrl-C). With `resume`, the Trainer continues from its last checkpoint
     and the tracker and MLflow run continue the same trajectories and run id.
     Checkpoints are taken in the background, on a copy of the model, while training goes on.
     Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
@@ -94,33 +125,80 @@ def track(
     spaced cadence, else none). A resumed run replays the steps after its last Trainer
     checkpoint; their tracking checkpoints, already written, are not taken again.
     """
-    uri = resolve_tracking_uri()
+    record = _read_record(run_dir) if resume else None
+    uri = (
+        os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
+    )
     check_reachable(uri)
+    if record is not None:
+        check_store(uri)
     mlflow.set_tracking_uri(uri)
-    record = _prepare_run_dir(run_dir, resume)
-    torch.manual_seed(sft.seed)
-    lm, tokenizer = load_model(model)
-    task_objects = [get_task(t) for t in tasks]
-    for task in task_objects:
-        if isinstance(task, JsonlTask):
-            task.validate(tokenizer)
-    graph = graph_of(lm)
-    params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr, "steps": sft.steps}
-    params |= {"batch_size": sft.batch_size, "every": settings.every, "method": settings.method}
-    params |= {"circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
-    with start_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"]) as active:
-        run_id = active.info.run_id
-    if record is None:
-        config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
-        (run_dir / RUN_FILE).write_text(
-            json.dumps({"run_id": run_id, "tracking_uri": uri, **config}, indent=2)
-        )
-    logger = SafeLogger(run_id, run_dir)
+    lock = _claim(run_dir, resume)
+    try:
+        torch.manual_seed(sft.seed)
+        lm, tokenizer = load_model(model)
+        task_objects = [get_task(t) for t in tasks]
+        for task in task_objects:
+            if isinstance(task, JsonlTask):
+                task.validate(tokenizer, model=model)
+        params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr}
+        params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
+        params |= {
+            "method": settings.method,
+            "circuit_size": settings.circuit_size,
+            "n_pairs": settings.n_pairs,
+        }
+        experiment_id = get_or_create_experiment(experiment)
+        run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
+        if record is None:
+            config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
+            (run_dir / RUN_FILE).write_text(
+                json.dumps({"run_id": run_id, "tracking_uri": uri, **config}, indent=2)
+            )
+        logger = TrackedRunLogger(run_id, run_dir)
+        if record is None:
+            set_description(logger, describe_tracked_run(tasks))
+        try:
+            tracker = _train(
+                run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every
+            )
+        except KeyboardInterrupt:
+            logger.end_run("KILLED")
+            raise
+        except BaseException:
+            logger.end_run("FAILED")
+            raise
+        logger.end_run("FINISHED")
+    finally:
+        os.close(lock)
+    return TrackedRun(run_dir, run_id, experiment_id, uri, tracker)
+
+
+def _accuracy(tracker: CircuitTracker) -> dict[str, float]:
+    """The held-out accuracy at the last checkpoint, mean over the tracked tasks (for the progress bar)."""
+    latest = {k: v for entry in list(tracker.history) for k, v in entry.items() if k.endswith("/accuracy")}
+    return {"accuracy": sum(latest.values()) / len(latest)} if latest else {}
+
+
+def _train(
+    run_dir: Path,
+    model: str,
+    lm: torch.nn.Module,
+    tokenizer: object,
+    task_objects: Sequence[Task],
+    sft: SFTConfig,
+    settings: TrackerSettings,
+    resume: bool,
+    logger: SafeLogger,
+    save_every: int | None,
+) -> CircuitTracker:
+    """The tracked training of `track`, with its figures and trajectories logged through `logger`."""
+    run_id = logger.run_id
     manifest = {"run_id": run_id, "model": model, "seed": sft.seed, "strategy": "free", "config": asdict(sft)}
     tracker = CircuitTracker(
         task_objects,
         tokenizer,
-        graph,
+        graph_of(lm),
         run_dir / "trajectories",
         manifest,
         settings,
@@ -130,7 +208,14 @@ def track(
     )
     save_steps = save_every or (SAVE_EVERY_CHECKPOINTS * settings.every if settings.steps is None else None)
     trainer = make_trainer(
-        lm, tokenizer, task_objects, sft, run_dir / "trainer", [tracker], save_steps=save_steps
+        lm,
+        tokenizer,
+        task_objects,
+        sft,
+        run_dir / "trainer",
+        [tracker],
+        save_steps=save_steps,
+        status=lambda: _accuracy(tracker),
     )
     last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
     trainer.train(resume_from_checkpoint=last)
@@ -140,4 +225,4 @@ def track(
             heads = head_score_matrix(load_trajectory(run_dir / "trajectories" / task.name))
             log_figures(frame, run_dir / "figures" / task.name, heads, f"figures/{task.name}", logger)
     logger.log_artifact(run_dir / "trajectories", "trajectories")
-    return TrackedRun(run_dir, run_id, uri, tracker)
+    return tracker

@@ -23,7 +23,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -369,6 +369,26 @@ def _with_run_columns(
     return pd.concat([front, table, back], axis=1)
 
 
+def _check_no_gap(path: Path, manifest: Mapping[str, Any], steps: Sequence[int]) -> None:
+    """TrajectoryError if a checkpoint that the tracker's cadence (manifest `tracker`: every,
+    or its list of steps) puts before the last written one has no file: a lost file would
+    otherwise shift every later checkpoint's index."""
+    tracker = manifest.get("tracker")
+    if not steps or not isinstance(tracker, Mapping):
+        return
+    if tracker.get("steps") is not None:
+        expected = sorted({0, *tracker["steps"]})
+    elif isinstance(tracker.get("every"), int) and tracker["every"] > 0:
+        expected = list(range(0, steps[-1] + 1, tracker["every"]))
+    else:
+        return
+    missing = [step for step in expected if step <= steps[-1] and step not in steps]
+    if missing:
+        raise TrajectoryError(
+            f"{checkpoint_file(path, missing[0])}: missing (the run has checkpoints after it)"
+        )
+
+
 def _empty() -> pd.DataFrame:
     return pd.DataFrame(columns=[*RUN_COLUMNS, *CHECKPOINT_COLUMNS])
 
@@ -380,7 +400,9 @@ def load_trajectory(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     manifest = read_manifest(path)
     frames = []
-    for step in written_steps(path):
+    steps = written_steps(path)
+    _check_no_gap(path, manifest, steps)
+    for step in steps:
         file = checkpoint_file(path, step)
         table, scalars = read_checkpoint(file)
         if not (table["step"] == step).all():

@@ -36,8 +36,8 @@ from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
 from foresight.graph import Graph
+from foresight.mlflow_log import SafeLogger
 from foresight.tasks.base import Example, Task
-from foresight.tracking_log import SafeLogger
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 

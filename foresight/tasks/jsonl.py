@@ -66,6 +66,8 @@ def _parse_line(path: Path, number: int, text: str) -> _Line:
             raise TaskFileError(f"{where}: field {key!r} holds a lone surrogate (not valid Unicode)")
     if record["answer"] == record["wrong"]:
         raise TaskFileError(f"{where}: 'answer' and 'wrong' are the same")
+    if record["clean"] == record["corrupted"]:
+        raise TaskFileError(f"{where}: 'clean' and 'corrupted' are the same prompt (nothing to attribute)")
     split = record.get("split", split_of(record["clean"]))
     if split not in ("train", "eval"):
         raise TaskFileError(f"{where}: field 'split' must be 'train' or 'eval', got {split!r}")
@@ -101,17 +103,35 @@ class JsonlTask(Task):
             if not any(line.split == split for line in self.lines):
                 raise TaskFileError(f"{self.path}: no {split} lines (need at least one of each split)")
 
-    def validate(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Check token lengths and answers against a tokenizer; errors name file:line."""
+    def validate(
+        self, tokenizer: PreTrainedTokenizerBase, model: str = "the model", max_tokens: int | None = None
+    ) -> None:
+        """Check every line against the tokenizer of `model`: equal token lengths, no word the
+        tokenizer does not know, single-token answers, and prompt plus answer within
+        `max_tokens` (the model's context, if given). Errors name file:line, the task and `model`."""
+        unknown = tokenizer.unk_token_id
         for line in self.lines:
-            where = f"{self.path}:{line.number}"
+            where = f"{self.path}:{line.number}: task {self.name!r}, model {model!r}"
             clean, corrupted = (
                 prompt_ids(tokenizer, line.pair.clean),
                 prompt_ids(tokenizer, line.pair.corrupted),
             )
             if len(clean) != len(corrupted):
                 raise TaskFileError(
-                    f"{where}: corrupted prompt has {len(corrupted)} tokens, clean prompt has {len(clean)}"
+                    f"{self.path}:{line.number}: corrupted prompt has {len(corrupted)} tokens, "
+                    f"clean prompt has {len(clean)}"
+                )
+            if unknown is not None:
+                for prompt in (line.pair.clean, line.pair.corrupted):
+                    words = [w for w in prompt.split() if unknown in prompt_ids(tokenizer, w)]
+                    if words:
+                        raise TaskFileError(
+                            f"{where}: the tokenizer does not know {words[0]!r} in {prompt!r}"
+                        )
+            if max_tokens is not None and len(clean) + 1 > max_tokens:
+                raise TaskFileError(
+                    f"{where}: prompt and answer take {len(clean) + 1} tokens, "
+                    f"the model's context is {max_tokens}"
                 )
             for answer in (line.pair.answer, line.pair.wrong, *line.example.accepted):
                 try:

@@ -8,20 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.table import Table
 
+from foresight.mlflow_ui import ui_url
+from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune
 
 console = Console()
-
-
-def _table(frame: pd.DataFrame, title: str) -> Table:
-    table = Table(*map(str, frame.columns), title=title)
-    for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
-    return table
 
 
 def finetune_command(task: str, config: FinetuneConfig, out_dir: Path) -> None:
@@ -39,11 +33,15 @@ def compare_command(
 ) -> None:
     """Compare strategies over seeds (MLflow experiment foresight-compare); print the tables."""
     result = compare(task, strategies, seeds, config, out_dir)
-    console.print(_table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds)"))
+    console.print(
+        _table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds, within [0, 1])")
+    )
     if len(result.tests):
         console.print(_table(result.tests, "paired t-tests over seeds (accuracy a - b)"))
         if result.tests["n"].min() < 5:
             console.print(
                 f"[yellow]n = {result.tests['n'].min()} seeds is small: the tests have little power"
             )
-    console.print(f"MLflow parent run {result.run_id}; report {out_dir / 'comparison.md'}")
+    console.print(f"MLflow parent run {result.run_id}; report {out_dir / 'comparison.md'}", soft_wrap=True)
+    link = ui_url(result.experiment_id, result.run_id)
+    console.print(f"in the MLflow UI: {link}", soft_wrap=True, highlight=False)

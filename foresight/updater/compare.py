@@ -1,11 +1,14 @@
 """A comparison of update strategies over seeds, logged to MLflow.
 
 One parent run per comparison (experiment "foresight-compare") and one nested child run per
-(strategy, seed), tagged task/strategy/seed, with params components (the number selected at the
-end), selected (their names), trainable_parameters and mode, and the step metrics of `finetune`.
+(strategy, seed), tagged task/strategy/seed, with params task, strategy, seed, model, steps, lr
+and mode, components (the number selected at the end), selected (their names) and
+trainable_parameters, the step metrics of `finetune`, and its final accuracy_before,
+accuracy_after and wall_s logged once (so the UI charts them as bars).
 The parent holds `comparison.md` (`foresight.report`): held-out accuracy per strategy (mean and
 95% t-interval over seeds), trainable parameters, wall time, and paired t-tests over seeds of the
-`foresight.report.PAIRS` that ran (predictive vs static, predictive vs random, static vs random, ...).
+`foresight.report.PAIRS` that ran (predictive vs static, predictive vs random, static vs random, ...);
+`foresight.mlflow_ui.log_comparison` puts the same as summary metrics, tables and a figure on it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from foresight.mlflow_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
+from foresight.mlflow_ui import log_comparison
 from foresight.report import comparison_markdown, paired_tests, summarise
-from foresight.tracking_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import FinetuneResult, finetune
 
@@ -27,12 +31,14 @@ EXPERIMENT = "foresight-compare"
 
 @dataclass
 class Comparison:
-    """`table`: one row per strategy; `tests`: one row per paired test; `run_id`: the parent run."""
+    """`table`: one row per strategy; `tests`: one row per paired test; `run_id`: the parent run
+    (of experiment `experiment_id`)."""
 
     table: pd.DataFrame
     tests: pd.DataFrame
     results: list[FinetuneResult]
     run_id: str
+    experiment_id: str
     markdown: str
 
 
@@ -52,6 +58,9 @@ def compare(
     mlflow.set_tracking_uri(uri)
     out = Path(out_dir)
     params = {"task": task, "strategies": ",".join(strategies), "seeds": ",".join(map(str, seeds))}
+    child_settings = {
+        "model": config.model, "steps": config.steps, "lr": config.learning_rate, "mode": config.mode,
+    }  # fmt: skip
     shared = {k: v for k, v in config.to_dict().items() if k not in ("strategy", "seed")}
     results = []
     with start_run(experiment, f"compare-{task}", {**params, **shared}, {"task": task}) as parent:
@@ -62,20 +71,22 @@ def compare(
                 experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags=tags
             ) as child:
                 logger = SafeLogger(child.info.run_id, out / name)
+                logger.log_params(
+                    {"task": task, "strategy": run.strategy, "seed": run.seed, **child_settings}
+                )
                 result = finetune(task, run, out / name, logger)
                 logger.log_params(
                     {
                         "components": len(result.components),
                         "selected": ",".join(result.components),
                         "trainable_parameters": result.trainable_parameters,
-                        "mode": result.mode,
                     }
                 )
                 final = {
                     "accuracy_before": result.accuracy_before,
                     "accuracy_after": result.accuracy_after,
                 }
-                logger.log_metrics({**final, "wall_s": result.wall_s}, int(result.metrics["step"].max()))
+                logger.log_metrics({**final, "wall_s": result.wall_s}, 0)
             results.append(result)
         frame = pd.DataFrame([r.summary() for r in results])
         table, tests = summarise(frame), paired_tests(frame)
@@ -83,5 +94,5 @@ def compare(
         report = out / "comparison.md"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(markdown)
-        mlflow.log_artifact(str(report))
-    return Comparison(table, tests, results, parent.info.run_id, markdown)
+        log_comparison(task, table, tests, report)
+    return Comparison(table, tests, results, parent.info.run_id, parent.info.experiment_id, markdown)

@@ -25,10 +25,10 @@ from foresight.circuit_metrics import circuit_distance
 from foresight.circuits import circuit
 from foresight.encoding import encode_pairs
 from foresight.evaluation import accuracy
+from foresight.mlflow_log import SafeLogger
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import Task, get_task
-from foresight.tracking_log import SafeLogger
 from foresight.updater.base import Unrestricted, Updater
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.full import apply_gradient_masks

@@ -2,13 +2,11 @@
 
 - `resolve_tracking_uri` / `check_reachable`: where runs go, and a quick check that a
   tracking server answers before a long run starts.
-- `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
+- `open_run` / `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
   by run id; metrics per step in the active run.
 - `SafeLogger`: logging that survives the tracking server going away: after the first
   failure it warns once and appends every further call to `pending_mlflow.jsonl` in the
   run directory; `sync(run_dir)` uploads that file later.
-- `plot_metrics`, `plot_head_heatmap`, `log_figures`: PNG figures of the circuit metrics
-  over checkpoints, logged as artifacts.
 
 A failing call to a tracking *server* can take minutes before it fails (mlflow retries;
 see MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_TIMEOUT), which is why
@@ -28,18 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
 PENDING_FILE = "pending_mlflow.jsonl"
+# the experiment tag by which the MLflow UI (3.x) tells model training from GenAI experiments
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # log_batch limits of the MLflow REST API
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
-METRIC_FAMILIES = {"cd": "Circuit Distance", "cs": "Circuit Stability", "cc": "Circuit Conflict"}
 
 
 class TrackingUnavailable(ConnectionError):
@@ -52,19 +48,34 @@ def resolve_tracking_uri() -> str:
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
-    """For an http(s) URI, one GET of `{uri}/health` (TrackingUnavailable if it fails or
-    times out after `timeout` seconds); other URIs (sqlite, file) are local and pass."""
+    """For an http(s) URI, a GET of `{uri}/health` and of one experiment search (the REST API
+    behind it): TrackingUnavailable if either fails, answers an HTTP error (a 503 of an
+    overloaded server or proxy) or times out after `timeout` seconds. Other URIs (sqlite,
+    file) are local and pass."""
     if not uri.startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            status = response.status
-    except (urllib.error.URLError, OSError) as e:
-        reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        raise TrackingUnavailable(f"MLflow tracking server {uri} is not reachable: {reason}") from e
-    if status != 200:
-        raise TrackingUnavailable(f"MLflow tracking server {uri} answered {url} with HTTP {status}")
+    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
+        url = uri.rstrip("/") + path
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as e:
+            raise TrackingUnavailable(
+                f"MLflow tracking server {uri} answered {url} with HTTP {e.code}"
+            ) from e
+        except (urllib.error.URLError, OSError) as e:
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise TrackingUnavailable(f"MLflow tracking server {uri} is not reachable: {reason}") from e
+        if status != 200:
+            raise TrackingUnavailable(f"MLflow tracking server {uri} answered {url} with HTTP {status}")
+
+
+def check_store(uri: str) -> None:
+    """FileNotFoundError for a SQLite URI whose file does not exist (reading it would create
+    an empty store)."""
+    store = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(store).is_file():
+        raise FileNotFoundError(f"{store}: no MLflow store (set MLFLOW_TRACKING_URI to where the run logged)")
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -80,11 +91,49 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 
 def get_or_create_experiment(name: str, artifact_location: str | None = None) -> str:
-    """The id of experiment `name`, created (with `artifact_location`, if given) when missing."""
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    """The id of experiment `name`, created (with `artifact_location`, if given) when missing.
+    It is tagged as a model-training experiment (EXPERIMENT_KIND), so that the MLflow UI
+    opens it on its runs, not on the GenAI traces view."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+    if EXPERIMENT_KIND.items() - experiment.tags.items():
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def open_run(
+    experiment: str,
+    run_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    artifact_location: str | None = None,
+) -> str:
+    """Create (or, given `run_id`, reopen as RUNNING) an MLflow run in `experiment` and log its
+    params (flattened) and tags; returns its id. The run stays RUNNING until it is ended
+    (`SafeLogger.end_run`, `mlflow.end_run`). On resume, params already logged with the same
+    value are skipped, and a param whose value changed raises ValueError."""
+    client = MlflowClient()
+    experiment_id = get_or_create_experiment(experiment, artifact_location)
+    flat = flatten_params(params or {})
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
+    else:
+        run = client.get_run(run_id)
+        if run.info.experiment_id != experiment_id:
+            raise ValueError(
+                f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
+            )
+        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
+        if changed:
+            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
+        flat = {k: v for k, v in flat.items() if k not in run.data.params}
+        client.update_run(run_id, status="RUNNING")
+    _log_batch(client, run_id, params=flat, tags=dict(tags or {}))
+    return run_id
 
 
 def start_run(
@@ -95,27 +144,10 @@ def start_run(
     run_id: str | None = None,
     artifact_location: str | None = None,
 ) -> mlflow.ActiveRun:
-    """Start (or, given `run_id`, resume) an MLflow run in `experiment` and log its params
-    (flattened) and tags. On resume, params already logged with the same value are
-    skipped, and a param whose value changed raises ValueError. Use as a context manager."""
-    experiment_id = get_or_create_experiment(experiment, artifact_location)
-    flat = flatten_params(params or {})
-    if run_id is not None:
-        run = MlflowClient().get_run(run_id)
-        if run.info.experiment_id != experiment_id:
-            raise ValueError(
-                f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
-            )
-        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
-        if changed:
-            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
-        flat = {k: v for k, v in flat.items() if k not in run.data.params}
-    if run_id is None:
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name)
-    else:
-        active = mlflow.start_run(run_id=run_id)
-    _log_batch(MlflowClient(), active.info.run_id, params=flat, tags=dict(tags or {}))
-    return active
+    """`open_run`, made the active run of mlflow's fluent API; use as a context manager (the
+    run ends FINISHED, or FAILED on an exception)."""
+    run_id = open_run(experiment, run_name, params, tags, run_id, artifact_location)
+    return mlflow.start_run(run_id=run_id)
 
 
 def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
@@ -181,11 +213,21 @@ class SafeLogger:
         entry = {"params": flatten_params(params)}
         self._call(lambda: _log_batch(self.client, self.run_id, params=entry["params"]), entry)
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags (values as strings; queued when offline)."""
+        entry = {"tags": {k: str(v) for k, v in tags.items()}}
+        self._call(lambda: _log_batch(self.client, self.run_id, tags=entry["tags"]), entry)
+
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Log a file, or the contents of a directory, under `artifact_path` (queued by path
         when offline: keep the files until `sync`)."""
         entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
         self._call(lambda: _log_artifact(self.client, self.run_id, str(local_path), artifact_path), entry)
+
+    def end_run(self, status: str) -> None:
+        """End the run as FINISHED, FAILED or KILLED (queued for `sync` when offline)."""
+        entry = {"status": status}
+        self._call(lambda: self.client.set_terminated(self.run_id, status), entry)
 
     def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
         if not self.offline:
@@ -252,6 +294,8 @@ def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
             _log_batch(client, run_id, metrics, entry.get("params"), entry.get("tags"))
             if "artifact" in entry:
                 _log_artifact(client, run_id, entry["artifact"], entry.get("artifact_path"))
+            if "status" in entry:
+                client.set_terminated(run_id, entry["status"])
         except Exception:
             remaining = "".join(json.dumps(e) + "\n" for e in entries[done:])
             tmp = file.with_suffix(".tmp")
@@ -260,76 +304,3 @@ def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
             raise
     file.unlink()
     return len(entries)
-
-
-def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """One line figure per metric family present in `metrics` (a table with a `step` column
-    and columns named cd_*, cs_*, cc_*): `circuit_distance.png` etc. in `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = metrics.sort_values("step")
-    paths = []
-    for prefix, title in METRIC_FAMILIES.items():
-        columns = [c for c in metrics.columns if c.startswith(f"{prefix}_")]
-        if not columns:
-            continue
-        fig = Figure(figsize=(6, 4))
-        ax = fig.add_subplot()
-        for column in columns:
-            ax.plot(metrics["step"], metrics[column], marker="o", label=column)
-        ax.set(xlabel="step", ylabel=title, title=title)
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out_dir / f"{title.lower().replace(' ', '_')}.png"
-        fig.savefig(path, dpi=100)
-        paths.append(path)
-    return paths
-
-
-def head_score_matrix(trajectory: pd.DataFrame) -> pd.DataFrame:
-    """Head scores of a trajectory table (`trackers.store.load_trajectory` columns) as a
-    matrix: rows = heads ordered by (layer, head), columns = steps ascending."""
-    heads = trajectory[(trajectory["level"] == "node") & (trajectory["kind"] == "head")]
-    matrix = heads.pivot(index="component", columns="step", values="score")
-    order = heads.drop_duplicates("component").sort_values(["layer", "head"])["component"]
-    return matrix.loc[order.tolist()].sort_index(axis=1)
-
-
-def plot_head_heatmap(head_scores: pd.DataFrame, path: str | Path) -> Path:
-    """A heatmap of head scores over checkpoints (rows = heads, columns = steps), colours
-    symmetric around 0."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    values = head_scores.to_numpy(dtype="float64")
-    limit = float(np.nanmax(np.abs(values))) if values.size and np.isfinite(values).any() else 1.0
-    fig = Figure(figsize=(max(4, 0.4 * values.shape[1] + 2), max(3, 0.22 * values.shape[0] + 1)))
-    ax = fig.add_subplot()
-    image = ax.imshow(values, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    ax.set_xticks(range(values.shape[1]), [str(s) for s in head_scores.columns], rotation=90, fontsize=6)
-    ax.set_yticks(range(values.shape[0]), [str(h) for h in head_scores.index], fontsize=6)
-    ax.set(xlabel="step", ylabel="head", title="Head scores over checkpoints")
-    fig.colorbar(image, ax=ax, label="score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def log_figures(
-    metrics: pd.DataFrame,
-    out_dir: str | Path,
-    head_scores: pd.DataFrame | None = None,
-    artifact_path: str = "figures",
-    logger: SafeLogger | None = None,
-) -> list[Path]:
-    """Save the metric line figures (and the head-score heatmap, if given) as PNGs in
-    `out_dir` and log them as artifacts under `artifact_path`: through `logger` if given,
-    else in the active run. Returns the PNG paths."""
-    paths = plot_metrics(metrics, out_dir)
-    if head_scores is not None:
-        paths.append(plot_head_heatmap(head_scores, Path(out_dir) / "head_scores.png"))
-    for path in paths:
-        if logger is not None:
-            logger.log_artifact(path, artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path)
-    return paths

@@ -15,15 +15,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from foresight.tracking_log import (
+from foresight.figures import head_score_matrix, log_figures, plot_metrics
+from foresight.mlflow_log import (
     PENDING_FILE,
     SafeLogger,
     TrackingUnavailable,
     check_reachable,
-    head_score_matrix,
-    log_figures,
     log_step_metrics,
-    plot_metrics,
     resolve_tracking_uri,
     start_run,
     sync,
@@ -58,10 +56,13 @@ def test_resolve_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert resolve_tracking_uri() == "http://mlflow.example:5000"
 
 
-def _serve(status: int) -> http.server.HTTPServer:
+def _serve(health: int, api: int = 200) -> http.server.HTTPServer:
+    """A local HTTP server answering /health with status `health`, the REST API with `api`."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the http.server API)
-            self.send_response(status if self.path == "/health" else 404)
+            status = health if self.path == "/health" else api if self.path.startswith("/api/") else 404
+            self.send_response(status)
             self.end_headers()
             self.wfile.write(b"OK")
 
@@ -73,19 +74,28 @@ def _serve(status: int) -> http.server.HTTPServer:
     return server
 
 
-def test_check_reachable() -> None:
-    check_reachable("sqlite:///nowhere/mlflow.db")  # local stores are not probed
-    server = _serve(200)
+@pytest.mark.parametrize(
+    ("health", "api", "error"),
+    [
+        (200, 200, None),
+        (503, 200, r"answered http://127\.0\.0\.1:\d+/health with HTTP 503"),
+        (200, 503, r"answered http://127\.0\.0\.1:\d+/api/2\.0/mlflow/experiments/search.* with HTTP 503"),
+    ],
+)
+def test_check_reachable_probes_health_and_the_api(health: int, api: int, error: str | None) -> None:
+    server = _serve(health, api)
     try:
-        check_reachable(f"http://127.0.0.1:{server.server_port}/")
+        if error is None:
+            check_reachable(f"http://127.0.0.1:{server.server_port}/")
+        else:
+            with pytest.raises(TrackingUnavailable, match=error):
+                check_reachable(f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
-    broken = _serve(503)
-    try:
-        with pytest.raises(TrackingUnavailable, match="not reachable"):
-            check_reachable(f"http://127.0.0.1:{broken.server_port}")
-    finally:
-        broken.shutdown()
+
+
+def test_check_reachable_passes_local_stores_and_names_a_dead_port() -> None:
+    check_reachable("sqlite:///nowhere/mlflow.db")  # local stores are not probed
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -144,7 +154,7 @@ def test_safe_logger_goes_offline_and_sync_uploads(
         raise ConnectionError("server went away")
 
     monkeypatch.setattr(client, "log_batch", server_gone)
-    with caplog.at_level(logging.WARNING, logger="foresight.tracking_log"):
+    with caplog.at_level(logging.WARNING, logger="foresight.mlflow_log"):
         logger.log_metrics({"accuracy": 0.75, "loss": 2.0}, 10)
         logger.log_params({"probe": {"lr": 1e-5}})
         logger.log_metrics({"accuracy": 0.875}, 20)

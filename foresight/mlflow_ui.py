@@ -1,0 +1,198 @@
+"""What a person sees in the MLflow UI: metric names that say what they are, run descriptions,
+and the strategy comparison as summary metrics, tables and a figure on the parent run.
+
+Metric names. The tracker computes short keys (`{task}/cd_start_head`, `cc/{a}/{b}`, `loss`);
+they reach MLflow under descriptive names (`mlflow_name`): the first path segment is the task,
+which the UI makes a section, and the rest names the measure (`ioi/circuit_distance/to_start/heads`).
+A conflict between tasks a and b is logged in both tasks' sections (`a/circuit_conflict/with_b`).
+`describe_tracked_run` is the run description (shown on the run page) that defines each name.
+
+Comparison. The parent run of `foresight compare` carries, per strategy, the summary metrics
+`accuracy_after/{strategy}/mean`, `.../ci_low`, `.../ci_high`, `accuracy_before/{strategy}/mean`,
+`trainable_parameters/{strategy}`, and per paired test `paired_test/{a}_vs_{b}/mean_diff` and
+`.../p`; the tables `comparison/summary.json` and `comparison/paired_tests.json`
+(`mlflow.log_table`); the figure `comparison/accuracy.png`; and `comparison.md` as its description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from foresight.mlflow_log import SafeLogger
+
+# the tracker's per-task key -> (MLflow name under the task, what it measures)
+TRACKED_METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy", "held-out top-1 accuracy"),
+    "metric": (
+        "logit_difference",
+        "mean logit difference, right minus wrong answer, on the attribution pairs",
+    ),
+    "faithfulness": ("faithfulness", "faithfulness of the current circuit (1 = explains the whole model)"),
+    "cd_start_all": ("circuit_distance/to_start/all", "1 - Jaccard of the circuit and the step-0 circuit"),
+    "cd_start_head": ("circuit_distance/to_start/heads", "circuit distance to step 0, attention heads only"),
+    "cd_start_mlp": ("circuit_distance/to_start/mlps", "circuit distance to step 0, MLPs only"),
+    "cd_prev_all": (
+        "circuit_distance/to_previous/all",
+        "1 - Jaccard of the circuit and the previous checkpoint's",
+    ),
+    "cd_prev_head": (
+        "circuit_distance/to_previous/heads",
+        "circuit distance to the previous checkpoint, heads",
+    ),
+    "cd_prev_mlp": ("circuit_distance/to_previous/mlps", "circuit distance to the previous checkpoint, MLPs"),
+    "cs_start": (
+        "circuit_stability/to_start",
+        "faithfulness of the step-0 circuit over the current one's (1 = as good; above 1 = better)",
+    ),
+    "cs_prev": ("circuit_stability/to_previous", "the same for the previous checkpoint's circuit"),
+    "cs_start_spearman": (
+        "score_stability/to_start",
+        "Spearman correlation of the node scores with step 0's",
+    ),
+}
+LOSS = ("train/loss", "training loss (cross-entropy of the answer token)")
+CONFLICT = "circuit_conflict/with_"
+CONFLICT_DESCRIPTION = "share of the shared circuit components whose task gradients point opposite ways"
+UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# MLflow 3.17's UI picks GenAI or model-training pages by this query (the experiment tag
+# mlflow.experimentKind, set too, decides where the UI has no GenAI/model-training switch)
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def ui_url(experiment_id: str, run_id: str, page: str = "", base: str = UI) -> str:
+    """The MLflow UI page of a run, as a model-training run (`page`: "", "/model-metrics",
+    "/artifacts/PATH")."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{page}?{MODEL_TRAINING}"
+
+
+def mlflow_name(task: str, key: str) -> str:
+    """The MLflow name of the tracker's per-task `key` (a TRACKED_METRICS key) of `task`."""
+    return f"{task}/{TRACKED_METRICS[key][0]}"
+
+
+def mlflow_names(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The tracker's metrics under their MLflow names; `cc/a/b` becomes `a/circuit_conflict/with_b`
+    and `b/circuit_conflict/with_a`, `loss` becomes `train/loss`; unknown keys pass unchanged."""
+    renamed: dict[str, float] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if key == "loss":
+            renamed[LOSS[0]] = value
+        elif parts[0] == "cc" and len(parts) == 3:
+            renamed[f"{parts[1]}/{CONFLICT}{parts[2]}"] = value
+            renamed[f"{parts[2]}/{CONFLICT}{parts[1]}"] = value
+        elif len(parts) == 2 and parts[1] in TRACKED_METRICS:
+            renamed[mlflow_name(parts[0], parts[1])] = value
+        else:
+            renamed[key] = value
+    return renamed
+
+
+class TrackedRunLogger(SafeLogger):
+    """A SafeLogger that logs the tracker's metrics under their MLflow names (`mlflow_names`)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        super().log_metrics(mlflow_names(metrics), step)
+
+
+def describe_tracked_run(tasks: Sequence[str]) -> str:
+    """The run description (markdown) of a tracked run: what each metric name means."""
+    lines = [
+        f"Tracked SFT of {', '.join(tasks)}: the circuit (top-k heads and MLPs by |attribution|) "
+        "of every task at every checkpoint. Metrics, per task section:",
+        "",
+        "| metric | meaning |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `TASK/{name}` | {meaning} |" for name, meaning in TRACKED_METRICS.values()]
+    lines += [f"| `TASK/{CONFLICT}OTHER` | {CONFLICT_DESCRIPTION} |", f"| `{LOSS[0]}` | {LOSS[1]} |"]
+    lines += ["", "Figures and trajectories are under Artifacts."]
+    return "\n".join(lines)
+
+
+def set_description(logger: SafeLogger, markdown: str) -> None:
+    """Set a run's description (the markdown the run page shows above its details)."""
+    logger.set_tags({"mlflow.note.content": markdown})
+
+
+def comparison_metrics(table: pd.DataFrame, tests: pd.DataFrame) -> dict[str, float]:
+    """The parent run's summary metrics (see the module docstring), rounded to 4 decimals for
+    people; NaN values are left out."""
+    metrics: dict[str, float] = {}
+    for row in table.itertuples(index=False):
+        s = row.strategy
+        metrics |= {
+            f"accuracy_after/{s}/mean": row.accuracy,
+            f"accuracy_after/{s}/ci_low": row.ci_low,
+            f"accuracy_after/{s}/ci_high": row.ci_high,
+            f"accuracy_before/{s}/mean": row.accuracy_before,
+            f"trainable_parameters/{s}": row.trainable_parameters,
+        }
+    for row in tests.itertuples(index=False):
+        metrics |= {
+            f"paired_test/{row.a}_vs_{row.b}/mean_diff": row.mean_diff,
+            f"paired_test/{row.a}_vs_{row.b}/p": row.p,
+        }
+    return {k: round(float(v), 4) for k, v in metrics.items() if pd.notna(v)}
+
+
+def comparison_figure(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> Figure:
+    """Left: held-out accuracy after fine-tuning per strategy, mean with its 95% interval
+    (within [0, 1]), and the accuracy before as a dashed line. Right: the paired tests, mean
+    difference a - b per pair with its p value."""
+    fig = Figure(figsize=(10, 4.2))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(table))
+    mean = table["accuracy"].to_numpy(float)
+    low = np.nan_to_num(mean - table["ci_low"].to_numpy(float))
+    high = np.nan_to_num(table["ci_high"].to_numpy(float) - mean)
+    left.bar(x, mean, color="tab:blue", alpha=0.75, label="after (mean over seeds)")
+    left.errorbar(x, mean, yerr=[low, high], fmt="none", ecolor="black", capsize=5, label="95% interval")
+    before = float(table["accuracy_before"].mean())
+    left.axhline(before, color="gray", linestyle="--", label=f"before fine-tuning ({before:.2f})")
+    for xi, m in zip(x, mean, strict=True):
+        left.annotate(f"{m:.2f}", (xi, m), textcoords="offset points", xytext=(8, 3), fontsize=8)
+    left.set_xticks(x, table["strategy"], rotation=20, ha="right")
+    left.set(
+        ylim=(0, 1.05),
+        ylabel="held-out accuracy",
+        title=f"{task}: accuracy per strategy (n = {int(table['n'].max())} seeds)",
+    )
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+    if len(tests):
+        labels = [f"{a} - {b}" for a, b in zip(tests["a"], tests["b"], strict=True)]
+        diff = tests["mean_diff"].to_numpy(float)
+        y = np.arange(len(tests))
+        right.barh(y, diff, color=["tab:green" if d > 0 else "tab:red" for d in diff], alpha=0.75)
+        for yi, d, p in zip(y, diff, tests["p"], strict=True):
+            text = "p n/a" if pd.isna(p) else f"p = {p:.2g}"
+            side = {"xytext": (4, -3), "ha": "left"} if d >= 0 else {"xytext": (-4, -3), "ha": "right"}
+            right.annotate(text, (d, yi), textcoords="offset points", fontsize=8, **side)
+        right.axvline(0, color="black", linewidth=0.8)
+        right.set_yticks(y, labels, fontsize=8)
+        right.invert_yaxis()
+        limit = max(0.05, float(np.nanmax(np.abs(diff))) * 1.6)
+        right.set(xlim=(-limit, limit), xlabel="mean accuracy difference", title="paired t-tests over seeds")
+    else:
+        right.set_axis_off()
+        right.text(0.5, 0.5, "no pair of the tested strategies ran", ha="center", transform=right.transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def log_comparison(task: str, table: pd.DataFrame, tests: pd.DataFrame, report: Path) -> None:
+    """Log the comparison to the active (parent) run: summary metrics, tables, figure, the
+    report file, and the report as the run's description."""
+    mlflow.log_metrics(comparison_metrics(table, tests))
+    mlflow.log_table(table, "comparison/summary.json")
+    if len(tests):
+        mlflow.log_table(tests, "comparison/paired_tests.json")
+    mlflow.log_figure(comparison_figure(task, table, tests), "comparison/accuracy.png")
+    mlflow.log_artifact(str(report))
+    mlflow.set_tag("mlflow.note.content", report.read_text())
