@@ -13,12 +13,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+# the tests also need the optional extra psycopg (MLflow on PostgreSQL)
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet $(TORCH) -e ".[dev,postgres]"
+	touch $@
+
 setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/python experiments/demo.py
 
-test: setup
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -1,11 +1,15 @@
-"""Shared fixtures: the word-level tokenizer and a tiny random Llama saved to disk."""
+"""Shared fixtures: the word-level tokenizer, a tiny random Llama saved to disk, and a
+PostgreSQL-backed `mlflow server` (started on first use, shared by the session)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from postgres import Postgres
+from test_mlflow_server import Server
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from foresight.tokenizer import build_tokenizer
@@ -32,3 +36,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrain
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server with an empty database for MLflow (tests/postgres.py)."""
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_mlflow(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An `mlflow server` whose backend store is `postgres`, artifacts in a temporary directory."""
+    server = Server(tmp_path_factory.mktemp("mlflow-postgres"), backend=postgres.url)
+    server.start()
+    yield server
+    server.kill()

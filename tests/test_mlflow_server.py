@@ -38,8 +38,10 @@ def free_port() -> int:
 class Server:
     """An `mlflow server` in its own process group, restartable on the same port and backend."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str | None = None) -> None:
+        """`backend`: the backend store URI (default: SQLite in `root`); artifacts go to `root`."""
         self.root = root
+        self.backend = backend or f"sqlite:///{root}/mlflow.db"
         self.url = f"http://127.0.0.1:{free_port()}"
         self.process: subprocess.Popen | None = None
 
@@ -47,7 +49,7 @@ class Server:
         port = self.url.rsplit(":", 1)[1]
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", port, "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+            "--backend-store-uri", self.backend,
             "--artifacts-destination", str(self.root / "artifacts"),
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
