@@ -9,6 +9,7 @@ no code with foresight.attribution beyond the PairBatch container.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -23,6 +24,11 @@ from foresight.encoding import PairBatch
 from foresight.graph import Graph
 
 V, B, T, HEADS, LAYERS = 40, 5, 7, 4, 2
+
+
+def family_of(family: str) -> str:
+    """The tiny_models family of a test family name."""
+    return "gpt_neox" if family.startswith("neox") else family
 
 
 def build(family: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> nn.Module:
@@ -47,44 +53,41 @@ def make_batch(seed: int = 1) -> PairBatch:
     return PairBatch(clean, corrupted, lengths - 1, answer, wrong)
 
 
+# The test's own map of each family: (layers, embed, final norm) from the model, the others from
+# one layer: o-projection, MLP write, attention read, MLP read, post-norm of the attention output.
+LLAMA_LIKE = ("model.layers", "model.embed_tokens", "model.norm", "self_attn.o_proj", "mlp",
+              "input_layernorm", "post_attention_layernorm", None)  # fmt: skip
+LAYOUT = {
+    "llama": LLAMA_LIKE, "mistral": LLAMA_LIKE, "qwen2": LLAMA_LIKE, "qwen3": LLAMA_LIKE, "phi3": LLAMA_LIKE,
+    "gemma2": ("model.layers", "model.embed_tokens", "model.norm", "self_attn.o_proj",
+               "post_feedforward_layernorm", "input_layernorm", "pre_feedforward_layernorm",
+               "post_attention_layernorm"),
+    "olmo2": ("model.layers", "model.embed_tokens", "model.norm", "self_attn.o_proj",
+              "post_feedforward_layernorm", "self_attn", "mlp", "post_attention_layernorm"),
+    "gpt2": ("transformer.h", "transformer.drop", "transformer.ln_f", "attn.c_proj", "mlp", "ln_1", "ln_2",
+             None),
+    "gpt_neox": ("gpt_neox.layers", "gpt_neox.emb_dropout", "gpt_neox.final_layer_norm", "attention.dense",
+                 "mlp", "input_layernorm", "post_attention_layernorm", None),
+}  # fmt: skip
+LAYOUT["gemma3"] = LAYOUT["gemma2"]
+
+
 class Parts:
-    """The test's own map of a model: module paths and output-projection weights."""
+    """The test's own map of a model: modules by role and output-projection weights."""
 
     def __init__(self, model: nn.Module, family: str):
-        if family == "llama":
-            inner = model.model
-            layers = inner.layers
-            self.embed = (inner, "embed_tokens")
-            self.o = [(layer.self_attn, "o_proj") for layer in layers]
-            self.mlp = [(layer, "mlp") for layer in layers]
-            self.norms = [
-                n for layer in layers for n in (layer.input_layernorm, layer.post_attention_layernorm)
-            ]
-            self.norms.append(inner.norm)
-            # nn.Linear: y = x W^T, so head h's rows of W^T are W[:, slice]^T
-            self.w = [layer.self_attn.o_proj.weight.T for layer in layers]
-        elif family == "gpt2":
-            blocks = model.transformer.h
-            self.embed = (model.transformer, "drop")
-            self.o = [(block.attn, "c_proj") for block in blocks]
-            self.mlp = [(block, "mlp") for block in blocks]
-            self.norms = [n for block in blocks for n in (block.ln_1, block.ln_2)] + [model.transformer.ln_f]
-            self.w = [block.attn.c_proj.weight for block in blocks]  # Conv1D: y = x W
-        else:
-            layers = model.gpt_neox.layers
-            self.embed = (model.gpt_neox, "emb_dropout")
-            self.o = [(layer.attention, "dense") for layer in layers]
-            self.mlp = [(layer, "mlp") for layer in layers]
-            self.norms = [
-                n for layer in layers for n in (layer.input_layernorm, layer.post_attention_layernorm)
-            ]
-            self.norms.append(model.gpt_neox.final_layer_norm)
-            self.w = [layer.attention.dense.weight.T for layer in layers]
+        layers_path, embed, final, o, mlp, attn_read, mlp_read, post = LAYOUT[family]
+        layers = model.get_submodule(layers_path)
+        self.embed = model.get_submodule(embed)
+        self.o = [layer.get_submodule(o) for layer in layers]
+        self.mlp = [layer.get_submodule(mlp) for layer in layers]
+        self.norms = [layer.get_submodule(p) for layer in layers for p in (attn_read, mlp_read)]
+        self.norms.append(model.get_submodule(final))
+        self.post = [None if post is None else layer.get_submodule(post) for layer in layers]
+        # Conv1D (GPT-2): y = x W; nn.Linear: y = x W^T, so head h's rows of W^T are W[:, slice]^T
+        self.w = [m.weight if family == "gpt2" else m.weight.T for m in self.o]
         self.model = model
         self.dh = self.w[0].shape[0] // HEADS
-
-    def module(self, where: tuple[nn.Module, str]) -> nn.Module:
-        return getattr(*where)
 
 
 def metric(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
@@ -95,13 +98,13 @@ def metric(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
 def capture(parts: Parts, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     """Activations by node name, recorded with the test's own hooks."""
     acts: dict[str, torch.Tensor] = {}
-    handles = [
-        parts.module(parts.embed).register_forward_hook(lambda m, a, o: acts.__setitem__("embed", o.detach()))
-    ]
+    handles = [parts.embed.register_forward_hook(lambda m, a, o: acts.__setitem__("embed", o.detach()))]
     for layer in range(LAYERS):
-        handles.append(parts.module(parts.o[layer]).register_forward_pre_hook(
+        handles.append(parts.o[layer].register_forward_pre_hook(
             lambda m, a, L=layer: acts.__setitem__(f"z{L}", a[0].detach())))  # fmt: skip
-        handles.append(parts.module(parts.mlp[layer]).register_forward_hook(
+        handles.append(parts.o[layer].register_forward_hook(
+            lambda m, a, o, L=layer: acts.__setitem__(f"p{L}", o.detach())))  # fmt: skip
+        handles.append(parts.mlp[layer].register_forward_hook(
             lambda m, a, o, L=layer: acts.__setitem__(f"m{L}", o.detach())))  # fmt: skip
     with torch.no_grad():
         acts["logits"] = parts.model(input_ids=ids).logits
@@ -113,33 +116,49 @@ def capture(parts: Parts, ids: torch.Tensor) -> dict[str, torch.Tensor]:
 def change(parts: Parts, clean: dict, corr: dict, node: str) -> tuple[nn.Module, str, torch.Tensor]:
     """(module, "in"/"out", activation change masked to the node) for a sender node."""
     if node == "embed":
-        return parts.module(parts.embed), "out", corr["embed"] - clean["embed"]
+        return parts.embed, "out", corr["embed"] - clean["embed"]
     if ".h" in node:
         layer, head = (int(x) for x in node[1:].split(".h"))
         delta = torch.zeros_like(clean[f"z{layer}"])
         cols = slice(head * parts.dh, (head + 1) * parts.dh)
         delta[..., cols] = corr[f"z{layer}"][..., cols] - clean[f"z{layer}"][..., cols]
-        return parts.module(parts.o[layer]), "in", delta
+        return parts.o[layer], "in", delta
     layer = int(node[1:])
-    return parts.module(parts.mlp[layer]), "out", corr[node] - clean[node]
+    return parts.mlp[layer], "out", corr[node] - clean[node]
 
 
-def write_change(parts: Parts, clean: dict, corr: dict, sender: str) -> torch.Tensor:
-    """Change of the sender's residual write [B, T, d], from the raw weights."""
+Delta = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+def write_change(parts: Parts, clean: dict, corr: dict, sender: str) -> Delta:
+    """Change of the sender's residual write [B, T, d], from the raw weights: a tensor D (the
+    write moves by alpha * D), or, behind a post-norm N of the attention output, the function
+    alpha -> N(p + alpha * D) - N(p) (p: the clean o-projection output)."""
     if ".h" not in sender:
         return change(parts, clean, corr, sender)[2]
     layer, head = (int(x) for x in sender[1:].split(".h"))
     rows = slice(head * parts.dh, (head + 1) * parts.dh)
-    return (corr[f"z{layer}"][..., rows] - clean[f"z{layer}"][..., rows]) @ parts.w[layer][rows]
+    linear = (corr[f"z{layer}"][..., rows] - clean[f"z{layer}"][..., rows]) @ parts.w[layer][rows]
+    post, p = parts.post[layer], clean[f"p{layer}"]
+    return linear if post is None else lambda alpha: post(p + alpha * linear) - post(p)
 
 
-def add_alpha(module: nn.Module, where: str, delta: torch.Tensor, alpha: torch.Tensor):
+def add_alpha(module: nn.Module, where: str, delta: Delta, alpha: torch.Tensor):
+    """Adds delta(alpha) (or alpha * delta) to the module's input (positional or the
+    hidden_states keyword) or to its output."""
+    shift = (lambda: delta(alpha)) if callable(delta) else (lambda: alpha * delta)
     if where == "in":
-        return module.register_forward_pre_hook(lambda m, a: (a[0] + alpha * delta, *a[1:]))
-    return module.register_forward_hook(lambda m, a, o: o + alpha * delta)
+
+        def pre(m: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if args:
+                return (args[0] + shift(), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": kwargs["hidden_states"] + shift()}
+
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+    return module.register_forward_hook(lambda m, a, o: o + shift())
 
 
-def alpha_effect(parts: Parts, batch: PairBatch, module: nn.Module, where: str, delta: torch.Tensor,
+def alpha_effect(parts: Parts, batch: PairBatch, module: nn.Module, where: str, delta: Delta,
                  alpha: float | None) -> float:  # fmt: skip
     """alpha None: d/da metric(activation + a * delta) at a = 0; else metric(alpha) - metric(0)."""
     a = torch.tensor(0.0 if alpha is None else alpha, dtype=torch.float64, requires_grad=alpha is None)
@@ -170,7 +189,8 @@ def edge_reference(parts: Parts, batch: PairBatch, graph: Graph, alpha: float | 
     ])  # fmt: skip
 
 
-FAMILIES = ["llama", "gpt2", "neox", "neox-sequential"]
+LAYER_NORM = ("gpt2", "neox", "neox-sequential")  # the families whose norms compute in float64
+FAMILIES = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "olmo2", "gpt2", "neox", "neox-sequential"]
 
 
 def close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> None:
@@ -195,7 +215,7 @@ def batch() -> PairBatch:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_eap_is_the_first_order_term_of_patching(family: str, batch: PairBatch) -> None:
     model = build(family)
-    parts, graph = Parts(model, family.split("-")[0]), graph_of(model)
+    parts, graph = Parts(model, family_of(family)), graph_of(model)
     node = attribute(model, batch, method="eap", level="node", batch_size=2)
     close(node.values, node_reference(parts, batch, graph, None))
     edge = attribute(model, batch, method="eap", level="edge", batch_size=3)
@@ -206,7 +226,7 @@ def test_eap_is_the_first_order_term_of_patching(family: str, batch: PairBatch) 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_node_score_is_the_sum_of_its_edge_scores(family: str, batch: PairBatch) -> None:
     """For eap and eap-ig: node(s) = sum over receivers r of edge(s->r), for every sender
-    (exact; Llama's RMSNorm computes in float32, hence its looser tolerance)."""
+    (exact; RMSNorms compute in float32, hence their looser tolerance)."""
     model = build(family)
     graph = graph_of(model)
     for method in ("eap", "eap-ig"):
@@ -218,15 +238,15 @@ def test_node_score_is_the_sum_of_its_edge_scores(family: str, batch: PairBatch)
         close(
             np.array(sums),
             np.array([node[s] for s in graph.senders()]),
-            rtol=1e-5 if family == "llama" else 1e-9,
+            rtol=1e-9 if family in LAYER_NORM else 1e-5,
         )
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "neox"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_exact_patching_matches_references(family: str, batch: PairBatch) -> None:
     model = build(family)
-    parts, graph = Parts(model, family), graph_of(model)
-    rtol = 1e-4 if family == "llama" else 1e-8  # Llama's RMSNorm rounds to float32
+    parts, graph = Parts(model, family_of(family)), graph_of(model)
+    rtol = 1e-8 if family in LAYER_NORM else 1e-4  # RMSNorms round to float32
     node = attribute(model, batch, method="patching", level="node", batch_size=3)
     close(node.values, swap_reference(parts, batch, graph), rtol)
     close(node.values, node_reference(parts, batch, graph, 1.0), rtol)
@@ -266,13 +286,14 @@ def swap_reference(parts: Parts, batch: PairBatch, graph: Graph) -> np.ndarray:
             )
         else:
             where, value, cols = parts.mlp[int(node[1:])], corr[node], None
-        original = parts.module(where)
-        setattr(*where, Patched(original, value, cols))
+        name = next(n for n, m in parts.model.named_modules() if m is where)
+        parent, _, attr = name.rpartition(".")
+        setattr(parts.model.get_submodule(parent), attr, Patched(where, value, cols))
         try:
             with torch.no_grad():
                 out.append(float(metric(parts.model(input_ids=batch.clean).logits, batch) - base))
         finally:
-            setattr(*where, original)
+            setattr(parts.model.get_submodule(parent), attr, where)
     return np.array(out + [float(metric(corr["logits"], batch) - base)])
 
 

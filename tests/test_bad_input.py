@@ -255,7 +255,10 @@ CASES = [
     (
         "attribute-architecture-without-adapter",
         ["attribute", "--model", "{data}/bert", "--task", "ioi"],
-        ["{data}/bert/config.json: model_type 'bert' is not supported (supported: gpt2, gpt_neox, llama"],
+        [
+            "{data}/bert/config.json: model_type 'bert' is not supported (supported: gemma2, gemma3_text, ",
+            "gpt2, gpt_neox, llama, mistral, olmo2, phi3, qwen2, qwen3); to add a family",
+        ],
     ),
     (
         "track-model-without-weights",

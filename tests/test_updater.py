@@ -1,7 +1,8 @@
 """The updater: component -> parameter masks, masked LoRA, masked full SFT, strategies.
 
 Expected slices are written out here from the tiny configs (width 32, 4 heads,
-head_dim 8, 2 layers; Llama with 2 key/value heads), not taken from the code under test.
+head_dim 8, 2 layers; the Llama-style families with 2 key/value heads), not taken from the
+code under test.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 
 import pytest
 import torch
-from tiny_models import tiny_model
+from tiny_models import FAMILIES, tiny_model
 from transformers import (
     OPTConfig,
     OPTForCausalLM,
@@ -21,7 +22,9 @@ from foresight.circuits import circuit
 from foresight.updater import apply_gradient_masks, apply_masked_lora, kind_counts, select_random
 
 VOCAB, WIDTH, HEADS, D, LAYERS = 64, 32, 4, 8, 2
-ARCHS = ("llama", "gpt2", "gpt_neox")
+ARCHS = FAMILIES
+SEPARATE_QKV = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "olmo2")  # q_proj, k_proj, v_proj
+GQA = (*SEPARATE_QKV, "phi3")  # 2 query heads per key/value head
 
 
 def make_model(arch: str) -> torch.nn.Module:
@@ -34,9 +37,13 @@ def rows(*ranges: tuple[int, int]) -> list[int]:
 
 def head_slices(arch: str, layer: int, head: int) -> dict[str, tuple[int, list[int]]]:
     """param key -> (dim, indices) that head `head` of `layer` owns (weights only)."""
-    h = head
-    if arch == "llama":
-        p, g = f"model.layers.{layer}.self_attn", h // 2  # 2 query heads per kv head
+    h, g = head, head // 2  # g: the key/value head of query head h (GQA families)
+    if arch == "phi3":  # qkv_proj out = [q 32 | k 16 | v 16]
+        p = f"model.layers.{layer}.self_attn"
+        qkv = rows((8 * h, 8 * h + 8), (32 + 8 * g, 40 + 8 * g), (48 + 8 * g, 56 + 8 * g))
+        return {f"{p}.qkv_proj.weight": (0, qkv), f"{p}.o_proj.weight": (1, rows((8 * h, 8 * h + 8)))}
+    if arch in SEPARATE_QKV:
+        p = f"model.layers.{layer}.self_attn"
         return {
             f"{p}.q_proj.weight": (0, rows((8 * h, 8 * h + 8))),
             f"{p}.k_proj.weight": (0, rows((8 * g, 8 * g + 8))),
@@ -56,11 +63,12 @@ def head_slices(arch: str, layer: int, head: int) -> dict[str, tuple[int, list[i
 
 def mlp_keys(arch: str, layer: int) -> list[str]:
     names = {
-        "llama": [f"model.layers.{layer}.mlp.{n}_proj" for n in ("gate", "up", "down")],
+        "phi3": [f"model.layers.{layer}.mlp.{n}_proj" for n in ("gate_up", "down")],
         "gpt2": [f"transformer.h.{layer}.mlp.{n}" for n in ("c_fc", "c_proj")],
         "gpt_neox": [f"gpt_neox.layers.{layer}.mlp.{n}" for n in ("dense_h_to_4h", "dense_4h_to_h")],
-    }[arch]
-    return [f"{n}.weight" for n in names] + ([f"{n}.bias" for n in names] if arch != "llama" else [])
+    }.get(arch, [f"model.layers.{layer}.mlp.{n}_proj" for n in ("gate", "up", "down")])
+    biased = arch in ("gpt2", "gpt_neox")
+    return [f"{n}.weight" for n in names] + ([f"{n}.bias" for n in names] if biased else [])
 
 
 def expected_masks(arch: str, state: dict[str, torch.Tensor], selected: set[str], biases: bool):
@@ -126,7 +134,7 @@ def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 OUT_PROJ = {
-    "llama": "model.layers.0.self_attn.o_proj",
+    **{arch: "model.layers.0.self_attn.o_proj" for arch in GQA},
     "gpt2": "transformer.h.0.attn.c_proj",
     "gpt_neox": "gpt_neox.layers.0.attention.dense",
 }
@@ -145,7 +153,9 @@ def out_proj_input(model: torch.nn.Module, arch: str, ids: torch.Tensor) -> torc
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_head_slices_are_what_the_model_computes(arch: str) -> None:
-    """Perturbing the q/k/v slices of one head changes only that head's (kv group's) output."""
+    """Perturbing the q/k/v slices of one head changes only that head's (kv group's) output.
+    OLMo 2 normalises the whole q and k projections (one RMS over all heads), so there a head's
+    q/k rows move every head; its v rows are checked alone."""
     model = make_model(arch).eval()
     ids = torch.randint(0, VOCAB, (1, 6), generator=torch.Generator().manual_seed(0))
     base = out_proj_input(model, arch, ids)
@@ -153,7 +163,8 @@ def test_head_slices_are_what_the_model_computes(arch: str) -> None:
         perturbed = copy.deepcopy(model)
         with torch.no_grad():
             for key, (dim, idx) in head_slices(arch, 0, head).items():
-                if not key.startswith(OUT_PROJ[arch]):
+                coupled = arch == "olmo2" and (".q_proj" in key or ".k_proj" in key)
+                if not key.startswith(OUT_PROJ[arch]) and not coupled:
                     weight = perturbed.get_parameter(key)
                     weight.index_add_(dim, torch.tensor(idx), torch.randn_like(part(weight, dim, idx)))
         new = out_proj_input(perturbed, arch, ids)
@@ -162,7 +173,7 @@ def test_head_slices_are_what_the_model_computes(arch: str) -> None:
             for h in range(HEADS)
             if not torch.allclose(base[..., 8 * h : 8 * h + 8], new[..., 8 * h : 8 * h + 8])
         }
-        assert changed == ({head // 2 * 2, head // 2 * 2 + 1} if arch == "llama" else {head})
+        assert changed == ({head // 2 * 2, head // 2 * 2 + 1} if arch in GQA else {head})
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -257,7 +268,8 @@ def test_unknown_architecture_is_named() -> None:
     config = OPTConfig(
         vocab_size=VOCAB, hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2
     )
-    with pytest.raises(ValueError, match=r"'opt'.*gpt2, gpt_neox, llama, mistral, qwen2"):
+    supported = "gemma2, gemma3_text, gpt2, gpt_neox, llama, mistral, olmo2, phi3, qwen2, qwen3"
+    with pytest.raises(ValueError, match=rf"'opt'.*{supported}.*families/"):
         apply_masked_lora(OPTForCausalLM(config), {"a0.h0"})
 
 

@@ -8,14 +8,28 @@ from typing import Any
 
 import torch
 from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
     GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     PretrainedConfig,
     PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
 )
 
 
@@ -24,6 +38,23 @@ def _llama(vocab: int, width: int, layers: int, heads: int, kv_heads: int, **ext
         vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=64, **extra,
     )  # fmt: skip
+
+
+def _decoder(config_class: type[PretrainedConfig], **defaults: Any) -> Callable[..., PretrainedConfig]:
+    """A Llama-style config builder (grouped-query attention, head_dim = width / heads, token ids
+    0 so that they lie in the tiny vocabulary) with family `defaults`."""
+
+    def build(
+        vocab: int, width: int, layers: int, heads: int, kv_heads: int, **extra: Any
+    ) -> PretrainedConfig:
+        return config_class(
+            vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
+            num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=width // heads,
+            max_position_embeddings=64, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+            **{**defaults, **extra},
+        )  # fmt: skip
+
+    return build
 
 
 def _gpt2(vocab: int, width: int, layers: int, heads: int, kv_heads: int, **extra: Any) -> PretrainedConfig:
@@ -40,12 +71,32 @@ def _neox(vocab: int, width: int, layers: int, heads: int, kv_heads: int, **extr
     )  # fmt: skip
 
 
-CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {"llama": _llama, "gpt2": _gpt2, "gpt_neox": _neox}
+CONFIGS: dict[str, Callable[..., PretrainedConfig]] = {
+    "llama": _llama,
+    "mistral": _decoder(MistralConfig),
+    "qwen2": _decoder(Qwen2Config),  # q/k/v biases
+    "qwen3": _decoder(Qwen3Config),  # per-head q/k norms
+    # soft-capping on: the logits go through cap * tanh(x / cap)
+    "gemma2": _decoder(Gemma2Config, final_logit_softcapping=5.0, query_pre_attn_scalar=8),
+    "gemma3": _decoder(Gemma3TextConfig, final_logit_softcapping=5.0, query_pre_attn_scalar=8),
+    "phi3": _decoder(Phi3Config),  # fused qkv_proj and gate_up_proj
+    "olmo2": _decoder(Olmo2Config),  # post-norms, q/k norms over the whole projection
+    "gpt2": _gpt2,
+    "gpt_neox": _neox,
+}
 MODELS: dict[str, type[PreTrainedModel]] = {
     "llama": LlamaForCausalLM,
+    "mistral": MistralForCausalLM,
+    "qwen2": Qwen2ForCausalLM,
+    "qwen3": Qwen3ForCausalLM,
+    "gemma2": Gemma2ForCausalLM,
+    "gemma3": Gemma3ForCausalLM,
+    "phi3": Phi3ForCausalLM,
+    "olmo2": Olmo2ForCausalLM,
     "gpt2": GPT2LMHeadModel,
     "gpt_neox": GPTNeoXForCausalLM,
 }
+FAMILIES: tuple[str, ...] = tuple(MODELS)
 
 
 def tiny_config(

@@ -2,7 +2,7 @@
 
 Resolved from the model's `Architecture` on the model itself (the base model of
 a PEFT wrapper, with PEFT's wrapper modules in place). The residual stream
-entering a norm is the sum of the upstream senders' writes plus constants
+entering a read module is the sum of the upstream senders' writes plus constants
 (output-projection and MLP biases are inside the writes; the o-projection bias
 is a constant attributed to no node, since it is the same on clean and
 corrupted inputs). Dropout is the identity because attribution runs in eval mode.
@@ -22,8 +22,9 @@ from foresight.graph import Graph
 
 @dataclass(frozen=True)
 class Adapter:
-    """The hook modules of one model: embed, per layer attn_out / mlp / attn_norm /
-    mlp_norm, and final_norm (see `spec.Architecture` for what each one is)."""
+    """The hook modules of one model: embed, per layer attn_out / mlp_write / attn_read /
+    mlp_read / attn_write_norm (None where the family has none), and final_norm (see
+    `spec.Architecture` for what each one is)."""
 
     family: str
     model: nn.Module
@@ -32,9 +33,10 @@ class Adapter:
     head_dim: int
     embed: nn.Module
     attn_out: tuple[nn.Module, ...]
-    mlps: tuple[nn.Module, ...]
-    attn_norms: tuple[nn.Module, ...]
-    mlp_norms: tuple[nn.Module, ...]
+    mlp_writes: tuple[nn.Module, ...]
+    attn_reads: tuple[nn.Module, ...]
+    mlp_reads: tuple[nn.Module, ...]
+    attn_write_norms: tuple[nn.Module | None, ...]
     final_norm: nn.Module
 
     @property
@@ -75,8 +77,9 @@ def get_adapter(model: nn.Module) -> Adapter:
         head_dim=dims.head_dim,
         embed=base.get_submodule(arch.embed),
         attn_out=each(arch.attn_out),
-        mlps=each(arch.mlp),
-        attn_norms=each(arch.attn_norm),
-        mlp_norms=each(arch.mlp_norm),
+        mlp_writes=each(arch.mlp_write or arch.mlp),
+        attn_reads=each(arch.attn_read),
+        mlp_reads=each(arch.mlp_read),
+        attn_write_norms=each(arch.attn_write_norm) if arch.attn_write_norm else (None,) * len(layers),
         final_norm=base.get_submodule(arch.final_norm),
     )

@@ -13,6 +13,13 @@ delta_n = a_n(corrupted) - a_n(clean), summed over pairs and positions:
   receivers' norms, dM/d write_s = sum over receivers r downstream of s of
   dM/dx_r, so node score(s) = sum over r of edge score(s->r) for every sender
   (no direct-path term: `logits` is the final-norm receiver).
+  Behind a post-norm N on the attention output (`Architecture.attn_write_norm`:
+  Gemma 2/3, OLMo 2) a head's write change is N(p + delta_z_h W_O[h]) - N(p)
+  (see `runner`), whose first-order term is J_N(p) (delta_z_h W_O[h]); the edge
+  score is (delta_z_h W_O[h]) . J_N(p)^T dM/dx_r: the first-order term of that edge
+  patch, exactly as without the norm. The identity above still holds. The exact
+  patch is then nonlinear in the head's change even where the rest of the model is
+  linear, so eap and patching agree to first order only (in delta).
 - eap-ig: the embedding output e (the residual entering block 0; for GPT-2
   wte + wpe) is interpolated, e(a) = e_clean + a (e_corr - e_clean), and the
   model is run from e(a) at the midpoints a = (k + 1/2)/m, k < m. Node and edge
@@ -52,13 +59,27 @@ def node_scores(runner: Runner, delta: Acts, grads: Acts) -> torch.Tensor:
     return torch.cat(parts).double().cpu()
 
 
-def edge_matrix(runner: Runner, delta: Acts, read_grads: list[torch.Tensor]) -> torch.Tensor:
-    """[S, R] float64: (change of sender write) . (gradient at receiver input)."""
-    grads = torch.stack([accumulation(g).flatten(0, 1) for g in read_grads])  # [R, N, d]
+def _through_norm(norm: torch.nn.Module, pre: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """J_N(p)^T g for every receiver's gradient g: grads [R, N, d] -> [R, N, d], with the norm
+    evaluated at p = `pre` [B, T, d] in float32."""
+    with torch.enable_grad():
+        x = accumulation(pre.detach()).flatten(0, 1).expand(len(grads), -1, -1).clone().requires_grad_()
+        return torch.autograd.grad(norm(x), x, grads)[0]
+
+
+def edge_matrix(runner: Runner, delta: Acts, grads_at: Acts) -> torch.Tensor:
+    """[S, R] float64: (change of sender write) . (gradient at receiver input); `grads_at`
+    holds the gradients at the reads and the run's attn_pre (for post-norm writes)."""
+    grads = torch.stack([accumulation(g).flatten(0, 1) for g in grads_at.reads])  # [R, N, d]
     rows = [torch.einsum("nd,rnd->r", accumulation(delta.embed).flatten(0, 1), grads)[None]]
+    norms = runner.adapter.attn_write_norms
     for layer in range(runner.graph.n_layers):
         writes = runner.head_writes(accumulation(delta.z[layer]), layer).flatten(0, 1)  # [N, H, d]
-        rows.append(torch.einsum("nhd,rnd->hr", writes, grads))
+        if norms[layer] is None:
+            rows.append(torch.einsum("nhd,rnd->hr", writes, grads))
+        else:
+            through = _through_norm(norms[layer], grads_at.attn_pre[layer], grads)
+            rows.append(torch.einsum("nhd,rnd->hr", writes, through))
         rows.append(torch.einsum("nd,rnd->r", accumulation(delta.mlp[layer]).flatten(0, 1), grads)[None])
     return torch.cat(rows).double().cpu()
 
@@ -83,7 +104,7 @@ def _gradients(
         )
     n = runner.graph.n_layers
     grad_acts = (
-        Acts(reads=list(grads))
+        Acts(reads=list(grads), attn_pre=[a.detach() for a in acts.attn_pre])
         if edges
         else Acts(grads[0], list(grads[1 : 1 + n]), list(grads[1 + n : 1 + 2 * n]), grads[-1])
     )
@@ -91,7 +112,7 @@ def _gradients(
 
 
 def _scores(runner: Runner, delta: Acts, grads: Acts, edges: bool) -> torch.Tensor:
-    return edge_matrix(runner, delta, grads.reads) if edges else node_scores(runner, delta, grads)
+    return edge_matrix(runner, delta, grads) if edges else node_scores(runner, delta, grads)
 
 
 def _delta(corr: Acts, clean: Acts) -> Acts:

@@ -3,8 +3,17 @@ graph's activations. Hooks live only for the duration of one `Runner.forward`.
 
 Shapes (B pairs, T tokens, d model width, H heads, dh head width, V vocabulary):
 embed [B, T, d]; z[L] (input of the output projection) [B, T, H * dh];
-mlp[L] [B, T, d]; logits [B, V] at each prompt's last position; reads[j]
-[B, T, d], the residual entering receiver j (graph receiver order).
+mlp[L] [B, T, d] (the MLP's residual write); logits [B, V] at each prompt's last
+position; reads[j] [B, T, d], the residual entering receiver j (graph receiver
+order); attn_pre[L] [B, T, d], the output of the output projection, recorded only
+where a norm follows it (`Architecture.attn_write_norm`).
+
+Head writes behind a post-norm N (Gemma 2/3, OLMo 2): the attention block adds
+N(p) to the residual, p = sum_h z_h W_O[h] + b. Changing the heads in a set P from
+z to z' changes the write by N(p + sum_{h in P} (z'_h - z_h) W_O[h]) - N(p): that is
+the write change an edge patch adds to its receiver (heads of one layer patched
+into the same receiver are replaced jointly; without a post-norm this is the sum of
+their single changes).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ class Acts:
     mlp: list[torch.Tensor] = field(default_factory=list)
     logits: torch.Tensor | None = None
     reads: list[torch.Tensor] = field(default_factory=list)
+    attn_pre: list[torch.Tensor] = field(default_factory=list)
 
     def detach(self) -> Acts:
         """The same activations detached from the autograd graph."""
@@ -38,6 +48,7 @@ class Acts:
             [t.detach() for t in self.mlp],
             self.logits.detach(),
             [t.detach() for t in self.reads],
+            [t.detach() for t in self.attn_pre],
         )
 
 
@@ -56,7 +67,8 @@ class NodePatch:
 @dataclass
 class EdgePatch:
     """For every edge (i, j) with patched[i, j], add source_i - current_i (the sender's
-    residual write in `source` minus the one in this run) to receiver j's input."""
+    residual write in `source` minus the one in this run; behind a post-norm, see the
+    module docstring) to receiver j's input."""
 
     source: Acts
     patched: torch.Tensor  # [S, R] bool, graph sender and receiver order
@@ -149,15 +161,20 @@ class Runner:
 
             return hook
 
+        def on_attn_pre(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            acts.attn_pre.append(out)
+
         def on_read(receiver: int) -> Callable:
-            def hook(module: nn.Module, args: tuple) -> tuple:
-                x = args[0]
+            def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+                x = args[0] if args else kwargs["hidden_states"]
                 if edge_patch is not None:
                     x = x + self._edge_delta(acts, edge_patch, receiver, x)
                 if reads:
                     x = x.view_as(x)
                     acts.reads.append(x)
-                return (x, *args[1:])
+                if args:
+                    return (x, *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": x}
 
             return hook
 
@@ -165,13 +182,15 @@ class Runner:
             handles.append(ad.embed.register_forward_hook(on_embed))
             for layer in range(ad.n_layers):
                 handles.append(ad.attn_out[layer].register_forward_pre_hook(on_z(layer)))
-                handles.append(ad.mlps[layer].register_forward_hook(on_mlp(layer)))
+                handles.append(ad.mlp_writes[layer].register_forward_hook(on_mlp(layer)))
+                if ad.attn_write_norms[layer] is not None:
+                    handles.append(ad.attn_out[layer].register_forward_hook(on_attn_pre))
             if reads or edge_patch is not None:
-                norms = [
-                    n for layer in range(ad.n_layers) for n in (ad.attn_norms[layer], ad.mlp_norms[layer])
+                modules = [
+                    m for layer in range(ad.n_layers) for m in (ad.attn_reads[layer], ad.mlp_reads[layer])
                 ]
-                for j, norm in enumerate([*norms, ad.final_norm]):
-                    handles.append(norm.register_forward_pre_hook(on_read(j)))
+                for j, module in enumerate([*modules, ad.final_norm]):
+                    handles.append(module.register_forward_pre_hook(on_read(j), with_kwargs=True))
             keep = last.to(ids.device)[:, None]  # the LM head runs on the last positions only
             acts.logits = ad.model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits[:, 0]
         finally:
@@ -189,7 +208,12 @@ class Runner:
             mask = col[self.sender_index(layer, 0) : self.sender_index(layer, None)]
             if mask.any():
                 diff = (self.heads(src.z[layer]) - self.heads(z)) * mask[:, None].to(z.dtype).to(z.device)
-                delta = delta + torch.einsum("bthk,hkd->btd", diff, self.weights[layer].to(z.dtype))
+                write = torch.einsum("bthk,hkd->btd", diff, self.weights[layer].to(z.dtype))
+                norm = self.adapter.attn_write_norms[layer]
+                if norm is not None:
+                    pre = acts.attn_pre[layer]
+                    write = norm(pre + write) - norm(pre)
+                delta = delta + write
             if layer < len(acts.mlp) and col[self.sender_index(layer, None)]:
                 delta = delta + (src.mlp[layer] - acts.mlp[layer])
         return delta

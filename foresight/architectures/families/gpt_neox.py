@@ -26,8 +26,8 @@ ARCHITECTURE = Architecture(
     final_norm="gpt_neox.final_layer_norm",
     attn_out="attention.dense",
     mlp="mlp",
-    attn_norm="input_layernorm",
-    mlp_norm="post_attention_layernorm",
+    attn_read="input_layernorm",
+    mlp_read="post_attention_layernorm",
     projections={
         "attention.query_key_value": "qkv",
         "attention.dense": "o",

@@ -10,8 +10,8 @@ ARCHITECTURE = Architecture(
     final_norm="model.norm",
     attn_out="self_attn.o_proj",
     mlp="mlp",
-    attn_norm="input_layernorm",
-    mlp_norm="post_attention_layernorm",
+    attn_read="input_layernorm",
+    mlp_read="post_attention_layernorm",
     projections={
         "self_attn.q_proj": "q",
         "self_attn.k_proj": "k",
