@@ -18,6 +18,7 @@ __all__ = [
     "UnknownTask",
     "corpus_task_names",
     "get_task",
+    "task_family",
     "task_names",
 ]
 
@@ -34,6 +35,12 @@ def task_names() -> list[str]:
 def corpus_task_names() -> list[str]:
     """The built-in tasks and their template-family variants (`foresight.tasks.families`)."""
     return [*BUILTIN_TASKS, *FAMILY_TASKS]
+
+
+def task_family(name: str) -> str:
+    """The family of a registered task (`Task.family`); any other name is its own family."""
+    task = BUILTIN_TASKS.get(name) or FAMILY_TASKS.get(name)
+    return task().family if task is not None else name
 
 
 def get_task(name_or_path: str) -> Task:
