@@ -1,19 +1,21 @@
 """The trajectory corpus: tracked SFT of the default model on every task, in two regimes, several seeds.
 
     python experiments/collect_trajectories.py [--root runs/corpus] [--tasks ...] [--seeds 0 1 2]
-        [--regimes free lora-static] [--steps 160] [--every 4] [--compact predictors/assets/corpus]
+        [--regimes free lora-static] [--runs TASK:REGIME ...] [--steps 160] [--every 4]
+        [--compact predictors/assets/corpus]
 
 Tasks: the nine built-ins and their template-family variants (`foresight.tasks.corpus_task_names`,
 30 tasks in 9 families). Regimes: `free` (free full SFT, lr 1e-3, `trackers.run.track`, one MLflow
 run of experiment "foresight-corpus" each) and `lora-static` (masked LoRA under the static set at
 the LoRA default lr 5e-3, the forecasting strategies' warm-up regime, `trackers.run.track_finetune`).
-One run per (task, seed, regime), tracked every `every` steps from step 0 with
+One run per (task, seed, regime) (or per seed and `--runs` pair), tracked every `every` steps from step 0 with
 `trackers.tracker.CORPUS_SETTINGS` (node eap scores on 32 fixed pairs, gradient norms, look-ahead
 derivatives, accuracy, faithfulness), so the first tenth of training holds step 0 and
 `steps / (10 * every)` more checkpoints; then the probe fine-tune of the `anticipate` baseline
 (trackers.probe). Re-running skips finished runs (an interrupted free run resumes; an interrupted
-lora-static run starts again). `runs.csv` in the root (and the compact copy) lists every run with
-its labels (task, family, seed, mode, strategy, lr), wall time and size on disk. `--compact` writes
+lora-static run starts again). `runs.csv` in the root lists every run collected there with its
+labels (task, family, seed, mode, strategy, lr), wall time and size on disk; the compact copy's
+`runs.csv` lists every run in it (wall time where the root's list has it). `--compact` writes
 a node-level copy (what the tests, the demo and the studies use). Prints the total time.
 """
 
@@ -123,6 +125,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=corpus_task_names())
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--regimes", nargs="*", choices=REGIMES, default=list(REGIMES))
+    parser.add_argument(
+        "--runs", nargs="*", default=None, help="TASK:REGIME pairs instead of tasks x regimes"
+    )
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--every", type=int, default=CORPUS_SETTINGS.every)
     parser.add_argument("--compact", type=Path, default=None, help="write a node-level copy here")
@@ -131,7 +136,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     settings = replace(CORPUS_SETTINGS, every=args.every)
     start = time.perf_counter()
-    jobs = [(task, seed, regime) for seed in args.seeds for regime in args.regimes for task in args.tasks]
+    pairs = [tuple(r.split(":")) for r in args.runs] if args.runs else None
+    if pairs and any(len(p) != 2 or p[1] not in REGIMES for p in pairs):
+        parser.error(f"--runs takes TASK:REGIME with REGIME one of {', '.join(REGIMES)}")
+    pairs = pairs or [(task, regime) for regime in args.regimes for task in args.tasks]
+    jobs = [(task, seed, regime) for seed in args.seeds for task, regime in pairs]
     args.root.mkdir(parents=True, exist_ok=True)
     runs_file = args.root / RUNS_FILE
     rows = pd.read_csv(runs_file).to_dict("records") if runs_file.is_file() else []
@@ -150,9 +159,13 @@ def main() -> None:
         )
     if args.compact is not None:
         print(f"compact node-level copy: {write_compact(args.root, args.compact)} runs -> {args.compact}")
-        if runs_file.is_file():
-            shutil.copy(runs_file, args.compact / RUNS_FILE)
-        print(f"compact copy size: {_size(args.compact) / 2**20:.1f} MiB")
+        wall = {r["run"]: r["wall_s"] for r in rows}
+        listed = [
+            run_row(p, wall.get(read_manifest(p)["run_id"], float("nan")))
+            for p in find_trajectories(args.compact)
+        ]
+        pd.DataFrame(listed).to_csv(args.compact / RUNS_FILE, index=False)
+        print(f"compact copy: {len(listed)} runs, {_size(args.compact) / 2**20:.1f} MiB")
     final = pd.Timedelta(seconds=round(time.perf_counter() - start))
     print(f"corpus of {len(jobs)} runs under {args.root} in {final}")
 
