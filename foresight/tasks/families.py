@@ -32,7 +32,7 @@ _VARIANTS: tuple[tuple[type[GeneratedTask], str, dict[str, object]], ...] = (
     (Sentiment, "sentiment_this", {"template": "this {noun} was {very} {adj} . sentiment :"}),
     (Sentiment, "sentiment_we", {"template": "we saw a {noun} and it was {very} {adj} . review :"}),
     (Sentiment, "sentiment_felt", {"template": "i felt the {noun} was {very} {adj} . answer :"}),
-    (Arithmetic, "arithmetic_plus", {"template": "{} plus {} equals"}),
+    (Arithmetic, "arithmetic_plus", {"template": "{} plus {} gives"}),
     (Arithmetic, "arithmetic_sum", {"template": "what is the sum of {} and {} ?"}),
     (Arithmetic, "arithmetic_add", {"template": "add {} and {} :"}),
     (GreaterThan, "greater_than_came", {"template": "the war came in the year {} and lasted to the year"}),
