@@ -1,11 +1,12 @@
-"""How early can the final circuit be forecast? Leave-one-task-out Jaccard@n against the prefix k.
+"""How early can the final circuit be forecast? Leave-one-family-out Jaccard@n against the prefix k.
 
     python experiments/forecasting_by_prefix.py [--corpus predictors/assets/corpus]
-        [--prefixes 0 1 2 3 4 6 8 12] [--models static last anticipate lgbm]
+        [--prefixes 0 1 ... 12] [--models static last extrapolate anticipate lgbm]
 
 For every prefix k (checkpoints 0..k observed: steps 0..`every` x k), the
-leave-one-task-out evaluation of `predictors.evaluate` (node level, horizon: the final
-checkpoint, circuit size n) for each model. Writes experiments/results/forecasting_by_prefix.md
+leave-one-family-out evaluation of `predictors.evaluate` (node level, horizon: the final
+checkpoint, circuit size n; `foresight.tasks.task_family` groups) for each model.
+Writes experiments/results/forecasting_by_prefix.md
 (mean Jaccard@n per model and k) and forecasting_by_prefix.png. Prints the wall time.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from foresight.tasks import task_family
 from predictors.evaluate import ALL, evaluate
 from predictors.problem import ForecastProblem, load_corpus
 
@@ -32,7 +34,8 @@ def jaccard_by_prefix(
     runs = load_corpus(corpus)
     rows = []
     for k in prefixes:
-        summary = evaluate(runs, ForecastProblem(k, "final", n), models, seed, log_mlflow=False).summary
+        problem = ForecastProblem(k, "final", n)
+        summary = evaluate(runs, problem, models, seed, log_mlflow=False, groups=task_family).summary
         overall = summary[summary["task"] == ALL].set_index("model")["jaccard"]
         rows.append({"k": k, **overall.reindex(models).to_dict()})
         print(f"k={k}: " + ", ".join(f"{m} {overall[m]:.3f}" for m in models), flush=True)
@@ -56,9 +59,11 @@ def plot(table: pd.DataFrame, every: int, path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("predictors/assets/corpus"))
-    parser.add_argument("--prefixes", nargs="*", type=int, default=[0, 1, 2, 3, 4, 6, 8, 12])
-    parser.add_argument("--models", nargs="*", default=["static", "last", "anticipate", "lgbm"])
-    parser.add_argument("--circuit-size", type=int, default=10)
+    parser.add_argument("--prefixes", nargs="*", type=int, default=list(range(13)))
+    parser.add_argument(
+        "--models", nargs="*", default=["static", "last", "extrapolate", "anticipate", "lgbm"]
+    )
+    parser.add_argument("--circuit-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=4, help="steps between the corpus's checkpoints")
@@ -69,7 +74,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     plot(table, args.every, RESULTS / "forecasting_by_prefix.png")
     text = (
-        f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-task-out over "
+        f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-family-out over "
         f"{args.corpus}, node level, seed {args.seed}; k = last observed checkpoint (step {args.every}k).\n\n"
         + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
         + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads.\n"

@@ -1,13 +1,18 @@
-"""The foresight study: static vs random vs predictive vs predictive-dynamic vs oracle, every task.
+"""The foresight study: the eight strategies at the same budget, with the re-localizing controls.
 
     python experiments/study_foresight.py [--corpus predictors/assets/corpus] [--tasks ...]
-        [--seeds 0 1 2] [--report-only]
+        [--seeds 0 1 2 3 4] [--report-only]
 
-The forecaster of each task is leave-one-task-out: a LightGBM classifier trained on the corpus
-runs of every other task (prefix 3 checkpoints, horizon: the final checkpoint, K = 8), saved
-under runs/study-foresight/forecasters/{task}. The comparisons share the corpus's spacing
-(a checkpoint every 4 steps, 160 steps), so the predictive warm-up is steps 0-12. Writes
-experiments/results/foresight.md and foresight.png (experiments/strategy_study.py).
+Strategies: free, static, random, last, dynamic, predictive, predictive-dynamic, oracle (same
+steps, data and K; `last` re-localizes once at the step where predictive switches, `dynamic`
+at every re-selection step where predictive-dynamic re-forecasts). The forecaster of each task
+is leave-one-family-out: a LightGBM classifier trained on the corpus runs of every other task
+family (`foresight.tasks.task_family`; prefix 3 checkpoints, horizon: the final checkpoint,
+K = 8), saved under runs/study-foresight/forecasters/{family}. The comparisons share the
+corpus's spacing (a checkpoint every 4 steps, 160 steps), so the warm-up is steps 0-12. Writes
+experiments/results/foresight.md and foresight.png (experiments/strategy_study.py), with the
+paired tests of `foresight.report.PAIRS` (predictive vs last, predictive-dynamic vs dynamic,
+each vs static and random) and the wall time per strategy.
 """
 
 from __future__ import annotations
@@ -18,24 +23,29 @@ from pathlib import Path
 
 from strategy_study import StudyConfig, run_study, study_parser
 
+from foresight.tasks import task_family
 from predictors.lgbm import LGBMForecaster
 from predictors.persist import SPEC_FILE, save_forecaster
 from predictors.problem import ForecastProblem, load_corpus
 
-CONFIG = StudyConfig(strategies=("static", "random", "predictive", "predictive-dynamic", "oracle"))
+CONFIG = StudyConfig(
+    strategies=("free", "static", "random", "last", "dynamic", "predictive", "predictive-dynamic", "oracle")
+)
 PREFIX = 3
 FORECASTERS = Path("runs/study-foresight/forecasters")
 
 
 def held_out_forecasters(corpus: Path, seed: int = 0) -> Callable[[str], Path]:
-    """task -> the directory of a forecaster trained on every other task's runs (built on first use)."""
+    """task -> the directory of a forecaster trained on the runs of every other task family
+    (built on first use)."""
     problem = ForecastProblem(PREFIX, "final", CONFIG.components)
     runs = cache(load_corpus)  # read on the first forecaster built, not for --report-only
 
     def forecaster_for(task: str) -> Path:
-        directory = FORECASTERS / task
+        family = task_family(task)
+        directory = FORECASTERS / family
         if not (directory / SPEC_FILE).is_file():
-            training = [r for r in runs(corpus) if r.task != task]
+            training = [r for r in runs(corpus) if task_family(r.task) != family]
             save_forecaster(LGBMForecaster(problem, seed).fit(training), directory)
         return directory
 

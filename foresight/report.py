@@ -25,9 +25,16 @@ from foresight.mlflow_ui import CONFLICT, mlflow_name
 
 STRATEGY_COLUMNS = ["task", "strategy", "seed", "accuracy_before", "accuracy_after", "trainable_parameters"]
 PAIRS = (
+    ("predictive", "last"),  # forecast vs re-localizing once at the same step
+    ("predictive-dynamic", "dynamic"),  # forecast vs re-localizing at every re-selection
     ("predictive", "static"),
     ("predictive", "random"),
     ("predictive-dynamic", "static"),
+    ("predictive-dynamic", "random"),
+    ("last", "static"),
+    ("last", "random"),
+    ("dynamic", "static"),
+    ("dynamic", "random"),
     ("oracle", "static"),
     ("static", "random"),
     ("static", "free"),
@@ -145,7 +152,16 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
     means = means.merge(before, on="task")[["task", "before", *order]]
     tests = paired_tests(frame)
     parts = [f"# {title}", "", "Mean held-out accuracy after fine-tuning (before: the base model):", ""]
-    parts += [_markdown(means), "", "Paired t-tests over (task, seed) pairs, accuracy a - b:", ""]
+    parts += [_markdown(means), ""]
+    if "wall_s" in frame:
+        wall = frame.groupby("strategy", sort=False)["wall_s"].agg(["mean", "count"]).loc[order]
+        wall = wall.rename(columns={"mean": "wall_s per run", "count": "runs"}).reset_index()
+        parts += [
+            "Wall time per run (fine-tuning, selection and forecasting; not the oracle's reference):",
+            "",
+        ]
+        parts += [_markdown(wall), ""]
+    parts += ["Paired t-tests over (task, seed) pairs, accuracy a - b:", ""]
     parts += [_markdown(tests), "", *(f"- {line}" for line in verdict(tests)), ""]
     for task, group in frame.groupby("task"):
         parts += [f"## {task}", "", _markdown(summarise(group)), ""]

@@ -12,15 +12,18 @@ import pandas as pd
 
 from foresight.circuits import circuit, rank
 from foresight.graph import Graph
+from predictors.features import Priors, features_at, population_priors
 from predictors.problem import ForecasterMismatch, ForecastProblem, Observation, Trajectory, observe
 
 
 class Forecaster(ABC):
     """Scores each component of the problem's level; the top-n scores are the forecast circuit.
 
-    `fit` records the graph of the training runs (all must share one); `predict` raises
-    ForecasterMismatch for an observation of another graph. Subclasses implement `_predict`
-    and, when they learn something, `_fit`, `state`/`set_state` (JSON) and `save_model`/`load_model`.
+    `fit` records the graph of the training runs (all must share one) and their population
+    priors (`features.population_priors`); `predict` raises ForecasterMismatch for an
+    observation of another graph; `features` is what a learned forecaster is served.
+    Subclasses implement `_predict` and, when they learn something, `_fit`, `state`/`set_state`
+    (JSON) and `save_model`/`load_model`.
     """
 
     name: ClassVar[str]
@@ -29,6 +32,7 @@ class Forecaster(ABC):
         self.problem, self.seed = problem, seed
         self.graph: Graph | None = None
         self.n_checkpoints = 0  # most checkpoints of a training run: "final" for partial runs
+        self.priors: Priors = {}
 
     def fit(self, runs: Sequence[Trajectory]) -> Self:
         """Learn from `runs` (all of one graph); returns self."""
@@ -39,6 +43,7 @@ class Forecaster(ABC):
             raise ForecasterMismatch(f"{self.name}: training runs come from {len(graphs)} different graphs")
         self.graph = graphs.pop()
         self.n_checkpoints = max(r.n_checkpoints for r in runs)
+        self.priors = population_priors(runs, self.problem)
         self._fit(runs)
         return self
 
@@ -48,6 +53,10 @@ class Forecaster(ABC):
             raise RuntimeError(f"{self.name}: predict before fit")
         check_graph(self.graph, obs.graph, f"run {obs.run}")
         return self._predict(obs).sort_index().rename(self.name)
+
+    def features(self, obs: Observation) -> pd.DataFrame:
+        """`features.features_at` of `obs` with this forecaster's population priors."""
+        return features_at(obs, self.problem, self.priors)
 
     @property
     def levels_needed(self) -> tuple[str, ...]:

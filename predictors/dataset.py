@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from foresight.circuits import circuit
-from predictors.features import FEATURES, features_at
+from predictors.features import FEATURES, Priors, features_at
 from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 
 
@@ -30,13 +30,17 @@ def training_prefixes(problem: ForecastProblem) -> range:
 
 
 def build_dataset(
-    runs: Sequence[Trajectory], problem: ForecastProblem, prefixes: Sequence[int] | None = None
+    runs: Sequence[Trajectory],
+    problem: ForecastProblem,
+    prefixes: Sequence[int] | None = None,
+    priors: Priors | None = None,
 ) -> Dataset:
-    """Samples of `runs` at `prefixes` (default: problem.prefix) whose target checkpoint exists."""
+    """Samples of `runs` at `prefixes` (default: problem.prefix) whose target checkpoint exists,
+    with the population priors `priors` (`features.features_at`)."""
     frames, labels, targets = [], [], []
     for run in runs:
         for k in valid_prefixes(run, problem, prefixes if prefixes is not None else [problem.prefix]):
-            f = features_at(observe(run, problem, k), problem)
+            f = features_at(observe(run, problem, k), problem, priors)
             truth = target_scores(run, problem, k).reindex(f.index)
             index = pd.MultiIndex.from_product([[run.name], [k], f.index], names=["run", "k", "component"])
             frames.append(f.set_axis(index))

@@ -1,8 +1,12 @@
-"""Leave-one-task-out evaluation of forecasters, summaries with bootstrap intervals, MLflow logging.
+"""Leave-one-task-out (or leave-one-family-out) evaluation of forecasters, summaries with
+bootstrap intervals, MLflow logging.
 
 For each held-out task, every forecaster is fitted on the runs of the other tasks and predicts
-the held-out task's runs at the problem's prefix; `metrics.run_metrics` scores each run.
-Summary: per (model, task) and overall ("all") mean of each metric, with a seeded bootstrap 95%
+the held-out task's runs at the problem's prefix; `metrics.run_metrics` scores each run. With
+`groups` (task -> family, e.g. `foresight.tasks.task_family`), the held-out unit is a whole
+family: no near-copy of a held-out task is trained on, and column `task` names the family.
+Summary: per (model, held-out task or family) and overall ("all") mean of each metric, with a
+seeded bootstrap 95%
 interval over runs ({metric}_lo, {metric}_hi), and gap_closed = (J - J_static) / (1 - J_static)
 of the overall mean Jaccard.
 """
@@ -51,18 +55,21 @@ def leave_one_task_out(
     problem: ForecastProblem,
     models: Sequence[str] | Mapping[str, Factory],
     seed: int = 0,
+    groups: Callable[[str], str] | None = None,
 ) -> pd.DataFrame:
-    """Per-run metrics (columns model, task, run, *METRICS) of each model on each held-out task."""
-    tasks = sorted({r.task for r in runs})
+    """Per-run metrics (columns model, task, run, *METRICS) of each model on each held-out task
+    (with `groups`: each held-out group of tasks, named in column task)."""
+    group = groups or (lambda task: task)
+    tasks = sorted({group(r.task) for r in runs})
     if len(tasks) < 2:
-        raise ValueError(f"leave-one-task-out needs at least 2 tasks, got {tasks}")
+        raise ValueError(f"leave-one-out needs at least 2 tasks or groups, got {tasks}")
     rows = []
     for name, factory in _factories(models, seed).items():
         for task in tasks:
-            test = [r for r in runs if r.task == task and valid_prefixes(r, problem, [problem.prefix])]
+            test = [r for r in runs if group(r.task) == task and valid_prefixes(r, problem, [problem.prefix])]
             if not test:
                 continue
-            forecaster = factory(problem).fit([r for r in runs if r.task != task])
+            forecaster = factory(problem).fit([r for r in runs if group(r.task) != task])
             for run in test:
                 predicted = forecaster.predict(observe(run, problem))
                 metrics = run_metrics(predicted, target_scores(run, problem), problem.circuit_size)
@@ -142,10 +149,11 @@ def evaluate(
     n_boot: int = 1000,
     log_mlflow: bool = False,
     experiment: str = "foresight-forecasting",
+    groups: Callable[[str], str] | None = None,
 ) -> Evaluation:
-    """Leave-one-task-out evaluation and its summary; with `log_mlflow`, one MLflow run per model
-    (in the current tracking URI) via `log_evaluation`."""
-    per_run = leave_one_task_out(runs, problem, models, seed)
+    """Leave-one-task-out (with `groups`: leave-one-group-out) evaluation and its summary; with
+    `log_mlflow`, one MLflow run per model (in the current tracking URI) via `log_evaluation`."""
+    per_run = leave_one_task_out(runs, problem, models, seed, groups)
     result = Evaluation(problem, per_run, summarize(per_run, n_boot, seed))
     if log_mlflow:
         log_evaluation(result, experiment)

@@ -1,15 +1,23 @@
 """Per-component features at checkpoint k, computed from checkpoints 0..k only.
 
-`features_at(obs, problem)` returns one row per component of the problem's level (sorted by
-name) and the columns `FEATURES`. |score| is normalised by the largest |score| of the level at
+`features_at(obs, problem, priors)` returns one row per component of the problem's level (sorted
+by name) and the columns `FEATURES`. |score| is normalised by the largest |score| of the level at
 the same checkpoint, so features compare across tasks. Checkpoints used: 0, k-2, k-1, k
-(clipped at 0). Ranks are normalised to [0, 1], 0 = the largest |score|. Missing values
-(no grad_norm, no probe, no neighbour) are NaN.
+(clipped at 0). Ranks are normalised to [0, 1], 0 = the largest |score|. Look-ahead: the
+tracker's derivative of the score along the last update (`trackers.tracker`), signed and as
+the change of |score|, over the same scale. Probe: |score| after the probe fine-tune, and its
+change from step 0 (the probe's first-order change). Regime: the training the run observed
+(masked LoRA or not, masked or free, log10 lr). Population priors (`population_priors`,
+learned in `Forecaster.fit` from the training runs): per (kind, layer), the mean change of
+normalised |score| from the first to the last checkpoint, and the share of final circuits
+that a component of that kind and layer is in. Missing values (no grad_norm, no look-ahead,
+no probe, no regime, no priors, no neighbour) are NaN.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +26,7 @@ from scipy.stats import rankdata
 from foresight import components
 from foresight.circuits import circuit
 from foresight.components import KINDS
-from predictors.problem import ForecastProblem, Observation, level_scores
+from predictors.problem import ForecastProblem, Observation, Trajectory, level_scores
 
 FEATURES: tuple[str, ...] = (
     *(f"abs_{c}" for c in ("0", "km2", "km1", "k")),
@@ -44,6 +52,13 @@ FEATURES: tuple[str, ...] = (
     "steps_to_target",
     "probe_abs",
     "d_probe_abs_0",
+    "lookahead_k",
+    "lookahead_abs_k",
+    "regime_lora",
+    "regime_masked",
+    "regime_log_lr",
+    "prior_d_abs",
+    "prior_in_circuit",
     *(f"kind_{k}" for k in KINDS),
     "layer_heads_mean",
     "layer_mlp",
@@ -110,12 +125,44 @@ def _neighbourhood(
     return out
 
 
-def features_at(obs: Observation, problem: ForecastProblem) -> pd.DataFrame:
+Priors = dict[str, dict[str, float]]
+"""Population priors: "{kind}:{layer}" -> {"d_abs": ..., "in_circuit": ...}."""
+
+
+def _prior_key(kind: str, layer: int) -> str:
+    return f"{kind}:{int(layer)}"
+
+
+def population_priors(runs: Sequence[Trajectory], problem: ForecastProblem) -> Priors:
+    """Per (kind, layer) of the problem's level, over `runs`: the mean change of normalised |score|
+    from the first to the last checkpoint ("d_abs") and the mean share of the last checkpoint's
+    circuit (`foresight.circuits.circuit`, circuit_size) membership ("in_circuit")."""
+    frames = []
+    for run in runs:
+        rows = run.rows[run.rows["level"] == problem.level]
+        scores = level_scores(run.rows, problem.level)
+        absn = _normalised_abs(scores.to_numpy())
+        names = scores.columns.to_numpy()
+        meta = rows.drop_duplicates("component").set_index("component").loc[names]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "key": [_prior_key(kd, ly) for kd, ly in zip(meta["kind"], meta["layer"], strict=True)],
+                    "d_abs": absn[-1] - absn[0],
+                    "in_circuit": _in_circuit(absn[-1], names, problem.circuit_size),
+                }
+            )
+        )
+    means = pd.concat(frames).groupby("key").mean()
+    return {key: {c: float(v) for c, v in row.items()} for key, row in means.iterrows()}
+
+
+def features_at(obs: Observation, problem: ForecastProblem, priors: Priors | None = None) -> pd.DataFrame:
     """Features (component x FEATURES) of `obs` at its checkpoint k; reads nothing after k."""
     history = obs.history[obs.history["ckpt"] <= obs.k]
     k, n_layers = obs.k, obs.graph.n_layers
     rows = history[history["level"] == problem.level]
-    wide = rows.pivot(index="ckpt", columns="component", values=["score", "grad_norm"])
+    wide = rows.pivot(index="ckpt", columns="component", values=["score", "grad_norm", "lookahead"])
     names = wide["score"].columns.to_numpy()
     scores, grad = wide["score"].to_numpy(), wide["grad_norm"].to_numpy()
     absn = _normalised_abs(scores)
@@ -151,6 +198,16 @@ def features_at(obs: Observation, problem: ForecastProblem) -> pd.DataFrame:
         f["d_probe_abs_0"] = f["probe_abs"] - f["abs_0"]
     else:
         f["probe_abs"] = f["d_probe_abs_0"] = np.full(len(names), np.nan)
+    ahead = wide["lookahead"].to_numpy()[k] / scale[k]
+    f["lookahead_k"], f["lookahead_abs_k"] = ahead, np.sign(scores[k]) * ahead
+    last = rows[rows["ckpt"] == k].iloc[0]
+    mode, strategy, lr = last["regime_mode"], last["regime_strategy"], last["regime_lr"]
+    f["regime_lora"] = np.full(len(names), np.nan if pd.isna(mode) else float(mode == "lora"))
+    f["regime_masked"] = np.full(len(names), np.nan if pd.isna(strategy) else float(strategy != "free"))
+    f["regime_log_lr"] = np.full(len(names), np.log10(lr) if lr > 0 else np.nan)
+    keys = [_prior_key(kd, ly) for kd, ly in zip(kind, layer, strict=True)]
+    for column in ("d_abs", "in_circuit"):
+        f[f"prior_{column}"] = np.array([(priors or {}).get(key, {}).get(column, np.nan) for key in keys])
     for kd in KINDS:
         f[f"kind_{kd}"] = (kind == kd).astype(float)
     if problem.level == "node":

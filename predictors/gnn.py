@@ -31,7 +31,7 @@ from foresight.circuits import circuit
 from foresight.graph import Graph
 from predictors.base import Forecaster
 from predictors.dataset import training_prefixes
-from predictors.features import FEATURES, features_at
+from predictors.features import FEATURES
 from predictors.problem import (
     ForecasterMismatch,
     ForecastProblem,
@@ -154,7 +154,7 @@ class GNNForecaster(Forecaster):
         return ("node", "edge") if self.edge_scores else ("node",)
 
     def _graph(self, obs: Observation, y: np.ndarray | None = None, standardise: bool = True) -> Data:
-        f = features_at(obs, self.problem)
+        f = self.features(obs)
         x = f.to_numpy()
         if standardise:
             x = np.nan_to_num((x - self.mean) / self.std)

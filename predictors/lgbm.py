@@ -18,7 +18,7 @@ import pandas as pd
 
 from predictors.base import Forecaster
 from predictors.dataset import Dataset, build_dataset, training_prefixes
-from predictors.features import FEATURES, features_at
+from predictors.features import FEATURES
 from predictors.problem import ForecastProblem, Observation, Trajectory
 
 MODEL_FILE = "model.txt"
@@ -80,7 +80,10 @@ class LGBMForecaster(Forecaster):
         n_val = max(1, len(tasks) // 4) if len(tasks) >= 2 else 0
         val_tasks = set(rng.choice(tasks, size=n_val, replace=False)) if n_val else set()
         train = build_dataset(
-            [r for r in runs if r.task not in val_tasks], self.problem, training_prefixes(self.problem)
+            [r for r in runs if r.task not in val_tasks],
+            self.problem,
+            training_prefixes(self.problem),
+            self.priors,
         )
         params = dict(self.params)
         if not self.ranker:
@@ -90,7 +93,10 @@ class LGBMForecaster(Forecaster):
         callbacks, valid_sets = [], []
         if val_tasks:
             val = build_dataset(
-                [r for r in runs if r.task in val_tasks], self.problem, training_prefixes(self.problem)
+                [r for r in runs if r.task in val_tasks],
+                self.problem,
+                training_prefixes(self.problem),
+                self.priors,
             )
             valid_sets = [self._lgb_data(val, train_set)]
             callbacks = [lgb.early_stopping(self.early_stopping, first_metric_only=True, verbose=False)]
@@ -102,7 +108,7 @@ class LGBMForecaster(Forecaster):
     def _predict(self, obs: Observation) -> pd.Series:
         if self.booster is None:
             raise RuntimeError("lgbm: predict before fit")
-        f = features_at(obs, self.problem)
+        f = self.features(obs)
         best = self.booster.best_iteration or None
         return pd.Series(self.booster.predict(f.to_numpy(), num_iteration=best), index=f.index)
 

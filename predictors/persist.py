@@ -1,8 +1,8 @@
 """Saving and loading fitted forecasters.
 
 A forecaster directory holds `forecaster.json` (format, model type, seed, problem, feature
-names, graph (`Graph.to_dict`) and its fingerprint; n_checkpoints; the forecaster's JSON
-state) and, for learned models, the model file (LightGBM text model `model.txt`, torch
+names, graph (`Graph.to_dict`) and its fingerprint; n_checkpoints; the population priors;
+the forecaster's JSON state) and, for learned models, the model file (LightGBM text model `model.txt`, torch
 state_dict `model.pt`). A loaded forecaster raises ForecasterMismatch on runs of another graph.
 """
 
@@ -18,7 +18,7 @@ from predictors.problem import ForecasterMismatch, ForecastProblem
 from predictors.registry import make_forecaster
 
 SPEC_FILE = "forecaster.json"
-FORMAT = 2
+FORMAT = 3
 
 
 def save_forecaster(forecaster: Forecaster, directory: str | Path) -> Path:
@@ -37,6 +37,7 @@ def save_forecaster(forecaster: Forecaster, directory: str | Path) -> Path:
         "graph": graph.to_dict(),
         "graph_fingerprint": graph.fingerprint(),
         "n_checkpoints": forecaster.n_checkpoints,
+        "priors": forecaster.priors,
         "state": forecaster.state(),
     }
     forecaster.save_model(directory)
@@ -66,6 +67,7 @@ def load_forecaster(directory: str | Path) -> Forecaster:
     if forecaster.graph.fingerprint() != spec["graph_fingerprint"]:
         raise ForecasterMismatch(f"{file}: graph fingerprint does not match its graph")
     forecaster.n_checkpoints = spec["n_checkpoints"]
+    forecaster.priors = spec["priors"]
     forecaster.set_state(spec["state"])
     forecaster.load_model(directory)
     return forecaster

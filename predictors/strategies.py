@@ -1,21 +1,27 @@
 """The forecasting update strategies: `predictive` and `predictive-dynamic`.
 
-Both start from the static circuit and observe the model through `CircuitTracker`,
-the code path that tracked the forecaster's training corpus (node scores and
-gradient norms at every checkpoint, edge scores when the forecaster uses them,
-and the probe fine-tune of `trackers.probe`), at steps 0, every, 2 * every, ...
+Both start from the static circuit and observe the model through `CircuitTracker`
+with the corpus's settings (`trackers.tracker.CORPUS_SETTINGS`: node scores, gradient
+norms and look-ahead derivatives at every checkpoint, edge scores when the forecaster
+uses them, and the probe fine-tune of `trackers.probe` with the run's SFT settings),
+at steps 0, every, 2 * every, ... The trajectory is labelled with the regime it
+observes: masked `mode` training under the static set at the run's lr, as the
+corpus's static runs (`trackers.run.track_finetune`) are.
 At the switch step (checkpoint `warmup_checkpoints - 1`, default the forecaster's
 prefix) the forecaster predicts the circuit from the trajectory so far and the set
 becomes its top-K heads and MLPs; `predictive-dynamic` re-forecasts at every later
 checkpoint. The warm-up steps count in the shared budget. The forecaster should have
 been trained on trajectories tracked with the same spacing (`every`): its horizon is
-counted in checkpoints. The trajectory is written to `{out_dir}/trajectory/{task}`.
+counted in checkpoints. The trajectory is written to `{out_dir}/trajectory/{task}`;
+the features served at each forecast are kept in `served` (checkpoint k -> features).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
+import pandas as pd
 from transformers import PreTrainedModel
 
 from foresight.circuits import circuit
@@ -26,7 +32,7 @@ from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
 from trackers.probe import write_probe
 from trackers.store import load_probe, load_trajectory
-from trackers.tracker import CircuitTracker, TrackerSettings
+from trackers.tracker import CORPUS_SETTINGS, CircuitTracker
 
 
 class Predictive(Strategy):
@@ -49,15 +55,11 @@ class Predictive(Strategy):
         self.switch = context.switch_step(c.warmup_checkpoints or forecaster.problem.prefix + 1)
         self.n_planned = c.steps // c.every + 1
         task = context.data.task
-        settings = TrackerSettings(
-            every=c.every,
-            levels=forecaster.levels_needed,
-            n_pairs=c.n_pairs,
-            circuit_size=c.components,
-            seed=0,
-        )
+        levels = ("node", "edge") if "edge" in forecaster.levels_needed else CORPUS_SETTINGS.levels
+        settings = replace(CORPUS_SETTINGS, every=c.every, levels=levels)
         manifest = {"run_id": f"{task.name}-{self.name}-s{c.seed}", "model": str(c.model), "seed": c.seed}
-        manifest |= {"strategy": self.name, "config": c.to_dict()}
+        manifest |= {"strategy": self.name, "config": c.to_dict(), "regime": c.regime("static")}
+        self.served: dict[int, pd.DataFrame] = {}
         root = context.out_dir / "trajectory"
         self.tracker = CircuitTracker([task], context.data.tokenizer, context.graph, root, manifest, settings)
         self.path = root / task.name
@@ -77,6 +79,7 @@ class Predictive(Strategy):
         obs = observe(
             run, self.forecaster.problem, run.n_checkpoints - 1, max(self.n_planned, run.n_checkpoints)
         )
+        self.served[obs.k] = self.forecaster.features(obs)
         return circuit(self.forecaster.predict(obs), self.context.config.components, magnitude=False)
 
 

@@ -108,7 +108,9 @@ def _table(run: str, task: str, seed: int, step: int, tables: list, c: int, grap
     ):
         df.insert(0, col, value)
     df["method"] = "synthetic"
+    df["lookahead"] = np.nan
     df["graph"] = graph_column(graph)
+    df[["regime_mode", "regime_strategy", "regime_lr"]] = ("full", "free", 1e-3)
     df[["accuracy", "metric", "loss"]] = (c / 10, c / 10, 1.0 - c / 20)
     return df.astype({"step": "int64", "layer": "int64", "head": "int64"})
 
@@ -139,6 +141,11 @@ def write_corpus(
             "task": first["task"],
             "seed": int(first["seed"]),
             "strategy": first["strategy"],
+            "regime": {
+                "mode": first["regime_mode"],
+                "strategy": first["regime_strategy"],
+                "lr": first["regime_lr"],
+            },
         }
         writer = TrajectoryWriter(root / str(run), manifest)
         for step, table in rows.groupby("step"):

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from foresight.corpus import corpus_document
-from foresight.tasks import get_task, task_names
+from foresight.tasks import corpus_task_names, get_task
 from foresight.tasks import vocab as V
 
 CLASSES = {
@@ -41,7 +41,7 @@ def test_shape_maps_a_template_to_one_shape() -> None:
     assert shape("when john and mary went") != shape("john and mary went to")
 
 
-@pytest.mark.parametrize("task", task_names())
+@pytest.mark.parametrize("task", corpus_task_names())
 def test_no_corpus_sentence_starts_like_a_task_prompt(task: str) -> None:
     """No sentence of 4000 corpus documents begins with the shape of one of 200 of the
     task's prompts (a prompt stands at the start of its text)."""

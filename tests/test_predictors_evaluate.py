@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from predictors.evaluate import ALL, bootstrap_ci, evaluate, log_evaluation, summarize
+from predictors.baselines import Last
+from predictors.evaluate import ALL, bootstrap_ci, evaluate, leave_one_task_out, log_evaluation, summarize
 from predictors.problem import ForecastProblem
 from predictors.scoring import run_metrics
 from predictors.synthetic import synthetic_runs
@@ -70,3 +71,17 @@ def test_evaluation_table_and_mlflow(tmp_path: Path) -> None:
         assert [a.path for a in client.list_artifacts(ids[1])] == ["comparison.md"]
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_leave_one_family_out_never_trains_on_the_held_out_family() -> None:
+    runs = synthetic_runs(tasks=("t0", "t1", "t2"), seeds=(0,), n_checkpoints=6)
+    problem, seen = ForecastProblem(2, "final", 6), {}
+
+    class Recording(Last):
+        def _fit(self, training: list) -> None:  # noqa: ANN001
+            seen[len(seen)] = {r.task for r in training}
+
+    family = {"t0": "f", "t1": "f", "t2": "g"}.__getitem__
+    per_run = leave_one_task_out(runs, problem, {"last": Recording}, groups=family)
+    assert sorted(per_run["task"]) == ["f", "f", "g"]  # held-out units: families
+    assert sorted(map(sorted, seen.values())) == [["t0", "t1"], ["t2"]]

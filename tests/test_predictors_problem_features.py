@@ -8,7 +8,7 @@ import pytest
 
 from foresight.circuits import circuit
 from predictors.dataset import build_dataset
-from predictors.features import FEATURES, features_at
+from predictors.features import FEATURES, features_at, population_priors
 from predictors.problem import ForecastProblem, Trajectory, observe, split_runs, target_scores
 from predictors.synthetic import synthetic_trajectories
 
@@ -90,3 +90,22 @@ def test_dataset_labels_are_the_future_circuit(corpus: tuple) -> None:
     labelled = data.labels.loc[(runs[0].name, 3)]
     assert set(labelled.index[labelled == 1]) == circuit(true, 5)
     np.testing.assert_allclose(data.target_scores.loc[(runs[0].name, 3)], true.abs())
+
+
+def test_lookahead_regime_and_population_priors_by_hand(corpus: tuple) -> None:
+    run = split_runs(*corpus)[0]
+    rows = run.rows.assign(lookahead=run.rows["score"] * 0.5, regime_mode="lora", regime_strategy="static")
+    run = Trajectory(run.name, run.task, rows.assign(regime_lr=1e-2), run.probe)
+    priors = population_priors([run], PROBLEM)
+    f = features_at(observe(run, PROBLEM), PROBLEM, priors)
+    scores = run.rows[run.rows["level"] == "node"].pivot(index="ckpt", columns="component", values="score")
+    top = scores.loc[3].abs().max()
+    np.testing.assert_allclose(f["lookahead_k"], 0.5 * scores.loc[3] / top)
+    np.testing.assert_allclose(f["lookahead_abs_k"], 0.5 * scores.loc[3].abs() / top)
+    assert (f[["regime_lora", "regime_masked"]] == 1.0).all().all() and np.allclose(f["regime_log_lr"], -2.0)
+    absn = scores.abs().div(scores.abs().max(axis=1), axis=0)
+    heads = [f"a2.h{h}" for h in range(4)]
+    final = circuit(scores.iloc[-1], PROBLEM.circuit_size)
+    assert f.loc["a2.h1", "prior_d_abs"] == pytest.approx((absn.iloc[-1] - absn.iloc[0])[heads].mean())
+    assert f.loc["a2.h1", "prior_in_circuit"] == pytest.approx(np.mean([h in final for h in heads]))
+    assert features_at(observe(run, PROBLEM), PROBLEM)["prior_d_abs"].isna().all()  # no priors: NaN

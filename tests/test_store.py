@@ -13,6 +13,7 @@ import pytest
 
 from trackers.store import (
     CHECKPOINT_COLUMNS,
+    OPTIONAL_COLUMNS,
     TrajectoryError,
     TrajectoryWriter,
     checkpoint_file,
@@ -56,7 +57,7 @@ def write_run(path: Path, run_id: str = "run-a", steps: tuple[int, ...] = (0, 10
 
 def test_scores_table_derives_positions() -> None:
     t = table()
-    assert list(t.columns) == [c for c in CHECKPOINT_COLUMNS if c != "step"]
+    assert list(t.columns) == [*(c for c in CHECKPOINT_COLUMNS if c != "step"), *OPTIONAL_COLUMNS]
     row = t.set_index("component")
     assert row.loc["a1.h1", ["kind", "layer", "head"]].tolist() == ["head", 1, 1]
     assert row.loc["logits", ["kind", "layer", "head"]].tolist() == ["logits", 2, -1]
@@ -75,8 +76,27 @@ def test_round_trip(tmp_path: Path) -> None:
     assert m["config"] == {"lr": 1e-4, "steps": 30} and "created" in m and len(m["graph_fingerprint"]) == 64
 
     df = load_trajectory(path)
-    run_columns = ["run", "task", "seed", "model", "strategy", "graph"]
-    assert list(df.columns) == [*run_columns, *CHECKPOINT_COLUMNS, "accuracy", "loss", "cadence"]
+    run_columns = [
+        "run",
+        "task",
+        "seed",
+        "model",
+        "strategy",
+        "graph",
+        *(f"regime_{k}" for k in ("mode", "strategy", "lr")),
+    ]
+    assert list(df.columns) == [
+        *run_columns,
+        *CHECKPOINT_COLUMNS,
+        *OPTIONAL_COLUMNS,
+        "accuracy",
+        "loss",
+        "cadence",
+    ]
+    assert set(df["regime_mode"]) == {"full"} and set(df["regime_lr"]) == {
+        1e-4
+    }  # read as trackers.run wrote it
+    assert df["lookahead"].isna().all()
     assert len(df) == 12 and df["step"].tolist() == [0] * 6 + [10] * 6
     assert set(df["run"]) == {"run-a"} and set(df["model"]) == {"default"} and set(df["task"]) == {"ioi"}
     assert set(df["seed"]) == {3} and set(df["strategy"]) == {"free"}

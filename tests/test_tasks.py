@@ -3,11 +3,12 @@ re-derived from the prompt text by independent solvers."""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
 
-from foresight.tasks import get_task, task_names
+from foresight.tasks import corpus_task_names, get_task, task_names
 from foresight.tasks import vocab as V
 from foresight.tasks.base import AttributionPair, Example
 
@@ -77,7 +78,7 @@ def test_answers_match_an_independent_solver(name: str) -> None:
         assert not (pair.answer in corrupted and pair.wrong not in corrupted), pair
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", corpus_task_names())
 def test_pairs_have_equal_token_lengths_and_distinct_answers(name: str, tokenizer) -> None:
     for pair in get_task(name).attribution_pairs(N):
         clean, corrupted = tokenizer(pair.clean)["input_ids"], tokenizer(pair.corrupted)["input_ids"]
@@ -88,7 +89,7 @@ def test_pairs_have_equal_token_lengths_and_distinct_answers(name: str, tokenize
             assert len(tokenizer(answer, add_special_tokens=False)["input_ids"]) == 1
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", corpus_task_names())
 def test_same_seed_same_data_other_seed_other_data(name: str) -> None:
     a, b = get_task(name), get_task(name)
     assert a.sft_examples(50, seed=3) == b.sft_examples(50, seed=3)
@@ -96,12 +97,32 @@ def test_same_seed_same_data_other_seed_other_data(name: str) -> None:
     assert a.sft_examples(50, seed=3) != b.sft_examples(50, seed=4)
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", corpus_task_names())
 def test_train_and_eval_splits_are_disjoint(name: str) -> None:
     task = get_task(name)
     train = {ex.prompt for seed in range(3) for ex in task.sft_examples(300, seed)}
     held_out = {ex.prompt for ex in task.eval_examples(300)} | {p.clean for p in task.attribution_pairs(300)}
     assert train and held_out and not train & held_out
+
+
+@pytest.mark.parametrize("name", corpus_task_names()[len(task_names()) :])
+def test_a_variant_poses_its_family_question(name: str) -> None:
+    """A template variant gives the built-in's answers for the same draws in other words; a word-pool
+    variant (same template) is answered by the built-in's solver."""
+    variant, base = get_task(name), get_task(get_task(name).family)
+    assert base.name in task_names() and base.family == base.name != name
+    same_pool = getattr(variant, "pool", None) == getattr(base, "pool", None)
+    for seed in range(N):
+        (example, pair), (expected, expected_pair) = (
+            variant.draw(random.Random(seed)),
+            base.draw(random.Random(seed)),
+        )
+        if same_pool:
+            assert example.prompt != expected.prompt
+            assert (example.answer, example.accepted) == (expected.answer, expected.accepted)
+            assert (pair.answer, pair.wrong) == (expected_pair.answer, expected_pair.wrong)
+        else:
+            assert {example.answer} <= _solve(base.name, example.prompt)
 
 
 def test_registry_rejects_unknown_names() -> None:

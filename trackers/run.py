@@ -33,6 +33,9 @@ from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_desc
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
+from foresight.updater.config import FinetuneConfig
+from foresight.updater.finetune import finetune, sft_config
+from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
 
@@ -195,6 +198,7 @@ def _train(
     """The tracked training of `track`, with its figures and trajectories logged through `logger`."""
     run_id = logger.run_id
     manifest = {"run_id": run_id, "model": model, "seed": sft.seed, "strategy": "free", "config": asdict(sft)}
+    manifest["regime"] = {"mode": "full", "strategy": "free", "lr": sft.lr}
     tracker = CircuitTracker(
         task_objects,
         tokenizer,
@@ -226,3 +230,25 @@ def _train(
             log_figures(frame, run_dir / "figures" / task.name, heads, f"figures/{task.name}", logger)
     logger.log_artifact(run_dir / "trajectories", "trajectories")
     return tracker
+
+
+def track_finetune(task: str, config: FinetuneConfig, run_dir: Path, settings: TrackerSettings) -> Path:
+    """One strategy run (`foresight.updater.finetune`: e.g. masked LoRA under the static set, the
+    forecasting strategies' warm-up regime) tracked by `CircuitTracker` as a Trainer callback, then
+    the probe fine-tune of the `anticipate` baseline with the run's SFT settings (as the forecasting
+    strategies write theirs). The trajectory (regime: the config's mode, strategy and lr) goes to
+    `{run_dir}/trajectories/{task}`, which is returned; no MLflow run."""
+    task_object = get_task(task)
+    model, tokenizer = load_model(config.model)
+    manifest = {
+        "run_id": f"{task}-{config.mode}-{config.strategy}-s{config.seed}",
+        "model": str(config.model),
+    }
+    manifest |= {"seed": config.seed, "strategy": config.strategy, "config": config.to_dict()}
+    manifest["regime"] = config.regime()
+    tracker = CircuitTracker(
+        [task_object], tokenizer, graph_of(model), run_dir / "trajectories", manifest, settings
+    )
+    finetune(task_object, config, run_dir / "finetune", callbacks=[tracker])
+    write_probe(tracker.states[task].writer, config.model, task_object, sft_config(config), settings)
+    return run_dir / "trajectories" / task

@@ -3,12 +3,14 @@
 Layout of a trajectory directory::
 
     manifest.json                      schema_version, run_id, graph, model, task, seed,
-                                       strategy, config, created (UTC, ISO 8601)
+                                       strategy, config, regime (mode, strategy, lr of
+                                       the training observed), created (UTC, ISO 8601)
     checkpoints/step-{step:08d}.parquet  one tidy table per checkpoint
     probe.parquet                      optional: scores after a short probe fine-tune
 
 A checkpoint table has one row per component (level "node") or edge (level "edge")
-with the columns of `CHECKPOINT_COLUMNS`. Checkpoint-level scalars (task metric,
+with the columns of `CHECKPOINT_COLUMNS` and `OPTIONAL_COLUMNS` (the look-ahead derivative
+of the score, `trackers.tracker`). Checkpoint-level scalars (task metric,
 accuracy, loss, wall time, cadence index, ...) are stored as JSON in the Parquet
 key-value metadata under `foresight.scalars` and read back as columns. Every file
 is written to a temporary file in the same directory, fsynced and renamed into
@@ -55,8 +57,20 @@ CHECKPOINT_COLUMNS: dict[str, str] = {
     "grad_norm": "float64",
     "method": "str",
 }
+# optional: filled with NaN where a table lacks it (tables written before it existed)
+OPTIONAL_COLUMNS: dict[str, str] = {"lookahead": "float64"}
 LEVELS = ("node", "edge")
-RUN_COLUMNS = ("run", "task", "seed", "model", "strategy", "graph")
+RUN_COLUMNS = (
+    "run",
+    "task",
+    "seed",
+    "model",
+    "strategy",
+    "graph",
+    "regime_mode",
+    "regime_strategy",
+    "regime_lr",
+)
 # identity of a run: a resumed writer must see the same values
 IDENTITY_KEYS = ("run_id", "graph", "model", "task", "seed", "strategy", "config")
 
@@ -195,12 +209,14 @@ def _prepare(table: pd.DataFrame, step: int, where: str) -> pd.DataFrame:
     if "step" in table.columns and not (table["step"] == step).all():
         raise TrajectoryError(f"{where}: table has rows of another step than {step}")
     table["step"] = step
-    if "grad_norm" not in table.columns:
-        table["grad_norm"] = np.nan
+    for column in ("grad_norm", *OPTIONAL_COLUMNS):
+        if column not in table.columns:
+            table[column] = np.nan
     _validate_table(table, where)
-    extra = [c for c in table.columns if c not in CHECKPOINT_COLUMNS]
+    columns = {**CHECKPOINT_COLUMNS, **OPTIONAL_COLUMNS}
+    extra = [c for c in table.columns if c not in columns]
     try:
-        table = table[list(CHECKPOINT_COLUMNS) + extra].astype(CHECKPOINT_COLUMNS)
+        table = table[list(columns) + extra].astype(columns)
     except (TypeError, ValueError) as e:
         raise TrajectoryError(f"{where}: checkpoint columns of the wrong type ({e})") from e
     return table.reset_index(drop=True)
@@ -232,8 +248,11 @@ def read_checkpoint(file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise TrajectoryError(f"{file}: checkpoint scalars are not a JSON object")
     table = arrow.to_pandas()
     _validate_table(table, str(file))
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = np.nan
     try:
-        return table.astype(CHECKPOINT_COLUMNS), scalars
+        return table.astype({**CHECKPOINT_COLUMNS, **OPTIONAL_COLUMNS}), scalars
     except (TypeError, ValueError) as e:
         raise TrajectoryError(f"{file}: checkpoint columns of the wrong type ({e})") from e
 
@@ -330,19 +349,21 @@ def scores_table(
     n_layers: int,
     method: str,
     grad_norms: Mapping[str, float] | None = None,
+    lookahead: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """A checkpoint table (without step) from component or edge name -> score: level,
     kind, layer and head are derived from the names (`foresight.circuit_metrics` naming rules);
-    grad_norm is NaN for names missing from `grad_norms`."""
-    grad_norms = grad_norms or {}
+    grad_norm and lookahead are NaN for names missing from `grad_norms` and `lookahead`."""
+    grad_norms, lookahead = grad_norms or {}, lookahead or {}
     rows = []
     for name, score in scores.items():
         kind = components.kind(name)
         layer, head = components.position(name, n_layers)
         level = "edge" if kind == "edge" else "node"
-        rows.append((level, name, kind, layer, head, score, grad_norms.get(name, np.nan), method))
-    columns = [c for c in CHECKPOINT_COLUMNS if c != "step"]
-    return pd.DataFrame(rows, columns=columns).astype({c: CHECKPOINT_COLUMNS[c] for c in columns})
+        grad_norm, ahead = grad_norms.get(name, np.nan), lookahead.get(name, np.nan)
+        rows.append((level, name, kind, layer, head, score, grad_norm, method, ahead))
+    types = {c: t for c, t in {**CHECKPOINT_COLUMNS, **OPTIONAL_COLUMNS}.items() if c != "step"}
+    return pd.DataFrame(rows, columns=list(types)).astype(types)
 
 
 def written_steps(path: Path) -> list[int]:
@@ -353,9 +374,22 @@ def written_steps(path: Path) -> list[int]:
     return sorted(int(m.group(1)) for f in directory.iterdir() if (m := _STEP_FILE.fullmatch(f.name)))
 
 
+def regime_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The training regime a trajectory observed: {mode, strategy, lr} from the manifest's
+    `regime`; a manifest without one (written before regimes were recorded) is read as
+    `trackers.run.track` wrote it: free full SFT at its config's lr; else all None."""
+    if "regime" in manifest:
+        return dict(manifest["regime"])
+    config = manifest.get("config") or {}
+    if manifest.get("strategy") == "free" and "lr" in config:
+        return {"mode": "full", "strategy": "free", "lr": config["lr"]}
+    return {"mode": None, "strategy": None, "lr": None}
+
+
 def _with_run_columns(
     table: pd.DataFrame, manifest: Mapping[str, Any], scalars: Mapping[str, Any]
 ) -> pd.DataFrame:
+    regime = regime_of(manifest)
     run = {
         "run": str(manifest["run_id"]),
         "task": _label(manifest["task"]),
@@ -363,6 +397,9 @@ def _with_run_columns(
         "model": _label(manifest["model"]),
         "strategy": manifest.get("strategy"),
         "graph": graph_column(Graph.from_dict(manifest["graph"])),
+        "regime_mode": regime["mode"],
+        "regime_strategy": regime["strategy"],
+        "regime_lr": np.nan if regime["lr"] is None else float(regime["lr"]),
     }
     front = pd.DataFrame(run, index=table.index)
     back = pd.DataFrame(dict(scalars), index=table.index)
@@ -390,7 +427,7 @@ def _check_no_gap(path: Path, manifest: Mapping[str, Any], steps: Sequence[int])
 
 
 def _empty() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*RUN_COLUMNS, *CHECKPOINT_COLUMNS])
+    return pd.DataFrame(columns=[*RUN_COLUMNS, *CHECKPOINT_COLUMNS, *OPTIONAL_COLUMNS])
 
 
 def load_trajectory(path: str | Path) -> pd.DataFrame:

@@ -47,6 +47,12 @@ class Task(ABC):
     name: str
     description: str = ""
 
+    @property
+    def family(self) -> str:
+        """The family of near-copies the task belongs to (held out as a whole): its own name
+        unless a subclass names another."""
+        return self.name
+
     @abstractmethod
     def sft_examples(self, n: int, seed: int = 0) -> list[Example]:
         """`n` training examples."""

@@ -22,14 +22,14 @@ class IOI(GeneratedTask):
 
     name = "ioi"
     description = "indirect object identification: who received the object"
+    template = "when {a} and {b} went to the {place} , {s} gave a {obj} to"
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         io, s, c = rng.sample(V.NAMES, 3)
         place, obj = rng.choice(V.PLACES), rng.choice(V.OBJECTS)
         first, second = (io, s) if rng.random() < 0.5 else (s, io)
-        template = "when {} and {} went to the {} , {} gave a {} to"
-        prompt = template.format(first, second, place, s, obj)
-        corrupted = template.format(first, second, place, c, obj)
+        prompt = self.template.format(a=first, b=second, place=place, s=s, obj=obj)
+        corrupted = self.template.format(a=first, b=second, place=place, s=c, obj=obj)
         return Example(prompt, io), AttributionPair(prompt, corrupted, io, s)
 
 
@@ -38,10 +38,11 @@ class GreaterThan(GeneratedTask):
 
     name = "greater_than"
     description = "name a year later than the start of the war"
+    template = "the war lasted from the year {} to the year"
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         start = rng.randint(16, 93)
-        template = "the war lasted from the year {} to the year"
+        template = self.template
         prompt = template.format(start)
         later = tuple(str(y) for y in range(start + 1, 100))
         answer = str(rng.randint(start + 1, min(start + 15, 99)))
@@ -55,10 +56,11 @@ class Induction(GeneratedTask):
 
     name = "induction"
     description = "continue a repeated sequence of random words"
+    pool: tuple[str, ...] = V.WORDS
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         length = rng.randint(5, 7)
-        words = rng.sample(V.WORDS, length + length)
+        words = rng.sample(self.pool, length + length)
         seq, fresh = words[:length], words[length:]
         shown = rng.randint(2, length - 1)
         prompt = " ".join(seq + seq[:shown])
@@ -73,16 +75,18 @@ class Reverse(GeneratedTask):
 
     name = "reverse"
     description = "write a list of words backwards"
+    template = "reverse {} = {}"
+    pool: tuple[str, ...] = V.WORDS
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         length = rng.randint(3, 5)
-        seq = rng.sample(V.WORDS, length)
+        seq = rng.sample(self.pool, length)
         shown = rng.randint(1, length - 1)
         backwards = seq[::-1]
         answer = backwards[shown]
-        template = "reverse {} = {}"
+        template = self.template
         prompt = template.format(" ".join(seq), " ".join(backwards[:shown]))
-        replacement = _other(rng, V.WORDS, *seq)
+        replacement = _other(rng, self.pool, *seq)
         changed = [replacement if w == answer else w for w in seq]
         corrupted = template.format(" ".join(changed), " ".join(backwards[:shown]))
         return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, replacement)
@@ -106,11 +110,11 @@ class Bool(GeneratedTask):
 
     name = "bool"
     description = "evaluate a boolean expression left to right"
+    template = "{} is"
 
-    @staticmethod
-    def _render(literals: list[tuple[bool, bool]], ops: list[str]) -> str:
+    def _render(self, literals: list[tuple[bool, bool]], ops: list[str]) -> str:
         words = [("not " if neg else "") + ("true" if val else "false") for neg, val in literals]
-        return f"{words[0]} {ops[0]} {words[1]} {ops[1]} {words[2]} is"
+        return self.template.format(f"{words[0]} {ops[0]} {words[1]} {ops[1]} {words[2]}")
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         while True:
@@ -135,11 +139,12 @@ class Arithmetic(GeneratedTask):
 
     name = "arithmetic"
     description = "add two small numbers"
+    template = "{} + {} ="
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         a, b = rng.randint(0, 20), rng.randint(0, 20)
         b2 = _other_int(rng, 0, 20, b)
-        prompt, corrupted = f"{a} + {b} =", f"{a} + {b2} ="
+        prompt, corrupted = self.template.format(a, b), self.template.format(a, b2)
         return Example(prompt, str(a + b)), AttributionPair(prompt, corrupted, str(a + b), str(a + b2))
 
 
@@ -153,14 +158,15 @@ class Gender(GeneratedTask):
 
     name = "gender"
     description = "the pronoun that refers to a named person"
+    template = "after the meeting at the {place} , {name} said that"
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         male = rng.random() < 0.5
         name = rng.choice(V.MALE_NAMES if male else V.FEMALE_NAMES)
         other = rng.choice(V.FEMALE_NAMES if male else V.MALE_NAMES)
         place = rng.choice(V.PLACES)
-        template = "after the meeting at the {} , {} said that"
-        prompt, corrupted = template.format(place, name), template.format(place, other)
+        template = self.template
+        prompt, corrupted = template.format(place=place, name=name), template.format(place=place, name=other)
         answer, wrong = ("he", "she") if male else ("she", "he")
         return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
 
@@ -170,15 +176,15 @@ class Sentiment(GeneratedTask):
 
     name = "sentiment"
     description = "classify a one-sentence review"
+    template = "review : the {noun} was {very} {adj} . sentiment :"
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         positive = rng.random() < 0.5
         adjective = rng.choice(V.POSITIVE if positive else V.NEGATIVE)
         opposite = rng.choice(V.NEGATIVE if positive else V.POSITIVE)
         intensifier, noun = rng.choice(("very", "really", "so")), rng.choice(V.REVIEWED)
-        template = "review : the {} was {} {} . sentiment :"
-        prompt = template.format(noun, intensifier, adjective)
-        corrupted = template.format(noun, intensifier, opposite)
+        prompt = self.template.format(noun=noun, very=intensifier, adj=adjective)
+        corrupted = self.template.format(noun=noun, very=intensifier, adj=opposite)
         answer, wrong = ("positive", "negative") if positive else ("negative", "positive")
         return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
 
@@ -188,6 +194,7 @@ class Docstring(GeneratedTask):
 
     name = "docstring"
     description = "name the next parameter of a function in its docstring"
+    template = "def {function} ( {signature} ) : {docs} param"
 
     def draw(self, rng: random.Random) -> tuple[Example, AttributionPair]:
         arity = rng.randint(3, 4)
@@ -198,7 +205,7 @@ class Docstring(GeneratedTask):
         docs = " ".join(f"param {a} ." for a in args[:shown])
 
         def render(signature: list[str]) -> str:
-            return f"def {function} ( {' , '.join(signature)} ) : {docs} param"
+            return self.template.format(function=function, signature=" , ".join(signature), docs=docs)
 
         prompt, corrupted = render(args), render(args[:shown] + decoys[shown:])
         answer, wrong = args[shown], decoys[shown]

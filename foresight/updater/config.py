@@ -70,6 +70,11 @@ class FinetuneConfig:
         """`log_every`, or `every`."""
         return self.log_every or self.every
 
+    def regime(self, strategy: str | None = None) -> dict[str, Any]:
+        """The training regime label of a trajectory tracked under this run: mode, `strategy`
+        (default this run's), lr."""
+        return {"mode": self.mode, "strategy": strategy or self.strategy, "lr": self.learning_rate}
+
     def with_run(self, strategy: str, seed: int) -> FinetuneConfig:
         """The same settings for another strategy and seed."""
         return replace(self, strategy=strategy, seed=seed)

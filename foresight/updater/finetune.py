@@ -11,6 +11,7 @@ any re-selection at that step.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -145,16 +146,21 @@ def train(
     data: TaskData,
     config: FinetuneConfig,
     out_dir: Path,
-    monitor: TrainerCallback | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> None:
     """SFT with an optimizer built here, so that the updater's post-step hook sits on the one used."""
     params = [p for p in updater.model.parameters() if p.requires_grad]
     sft = sft_config(config)
     optimizer = torch.optim.AdamW(params, lr=sft.lr, weight_decay=sft.weight_decay)
     updater.attach(optimizer)
-    callbacks = [monitor] if monitor is not None else []
     trainer = make_trainer(
-        updater.model, data.tokenizer, [data.task], sft, out_dir, callbacks, optimizers=(optimizer, None)
+        updater.model,
+        data.tokenizer,
+        [data.task],
+        sft,
+        out_dir,
+        list(callbacks),
+        optimizers=(optimizer, None),
     )
     trainer.args.logging_steps = config.logging_interval
     trainer.train()
@@ -176,10 +182,12 @@ def finetune(
     out_dir: str | Path = "runs/finetune",
     logger: SafeLogger | None = None,
     forecaster: Any = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> FinetuneResult:
     """Fine-tune `config.model` on `task` with `config.strategy` (see the module docstring); the
     merged model goes to `{out_dir}/model` (with `save_model`). `forecaster`: an already loaded
-    forecaster for the forecasting strategies (instead of `config.forecaster`)."""
+    forecaster for the forecasting strategies (instead of `config.forecaster`). `callbacks`: more
+    Trainer callbacks (after the run's own), e.g. a `trackers.tracker.CircuitTracker`."""
     out = Path(out_dir)
     task = get_task(task) if isinstance(task, str) else task
     base, tokenizer = load_model(config.model)
@@ -203,7 +211,7 @@ def finetune(
     updater = wrap(base, initial, config, strategy.reselects)
     monitor = _Monitor(strategy, updater, initial, logger)
     monitor.at_step(0)
-    train(updater, data, config, out / "trainer", monitor)
+    train(updater, data, config, out / "trainer", [monitor, *callbacks])
     wall = time.perf_counter() - start
     trainable = updater.trainable_parameters()
     net = updater.model

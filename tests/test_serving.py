@@ -1,0 +1,71 @@
+"""Serve what was trained: the features a predictive run is served are those of its stored
+trajectory, with no NaN where a corpus trajectory of its regime (`track_finetune`) has a value."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from foresight.updater import FinetuneConfig
+from foresight.updater.finetune import finetune
+from predictors.baselines import Last
+from predictors.persist import save_forecaster
+from predictors.problem import ForecastProblem, observe, split_runs
+from predictors.strategies import Predictive
+from trackers.run import track_finetune
+from trackers.store import load_probe, load_trajectory, read_manifest
+from trackers.tracker import CORPUS_SETTINGS
+
+FAST = {
+    "components": 3,
+    "steps": 6,
+    "batch_size": 8,
+    "lr": 1e-2,
+    "every": 2,
+    "n_eval": 16,
+    "save_model": False,
+}
+OBSERVED = ["grad_norm_k", "lookahead_k", "lookahead_abs_k", "probe_abs", "regime_lora", "regime_log_lr"]
+OBSERVED += ["prior_d_abs", "prior_in_circuit"]
+STEP_0 = ["abs_0", "signed_0", "rank_0", "in_circuit_0", "probe_abs", "d_probe_abs_0", "regime_log_lr"]
+
+
+def run_of(path: Path):  # noqa: ANN201
+    rows, probe = load_trajectory(path), load_probe(path)
+    return split_runs(rows, {str(rows["run"].iloc[0]): probe})[0]
+
+
+def test_predictive_serves_the_features_of_its_corpus_regime(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    model = str(tiny_model_dir)
+    static = FinetuneConfig(strategy="static", model=model, **FAST)
+    corpus = track_finetune("gender", static, tmp_path / "corpus", replace(CORPUS_SETTINGS, every=2))
+    problem = ForecastProblem(prefix=1, horizon=1, circuit_size=3)
+    forecaster = Last(problem).fit([run_of(corpus)])
+    save_forecaster(forecaster, tmp_path / "forecaster")
+    served: dict[int, pd.DataFrame] = {}
+    forecast = Predictive.forecast
+
+    def keep(self: Predictive) -> set[str]:
+        out = forecast(self)
+        served.update(self.served)
+        return out
+
+    monkeypatch.setattr(Predictive, "forecast", keep)
+    config = replace(static, strategy="predictive", forecaster=str(tmp_path / "forecaster"))
+    finetune("gender", config, tmp_path / "predictive")
+    stored = tmp_path / "predictive/trajectory/gender"
+    assert read_manifest(stored)["tracker"] == read_manifest(corpus)["tracker"]
+    assert list(served) == [1]
+    n_planned = FAST["steps"] // FAST["every"] + 1
+    again = forecaster.features(observe(run_of(stored), problem, 1, n_planned))
+    pd.testing.assert_frame_equal(served[1], again)
+    trained = forecaster.features(observe(run_of(corpus), problem, 1))
+    assert not (served[1].isna() & trained.notna()).any().any()
+    assert served[1][OBSERVED].drop(["embed", "logits"]).notna().all().all()  # heads and MLPs
+    assert (served[1][["regime_lora", "regime_masked"]] == 1.0).all().all()
+    np.testing.assert_allclose(served[1][STEP_0], trained[STEP_0], rtol=1e-9)  # same data, probe and regime
