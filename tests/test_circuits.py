@@ -45,7 +45,8 @@ def test_every_consumer_selects_the_same_circuit(k: int) -> None:
             "run": "r", "task": "t", "seed": 0, "model": "m", "strategy": "free",
             "graph": graph_column(GRAPH), "step": 0, "level": "node", "component": list(SCORES),
             "kind": "head", "layer": 0, "head": 0, "score": list(SCORES.values()), "grad_norm": 1.0,
-            "method": "eap",
+            "method": "eap", "lookahead": np.nan, "regime_mode": "full", "regime_strategy": "free",
+            "regime_lr": 1e-3,
         }
     )  # fmt: skip
     (run,) = split_runs(rows)
