@@ -110,7 +110,7 @@ def check_empty_out(option: str, path: Path, what: str) -> None:
 def check_k(option: str, k: int, model: str, graph: Graph, what: str = "heads and MLPs") -> None:
     """ValueError unless 1 <= k <= the number of heads and MLPs (or "nodes", "edges") of the graph."""
     counts = {"nodes": len(graph.node_names()), "edges": len(graph.edge_labels())}
-    n = counts.get(what, graph.n_layers * (graph.n_heads + 1))
+    n = counts.get(what, len(graph.member_names()))
     if not 1 <= k <= n:
         raise ValueError(f"{option} {k}: must be in 1..{n} (the {what} of model {model!r})")
 
