@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import click
 import typer
@@ -36,6 +37,11 @@ MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
+
+Dtype = Annotated[
+    str, typer.Option(help="weights: float32, bfloat16 or float16 (scores accumulate in float32)")
+]
+Device = Annotated[str, typer.Option(help="auto (the GPU if there is one), cpu, cuda or cuda:N")]
 
 
 @app.command("tasks")
@@ -62,6 +68,8 @@ def evaluate_command(
     task: list[str] = typer.Option(None, help="task names or .jsonl files (default: all built-in)"),
     n: int = typer.Option(500, help="held-out examples per task"),
     seed: int = typer.Option(0),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
 ) -> None:
     """Top-1 and two-way accuracy of a model on held-out task examples."""
     import pandas as pd
@@ -73,10 +81,11 @@ def evaluate_command(
 
     check.check_positive(n=n)
     check.check_seed(seed)
+    check.check_placement(dtype, device)
     check.model_graph(model, attribution=False)
     names = task or task_names()
     specs = check.check_tasks(names, model)
-    lm, tokenizer = load_model(model)
+    lm, tokenizer = load_model(model, dtype, device)
     rows = []
     for name, spec in zip(names, specs, strict=True):
         top1 = accuracy(lm, tokenizer, spec.eval_examples(n, seed))
@@ -94,6 +103,8 @@ def sft_command(
     lr: float = typer.Option(1e-3),
     batch_size: int = typer.Option(32),
     seed: int = typer.Option(0),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
 ) -> None:
     """Plain SFT (no tracking) of a model on tasks; saves the fine-tuned model."""
     from foresight.models import load_model
@@ -102,11 +113,12 @@ def sft_command(
     check.check_positive(steps=steps, batch_size=batch_size)
     check.check_lr(lr)
     check.check_seed(seed)
+    check.check_placement(dtype, device, mode="full")
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    lm, tokenizer = load_model(model)
-    config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    lm, tokenizer = load_model(model, dtype, device)
+    config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
     trainer.train()
     lm.save_pretrained(out)
@@ -129,6 +141,11 @@ def track_command(
     batch_size: int = typer.Option(32),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="continue an interrupted run in the same directory"),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
+    tracking_copy: str = typer.Option(
+        "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
+    ),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
@@ -142,16 +159,18 @@ def track_command(
     check.check_lr(lr)
     check.check_seed(seed)
     check.check_method(method)
+    check.check_placement(dtype, device, mode="full")
+    check.check_choice("--tracking-copy", tracking_copy, ["auto", "on", "off"])
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
     check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
-    sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
-    result = track(task, run_dir, model, sft, settings, resume=resume)
+    result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
     lines = [
         f"trajectories: {run_dir / 'trajectories'}",
         f"MLflow run {result.run_id} in {result.tracking_uri}",
@@ -180,6 +199,8 @@ def attribute_command(
     top: int = typer.Option(10, help="components to print"),
     n_pairs: int = typer.Option(64),
     seed: int = typer.Option(0),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
 ) -> None:
     """Attribute a task: the top components and the faithfulness curve."""
     from foresight.attribution.cli import attribute_command as run
@@ -187,9 +208,10 @@ def attribute_command(
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
     check.check_method(method, level)
+    check.check_placement(dtype, device)
     check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
     check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
-    run(model, task, method, level, top, n_pairs, seed)
+    run(model, task, method, level, top, n_pairs, seed, dtype, device)
 
 
 forecast = typer.Typer(help="Train, evaluate and apply circuit forecasters.", no_args_is_help=True)
@@ -256,6 +278,8 @@ def finetune_command(
     forecaster: Path = typer.Option(None),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/finetune")),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
 ) -> None:
     """Fine-tune only the components a strategy selects."""
     from foresight.updater.cli import finetune_command as run
@@ -263,11 +287,12 @@ def finetune_command(
 
     check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
     check.check_seed(seed)
+    check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
     config = FinetuneConfig(
         strategy=strategy, model=model, components=components, mode=mode, steps=steps, lr=lr, seed=seed,
         every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster),
+        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip
     run(task, config, out)
 
@@ -287,6 +312,8 @@ def compare_command(
     warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
     forecaster: Path = typer.Option(None),
     out: Path = typer.Option(Path("runs/compare")),
+    dtype: Dtype = "float32",
+    device: Device = "auto",
 ) -> None:
     """Compare strategies over seeds: MLflow parent and child runs and a printed table."""
     from foresight.updater.cli import compare_command as run
@@ -297,12 +324,13 @@ def compare_command(
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
     check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
     check.check_seeds(seeds)
+    check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
     check.check_empty_out("--out", out, "comparison")
     config = FinetuneConfig(
         model=model, components=components, mode=mode, steps=steps, lr=lr, every=every,
         log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster),
+        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip
     run(task, names, list(range(seeds)), config, out)
 

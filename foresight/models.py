@@ -1,5 +1,12 @@
 """Loading models and tokenizers from disk: the shipped defaults or any local
-Hugging Face causal-LM directory. Nothing is ever fetched from a hub."""
+Hugging Face causal-LM directory, in a chosen dtype and placement. Nothing is ever
+fetched from a hub.
+
+Placement (`--device`): `cpu`, `cuda` or `cuda:N`, or `auto`: the GPU when there is one
+(under torchrun / accelerate launch, the rank's own GPU, `cuda:$LOCAL_RANK`), spread over
+all GPUs with accelerate's `device_map="auto"` when the weights do not fit in the first
+GPU's free memory, else the CPU.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,12 @@ from foresight.graph import Graph
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
 
 
 class ModelLoadError(ValueError):
@@ -61,6 +74,53 @@ def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
         raise ModelLoadError(f"{file}: {e}") from None
 
 
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype of a name in `DTYPES` (or a torch dtype, returned as it is)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose from {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def check_device(device: str, name: str = "device") -> None:
+    """ValueError (naming `name`) unless `device` is auto, cpu, cuda or cuda:N with that GPU present."""
+    if device in ("auto", "cpu"):
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"{name} {device!r}: choose from {DEVICE_HELP}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{name} {device!r}: no CUDA GPU on this machine")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+
+
+def weight_bytes(path: Path, dtype: torch.dtype) -> int:
+    """Bytes of the model's parameters in `dtype`, counted on the meta device (no weights read)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in skeleton.parameters()) * dtype.itemsize
+
+
+def placement(device: str, path: Path, dtype: torch.dtype) -> str | dict[str, object]:
+    """The `device_map` for `from_pretrained` of `--device` (see the module docstring)."""
+    check_device(device)
+    if device != "auto":
+        return device
+    if not torch.cuda.is_available():
+        return "cpu"
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if "LOCAL_RANK" not in os.environ and torch.cuda.device_count() > 1:
+        free, _ = torch.cuda.mem_get_info(0)
+        if weight_bytes(path, dtype) > free:
+            return "auto"
+    return f"cuda:{rank}"
+
+
 def load_tokenizer(name_or_path: str | Path = "default") -> PreTrainedTokenizerBase:
     """The tokenizer of a model (pad token = eos when it has none)."""
     path = resolve_model_path(name_or_path)
@@ -72,15 +132,21 @@ def load_tokenizer(name_or_path: str | Path = "default") -> PreTrainedTokenizerB
 
 def load_model(
     name_or_path: str | Path = "default",
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    device: str = "cpu",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer offline, with eager attention (so that
-    attention weights exist and every head's output can be hooked)."""
+    """Load a causal LM and its tokenizer offline in `dtype` (a `DTYPES` name) on `device`
+    (see the module docstring), with eager attention (so that attention weights exist and
+    every head's output can be hooked)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     hf_logging.disable_progress_bar()
     path = resolve_model_path(name_or_path)
+    dtype = torch_dtype(dtype)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, attn_implementation="eager", local_files_only=True
+        path,
+        dtype=dtype,
+        attn_implementation="eager",
+        local_files_only=True,
+        device_map=placement(device, path, dtype),
     )
-    return model.to(device), load_tokenizer(path)
+    return model, load_tokenizer(path)

@@ -29,7 +29,9 @@ LOG_FILE = "train_log.jsonl"
 
 @dataclass(frozen=True)
 class SFTConfig:
-    """Settings of one SFT run (the defaults are the README's standard run)."""
+    """Settings of one SFT run (the defaults are the README's standard run); `dtype` and
+    `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
+    process (under torchrun the global batch is `batch_size` x processes)."""
 
     steps: int = 200
     batch_size: int = 32
@@ -38,6 +40,8 @@ class SFTConfig:
     warmup_steps: int = 10
     examples_per_task: int = 4000
     seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
 
 
 class ExampleDataset(Dataset):
@@ -140,7 +144,11 @@ def make_trainer(
     ),
     status: Callable[[], Mapping[str, float]] | None = None,
 ) -> Trainer:
-    """A Trainer for `config.steps` steps of answer-only SFT on `tasks`.
+    """A Trainer for `config.steps` steps of answer-only SFT on `tasks`, on the model's device.
+
+    Mixed precision follows the model's dtype: bfloat16 weights train under bf16 autocast,
+    float16 weights (LoRA only: their adapters are float32) under fp16 autocast with a
+    gradient scaler on a GPU; float32 weights in float32.
 
     `save_steps` enables Trainer checkpoints (for resuming); off by default. `optimizers`
     (optimizer, scheduler) replaces the ones the Trainer would build (None: build it).
@@ -159,7 +167,9 @@ def make_trainer(
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
         report_to=[],
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=model.device.type == "cpu",
+        bf16=model.dtype == torch.bfloat16,
+        fp16=model.dtype == torch.float16 and model.device.type == "cuda",
         dataloader_num_workers=0,
         disable_tqdm=True,
     )

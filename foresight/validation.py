@@ -63,6 +63,17 @@ def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{option} {value!r}: choose from {', '.join(choices)}")
 
 
+def check_placement(dtype: str, device: str, mode: str | None = None) -> None:
+    """`--dtype` is a `foresight.models.DTYPES` name (float16 not with `mode` full: float16
+    weights train only through LoRA's float32 adapters) and `--device` one this machine has."""
+    from foresight.models import DTYPES, check_device
+
+    check_choice("--dtype", dtype, list(DTYPES))
+    if dtype == "float16" and mode == "full":
+        raise ValueError("--dtype float16: trains only with --mode lora; use bfloat16 for full training")
+    check_device(device, "--device")
+
+
 def check_method(method: str, level: str = "node") -> None:
     """An attribution method and level that `foresight.attribution` knows."""
     from foresight.attribution.api import LEVELS, METHODS

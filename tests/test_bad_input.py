@@ -561,6 +561,19 @@ CASES = [
         ["track", "--task", "ioi", "--out", "{data}", "--name", "empty", "--resume"],
         ["{data}/empty: nothing to resume (no run.json)"],
     ),
+    ("track-unknown-dtype", ["track", "--task", "ioi", "--dtype", "fp8"], ["--dtype 'fp8': choose from"]),
+    ("evaluate-bad-device", ["evaluate", "--device", "tpu"], ["--device 'tpu': choose from auto", "cuda:N"]),
+    (
+        "finetune-float16-full",
+        ["finetune", "--task", "ioi", "--strategy", "static", "--mode", "full", "--dtype", "float16"],
+        ["--dtype float16: trains only with --mode lora"],
+    ),
+    (
+        "track-unknown-tracking-copy",
+        ["track", "--task", "ioi", "--tracking-copy", "maybe"],
+        ["--tracking-copy"],
+    ),
+    ("compare-absent-gpu", ["compare", "--task", "ioi", "--device", "cuda:99"], ["--device 'cuda:99': "]),
 ]
 
 

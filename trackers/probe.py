@@ -43,7 +43,7 @@ def write_probe(
     (same pairs, method and levels as the tracker's) as the trajectory's probe; returns the
     probe's SFT settings."""
     config = probe_config(run, data_fraction, lr_factor)
-    model, tokenizer = load_model(model_ref)
+    model, tokenizer = load_model(model_ref, run.dtype, run.device)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as tmp:
         make_trainer(model, tokenizer, [task], config, tmp).train()

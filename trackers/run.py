@@ -35,6 +35,7 @@ from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
+from foresight.validation import available_memory
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
@@ -104,6 +105,15 @@ def _claim(run_dir: Path, resume: bool) -> int:
     return fd
 
 
+def tracking_copy_fits(model: torch.nn.Module) -> bool:
+    """Whether a second copy of `model`'s weights fits in the free memory of its device with
+    room to spare (free memory at least twice the weights: the copy and its attribution pass)."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    device = next(model.parameters()).device
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
+    return 2 * weights <= free
+
+
 def track(
     tasks: Sequence[str],
     run_dir: Path,
@@ -113,6 +123,7 @@ def track(
     resume: bool = False,
     experiment: str = EXPERIMENT,
     save_every: int | None = None,
+    tracking_copy: str = "auto",
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
 
@@ -122,12 +133,16 @@ def track(
     The MLflow run is RUNNING while the model trains and ends FINISHED, FAILED (an error)
     or KILLED (Ctrl-C). With `resume`, the Trainer continues from its last checkpoint
     and the tracker and MLflow run continue the same trajectories and run id.
-    Checkpoints are taken in the background, on a copy of the model, while training goes on.
+    With `tracking_copy` on, checkpoints are taken in the background, on a copy of the model,
+    while training goes on; off, training waits for each checkpoint; auto (the default): on
+    when the copy fits (`tracking_copy_fits`).
     Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
     steps (default: every `SAVE_EVERY_CHECKPOINTS`th tracking checkpoint of an evenly
     spaced cadence, else none). A resumed run replays the steps after its last Trainer
     checkpoint; their tracking checkpoints, already written, are not taken again.
     """
+    if tracking_copy not in ("auto", "on", "off"):
+        raise ValueError(f"tracking_copy {tracking_copy!r}: choose from auto, on, off")
     record = _read_record(run_dir) if resume else None
     uri = (
         os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
@@ -139,13 +154,14 @@ def track(
     lock = _claim(run_dir, resume)
     try:
         torch.manual_seed(sft.seed)
-        lm, tokenizer = load_model(model)
+        lm, tokenizer = load_model(model, sft.dtype, sft.device)
         task_objects = [get_task(t) for t in tasks]
         for task in task_objects:
             if isinstance(task, JsonlTask):
                 task.validate(tokenizer, model=model)
         params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr}
         params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
+        params |= {"dtype": sft.dtype, "device": sft.device}
         params |= {
             "method": settings.method,
             "circuit_size": settings.circuit_size,
@@ -162,9 +178,11 @@ def track(
         if record is None:
             set_description(logger, describe_tracked_run(tasks))
         try:
+            background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
             tracker = _train(
-                run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every
-            )
+                run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
+                background,
+            )  # fmt: skip
         except KeyboardInterrupt:
             logger.end_run("KILLED")
             raise
@@ -194,6 +212,7 @@ def _train(
     resume: bool,
     logger: SafeLogger,
     save_every: int | None,
+    background: bool,
 ) -> CircuitTracker:
     """The tracked training of `track`, with its figures and trajectories logged through `logger`."""
     run_id = logger.run_id
@@ -208,7 +227,7 @@ def _train(
         settings,
         logger,
         resume,
-        background=True,
+        background=background,
     )
     save_steps = save_every or (SAVE_EVERY_CHECKPOINTS * settings.every if settings.steps is None else None)
     trainer = make_trainer(
@@ -239,7 +258,7 @@ def track_finetune(task: str, config: FinetuneConfig, run_dir: Path, settings: T
     strategies write theirs). The trajectory (regime: the config's mode, strategy and lr) goes to
     `{run_dir}/trajectories/{task}`, which is returned; no MLflow run."""
     task_object = get_task(task)
-    model, tokenizer = load_model(config.model)
+    model, tokenizer = load_model(config.model, config.dtype, config.device)
     manifest = {
         "run_id": f"{task}-{config.mode}-{config.strategy}-s{config.seed}",
         "model": str(config.model),

@@ -175,6 +175,11 @@ class CircuitTracker(TrainerCallback):
             self.states[task.name] = _TaskState(task, pairs, examples, writer)
             self._restore(self.states[task.name])
 
+    @property
+    def background(self) -> bool:
+        """Whether checkpoints are taken on a model copy in a worker thread."""
+        return self._worker is not None
+
     def _restore(self, state: _TaskState) -> None:
         """On resume, recover the start and previous circuits from the written checkpoints."""
         steps = state.writer.steps()

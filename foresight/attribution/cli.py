@@ -23,13 +23,13 @@ def curve_ks(n: int, top: int) -> list[int]:
 
 
 def attribute_command(
-    model: str, task: str, method: str, level: str, top: int, n_pairs: int, seed: int
+    model: str, task: str, method: str, level: str, top: int, n_pairs: int, seed: int, dtype: str, device: str
 ) -> None:
-    """Attribute `task` on `model`, print the `top` components and the faithfulness
-    of the top-k circuits for a range of k."""
+    """Attribute `task` on `model` (loaded in `dtype` on `device`), print the `top` components and
+    the faithfulness of the top-k circuits for a range of k."""
     from foresight.tasks import get_task
 
-    lm, tokenizer = load_model(model)
+    lm, tokenizer = load_model(model, dtype, device)
     batch = encode_pairs(tokenizer, get_task(task).attribution_pairs(n_pairs, seed=seed))
     scores = attribute(lm, batch, method=method, level=level)
     console = Console()

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from foresight.models import torch_dtype
+
 Mode = Literal["lora", "full"]
 DEFAULT_LR: dict[str, float] = {"lora": 5e-3, "full": 1e-3}
 DEFAULT_WARMUP_CHECKPOINTS = 4  # `last` without a forecaster: re-localize at checkpoint k = 3
@@ -23,7 +25,9 @@ class FinetuneConfig:
     checkpoints (default: the forecaster's prefix + 1; `last` without one:
     `DEFAULT_WARMUP_CHECKPOINTS`). `forecaster` is a saved forecaster directory. Attribution
     uses `n_pairs` pairs and accuracy `n_eval` held-out examples, both drawn with data seed 0,
-    so every seed and strategy is scored on the same examples."""
+    so every seed and strategy is scored on the same examples. `dtype` and `device` place the
+    model (`foresight.models.load_model`); float16 weights train only through LoRA (their
+    float32 adapters), so float16 with mode full is refused."""
 
     strategy: str = "static"
     model: str = "default"
@@ -41,6 +45,8 @@ class FinetuneConfig:
     n_pairs: int = 32
     n_eval: int = 200
     save_model: bool = True
+    dtype: str = "float32"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         from foresight.updater.strategies import STRATEGIES  # the registry imports this module
@@ -57,6 +63,9 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, not {self.lr}")
+        torch_dtype(self.dtype)
+        if self.dtype == "float16" and self.mode == "full":
+            raise ValueError("dtype float16 trains only with mode lora (use bfloat16 for full)")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be in 0..2**32-1, not {self.seed}")
 

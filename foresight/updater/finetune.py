@@ -137,7 +137,7 @@ def sft_config(config: FinetuneConfig) -> SFTConfig:
     return SFTConfig(
         steps=config.steps, batch_size=config.batch_size, lr=config.learning_rate,
         warmup_steps=config.steps // 10, examples_per_task=config.steps * config.batch_size,
-        seed=config.seed,
+        seed=config.seed, dtype=config.dtype, device=config.device,
     )  # fmt: skip
 
 
@@ -168,7 +168,7 @@ def train(
 
 def _free_reference(config: FinetuneConfig, data: TaskData, out_dir: Path) -> PreTrainedModel:
     """A free run of the same budget and seed (the oracle's hindsight)."""
-    model, _ = load_model(config.model)
+    model, _ = load_model(config.model, config.dtype, config.device)
     reference = replace(config, strategy="free")
     torch.manual_seed(config.seed)
     updater = wrap(model, set(graph_of(model).member_names()), reference, reselects=False)
@@ -190,7 +190,7 @@ def finetune(
     Trainer callbacks (after the run's own), e.g. a `trackers.tracker.CircuitTracker`."""
     out = Path(out_dir)
     task = get_task(task) if isinstance(task, str) else task
-    base, tokenizer = load_model(config.model)
+    base, tokenizer = load_model(config.model, config.dtype, config.device)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(config.n_pairs, seed=0))
     data = TaskData(task, tokenizer, pairs, task.eval_examples(config.n_eval, seed=0))
     context = Context(
