@@ -44,14 +44,15 @@ def circuit_stability(faith_old_on_new: float, faith_new_on_new: float) -> float
 
     F_{t'}(C) is the faithfulness of circuit C evaluated on the model at checkpoint
     t'; C_t is the old circuit, C_{t'} the circuit found at t'. 1 means the old map
-    explains the new model as well as the current circuit does. Raises ValueError
-    on a non-finite input or a zero denominator.
+    explains the new model as well as the current circuit does. NaN when the current
+    circuit has faithfulness 0 (the ratio is undefined: a tracked run logs NaN and goes
+    on); ValueError on a non-finite input.
     """
     for name, value in (("faith_old_on_new", faith_old_on_new), ("faith_new_on_new", faith_new_on_new)):
         if not math.isfinite(value):
             raise ValueError(f"{name} is not finite: {value}")
     if faith_new_on_new == 0:
-        raise ValueError("faith_new_on_new is 0: circuit stability is undefined")
+        return math.nan
     return faith_old_on_new / faith_new_on_new
 
 

@@ -171,6 +171,8 @@ def track_command(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
     result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
+    if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     lines = [
         f"trajectories: {run_dir / 'trajectories'}",
         f"MLflow run {result.run_id} in {result.tracking_uri}",
@@ -271,6 +273,7 @@ def finetune_command(
     components: int = typer.Option(8, help="K: heads and MLPs to update (not free)"),
     mode: str = typer.Option("lora", help="lora or full"),
     steps: int = typer.Option(100),
+    batch_size: int = typer.Option(32, help="examples per step and process"),
     lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
     every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
     log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
@@ -285,12 +288,16 @@ def finetune_command(
     from foresight.updater.cli import finetune_command as run
     from foresight.updater.config import FinetuneConfig
 
-    check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
+    check.check_positive(
+        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
+        warmup_checkpoints=warmup_checkpoints,
+    )  # fmt: skip
     check.check_seed(seed)
     check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
     config = FinetuneConfig(
-        strategy=strategy, model=model, components=components, mode=mode, steps=steps, lr=lr, seed=seed,
+        strategy=strategy, model=model, components=components, mode=mode, steps=steps,
+        batch_size=batch_size, lr=lr, seed=seed,
         every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
         forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip
@@ -306,6 +313,7 @@ def compare_command(
     components: int = typer.Option(8),
     mode: str = typer.Option("lora", help="lora or full"),
     steps: int = typer.Option(100),
+    batch_size: int = typer.Option(32, help="examples per step and process"),
     lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
     every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
     log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
@@ -322,13 +330,17 @@ def compare_command(
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    check.check_positive(steps=steps, every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints)
+    check.check_positive(
+        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
+        warmup_checkpoints=warmup_checkpoints,
+    )  # fmt: skip
     check.check_seeds(seeds)
     check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
     check.check_empty_out("--out", out, "comparison")
     config = FinetuneConfig(
-        model=model, components=components, mode=mode, steps=steps, lr=lr, every=every,
+        model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
+        every=every,
         log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
         forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip

@@ -79,7 +79,8 @@ class AnswerCollator:
 class TrainingLog(TrainerCallback):
     """Appends every Trainer log dict (with its step) to `file` as a JSON line, and, when
     `console` is a terminal, shows a progress bar: step / steps, the last loss, and the
-    figures `status()` returns (name -> value), refreshed at every logging step."""
+    figures `status()` returns (name -> value), refreshed at every logging step. Under DDP only
+    rank 0 writes and shows the bar."""
 
     def __init__(
         self,
@@ -98,7 +99,7 @@ class TrainingLog(TrainerCallback):
         return "  ".join(f"{k} {v:.3f}" for k, v in figures.items())
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-        if self.console.is_terminal:
+        if self.console.is_terminal and state.is_world_process_zero:
             columns = (
                 TextColumn("SFT"),
                 BarColumn(),
@@ -116,7 +117,7 @@ class TrainingLog(TrainerCallback):
             self.progress.update(self.bar, completed=state.global_step, figures=self._text())
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-        if not logs:
+        if not logs or not state.is_world_process_zero:
             return
         self.file.parent.mkdir(parents=True, exist_ok=True)
         with self.file.open("a") as f:
@@ -171,6 +172,7 @@ def make_trainer(
         bf16=model.dtype == torch.bfloat16,
         fp16=model.dtype == torch.float16 and model.device.type == "cuda",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable parameter takes part in the forward
         disable_tqdm=True,
     )
     dataset = ExampleDataset(tokenizer, tasks, config.examples_per_task, config.seed)

@@ -14,6 +14,7 @@ checkpoint. The warm-up steps count in the shared budget. The forecaster should 
 been trained on trajectories tracked with the same spacing (`every`): its horizon is
 counted in checkpoints. The trajectory is written to `{out_dir}/trajectory/{task}`;
 the features served at each forecast are kept in `served` (checkpoint k -> features).
+Under DDP rank 0 alone tracks and forecasts (every rank trains its share of the probe).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import ClassVar
 import pandas as pd
 from transformers import PreTrainedModel
 
+from foresight import distributed
 from foresight.circuits import circuit
 from foresight.updater.finetune import sft_config
 from foresight.updater.strategies import Context, NodeScores, Strategy
@@ -61,9 +63,14 @@ class Predictive(Strategy):
         manifest |= {"strategy": self.name, "config": c.to_dict(), "regime": c.regime("static")}
         self.served: dict[int, pd.DataFrame] = {}
         root = context.out_dir / "trajectory"
-        self.tracker = CircuitTracker([task], context.data.tokenizer, context.graph, root, manifest, settings)
         self.path = root / task.name
-        write_probe(self.tracker.states[task.name].writer, c.model, task, sft_config(c), settings)
+        self.tracker = None
+        writer = None
+        if distributed.is_main():
+            tokenizer = context.data.tokenizer
+            self.tracker = CircuitTracker([task], tokenizer, context.graph, root, manifest, settings)
+            writer = self.tracker.states[task.name].writer
+        write_probe(writer, c.model, task, sft_config(c), settings)
 
     def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
         if step > self.switch and not self.reforecasts:

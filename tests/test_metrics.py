@@ -48,8 +48,7 @@ def test_circuit_stability() -> None:
     assert circuit_stability(0.45, 0.9) == pytest.approx(0.5)
     assert circuit_stability(0.9, 0.9) == 1.0
     assert circuit_stability(-0.2, 0.8) == pytest.approx(-0.25)
-    with pytest.raises(ValueError, match="zero|is 0"):
-        circuit_stability(0.5, 0.0)
+    assert math.isnan(circuit_stability(0.5, 0.0))  # undefined: the current circuit explains nothing
     with pytest.raises(ValueError, match="faith_old_on_new"):
         circuit_stability(float("nan"), 0.5)
     with pytest.raises(ValueError, match="faith_new_on_new"):

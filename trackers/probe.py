@@ -31,7 +31,7 @@ def probe_config(run: SFTConfig, data_fraction: float = 0.01, lr_factor: float =
 
 
 def write_probe(
-    writer: TrajectoryWriter,
+    writer: TrajectoryWriter | None,
     model_ref: str | Path,
     task: Task,
     run: SFTConfig,
@@ -41,12 +41,15 @@ def write_probe(
 ) -> SFTConfig:
     """Probe-fine-tune a fresh copy of `model_ref` on `task` and write its node and edge scores
     (same pairs, method and levels as the tracker's) as the trajectory's probe; returns the
-    probe's SFT settings."""
+    probe's SFT settings. Without a `writer` (a rank other than 0 of a distributed run, which
+    trains its share of the probe's batches) it only trains."""
     config = probe_config(run, data_fraction, lr_factor)
     model, tokenizer = load_model(model_ref, run.dtype, run.device)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as tmp:
         make_trainer(model, tokenizer, [task], config, tmp).train()
+    if writer is None:
+        return config
     graph = graph_of(model)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(settings.n_pairs, seed=settings.seed))
     nodes, edges, metric, _ = node_and_edge_scores(model, pairs, graph, settings)

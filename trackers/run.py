@@ -2,9 +2,10 @@
 
 A run directory holds `run.json` (the MLflow run id, tracking URI and run settings),
 `.lock` (held, with an OS file lock, by the process that runs in it),
-`trajectories/{task}/` (one trajectory per tracked task), `trainer/` (Trainer
-checkpoints, for `--resume`), `figures/` and, if the tracking server went
-away, `pending_mlflow.jsonl` for `foresight sync`.
+`trajectories/{task}/` (one trajectory per tracked task), `model/` (the fine-tuned model
+and its tokenizer, at the end), `trainer/` (Trainer checkpoints, for `--resume`),
+`figures/` and, if the tracking server went away, `pending_mlflow.jsonl` for
+`foresight sync`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import mlflow
 import torch
 
+from foresight import distributed
 from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
 from foresight.mlflow_log import (
@@ -42,6 +44,7 @@ from trackers.tracker import CircuitTracker, TrackerSettings
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+MODEL_DIR = "model"
 EXPERIMENT = "foresight-track"
 SAVE_EVERY_CHECKPOINTS = 10  # a resumed run replays at most this many tracking intervals
 
@@ -58,7 +61,7 @@ class TrackedRun:
     run_id: str
     experiment_id: str
     tracking_uri: str
-    tracker: CircuitTracker
+    tracker: CircuitTracker | None  # None on ranks other than 0
 
 
 def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
@@ -140,18 +143,33 @@ def track(
     steps (default: every `SAVE_EVERY_CHECKPOINTS`th tracking checkpoint of an evenly
     spaced cadence, else none). A resumed run replays the steps after its last Trainer
     checkpoint; their tracking checkpoints, already written, are not taken again.
+
+    Under torchrun / accelerate launch (`foresight.distributed`) every rank trains on its
+    share of each global batch of `sft.batch_size` x ranks; rank 0 alone checks the server,
+    claims the directory, tracks (attributes every checkpoint on its own copy of the weights,
+    which DDP keeps equal on every rank) and writes; the other ranks return with `tracker` None.
     """
     if tracking_copy not in ("auto", "on", "off"):
         raise ValueError(f"tracking_copy {tracking_copy!r}: choose from auto, on, off")
+    distributed.start(sft.device)
+    main = distributed.is_main()
     record = _read_record(run_dir) if resume else None
     uri = (
         os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
     )
-    check_reachable(uri)
-    if record is not None:
-        check_store(uri)
-    mlflow.set_tracking_uri(uri)
-    lock = _claim(run_dir, resume)
+    lock, refused = None, None
+    if main:
+        try:
+            check_reachable(uri)
+            if record is not None:
+                check_store(uri)
+            lock = _claim(run_dir, resume)
+        except (ValueError, OSError) as e:
+            refused = e
+    if distributed.broadcast(refused is not None):
+        if main:
+            raise refused
+        raise SystemExit(2)  # rank 0 says why
     try:
         torch.manual_seed(sft.seed)
         lm, tokenizer = load_model(model, sft.dtype, sft.device)
@@ -159,26 +177,19 @@ def track(
         for task in task_objects:
             if isinstance(task, JsonlTask):
                 task.validate(tokenizer, model=model)
-        params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr}
-        params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
-        params |= {"dtype": sft.dtype, "device": sft.device}
-        params |= {
-            "method": settings.method,
-            "circuit_size": settings.circuit_size,
-            "n_pairs": settings.n_pairs,
-        }
+        background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
+        if not main:
+            run_id, experiment_id = distributed.broadcast(None)
+            _train(run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every)
+            return TrackedRun(run_dir, run_id, experiment_id, uri, None)
+        mlflow.set_tracking_uri(uri)
         experiment_id = get_or_create_experiment(experiment)
-        run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
-        if record is None:
-            config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
-            (run_dir / RUN_FILE).write_text(
-                json.dumps({"run_id": run_id, "tracking_uri": uri, **config}, indent=2)
-            )
+        run_id = _open_run(run_dir, record, uri, experiment, model, tasks, sft, settings)
+        distributed.broadcast((run_id, experiment_id))
         logger = TrackedRunLogger(run_id, run_dir)
         if record is None:
             set_description(logger, describe_tracked_run(tasks))
         try:
-            background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
                 background,
@@ -191,8 +202,33 @@ def track(
             raise
         logger.end_run("FINISHED")
     finally:
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
     return TrackedRun(run_dir, run_id, experiment_id, uri, tracker)
+
+
+def _open_run(
+    run_dir: Path,
+    record: dict | None,
+    uri: str,
+    experiment: str,
+    model: str,
+    tasks: Sequence[str],
+    sft: SFTConfig,
+    settings: TrackerSettings,
+) -> str:
+    """Open (or, with a `record`, reopen) the MLflow run with its params; a new run's record
+    goes to `run.json`. Returns the run id."""
+    params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr}
+    params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
+    params |= {"dtype": sft.dtype, "device": sft.device, "processes": distributed.world_size()}
+    params |= {"method": settings.method, "circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
+    run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
+    if record is None:
+        config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
+        record = {"run_id": run_id, "tracking_uri": uri, **config}
+        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+    return run_id
 
 
 def _accuracy(tracker: CircuitTracker) -> dict[str, float]:
@@ -210,25 +246,20 @@ def _train(
     sft: SFTConfig,
     settings: TrackerSettings,
     resume: bool,
-    logger: SafeLogger,
+    logger: SafeLogger | None,
     save_every: int | None,
-    background: bool,
-) -> CircuitTracker:
-    """The tracked training of `track`, with its figures and trajectories logged through `logger`."""
-    run_id = logger.run_id
-    manifest = {"run_id": run_id, "model": model, "seed": sft.seed, "strategy": "free", "config": asdict(sft)}
-    manifest["regime"] = {"mode": "full", "strategy": "free", "lr": sft.lr}
-    tracker = CircuitTracker(
-        task_objects,
-        tokenizer,
-        graph_of(lm),
-        run_dir / "trajectories",
-        manifest,
-        settings,
-        logger,
-        resume,
-        background=background,
-    )
+    background: bool = False,
+) -> CircuitTracker | None:
+    """The tracked training of `track`, with its figures and trajectories logged through `logger`;
+    without a logger (a rank other than 0), the same training untracked."""
+    tracker = None
+    if logger is not None:
+        manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
+        manifest |= {"config": asdict(sft), "regime": {"mode": "full", "strategy": "free", "lr": sft.lr}}
+        tracker = CircuitTracker(
+            task_objects, tokenizer, graph_of(lm), run_dir / "trajectories", manifest, settings, logger,
+            resume, background=background,
+        )  # fmt: skip
     save_steps = save_every or (SAVE_EVERY_CHECKPOINTS * settings.every if settings.steps is None else None)
     trainer = make_trainer(
         lm,
@@ -236,12 +267,16 @@ def _train(
         task_objects,
         sft,
         run_dir / "trainer",
-        [tracker],
+        [] if tracker is None else [tracker],
         save_steps=save_steps,
-        status=lambda: _accuracy(tracker),
+        status=None if tracker is None else lambda: _accuracy(tracker),
     )
     last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
     trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(run_dir / MODEL_DIR))  # the Trainer writes from rank 0 only
+    if tracker is None:
+        return None
+    tokenizer.save_pretrained(run_dir / MODEL_DIR)
     for task in task_objects:
         frame = tracker.metrics_frame(task.name)
         if len(frame):

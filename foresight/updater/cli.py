@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from foresight import distributed
 from foresight.mlflow_ui import ui_url
 from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
@@ -19,8 +20,11 @@ console = Console()
 
 
 def finetune_command(task: str, config: FinetuneConfig, out_dir: Path) -> None:
-    """Fine-tune with one strategy; print the step metrics and the summary."""
+    """Fine-tune with one strategy; print the step metrics and the summary (rank 0 of a
+    distributed run alone prints)."""
     result = finetune(task, config, out_dir)
+    if not distributed.is_main():
+        return
     console.print(_table(result.metrics, f"{task} / {config.strategy}: step metrics"))
     summary = {k: v for k, v in result.summary().items() if k != "components"}
     console.print(_table(pd.DataFrame([summary]), "summary"))

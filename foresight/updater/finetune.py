@@ -10,6 +10,7 @@ any re-selection at that step.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, TrainerCallback
 
+from foresight import distributed
 from foresight.architectures import graph_of
 from foresight.attribution import attribute
 from foresight.circuit_metrics import circuit_distance
@@ -68,7 +70,8 @@ def node_scores(model: PreTrainedModel, data: TaskData) -> dict[str, float]:
 
 class _Monitor(TrainerCallback):
     """Every `log_every` steps (and at the last): metrics; every `every` steps, for strategies
-    that re-select: `strategy.reselect`, whose new set the updater takes from the next step."""
+    that re-select: `strategy.reselect`, whose new set the updater takes from the next step.
+    Under DDP, rank 0 measures and re-selects, and every rank takes its set (`broadcast`)."""
 
     def __init__(
         self, strategy: Strategy, updater: Updater, selected: set[str], logger: SafeLogger | None
@@ -86,6 +89,16 @@ class _Monitor(TrainerCallback):
         check = self.strategy.reselects and step % c.every == 0 and step < c.steps
         if not (log or check):
             return
+        new = self._measure(step, model, log, check) if distributed.is_main() else None
+        new = distributed.broadcast(new) if check else new
+        if new is not None and new != self.selected:
+            self.updater.set_components(new)
+            self.selected = new
+            self.selections[step] = sorted(new)
+
+    def _measure(self, step: int, model: PreTrainedModel, log: bool, check: bool) -> set[str] | None:
+        """Log the step's metrics (with `log`) and return the strategy's new set (with `check`)."""
+        c = self.config
         cache: dict[str, dict[str, float]] = {}
 
         def scores() -> dict[str, float]:
@@ -101,17 +114,13 @@ class _Monitor(TrainerCallback):
             self.rows.setdefault(step, {}).update(row)
             if self.logger is not None:
                 self.logger.log_metrics(row, step)
-        new = self.strategy.reselect(step, model, scores) if check else None
-        if new is not None and new != self.selected:
-            self.updater.set_components(new)
-            self.selected = new
-            self.selections[step] = sorted(new)
+        return self.strategy.reselect(step, model, scores) if check else None
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.at_step(state.global_step, last=state.global_step == state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-        if logs and "loss" in logs:
+        if logs and "loss" in logs and state.is_world_process_zero:
             self.rows.setdefault(state.global_step, {})["loss"] = logs["loss"]
             if self.logger is not None:
                 self.logger.log_metrics({"loss": logs["loss"]}, state.global_step)
@@ -136,7 +145,8 @@ def sft_config(config: FinetuneConfig) -> SFTConfig:
     """The Trainer settings of a run."""
     return SFTConfig(
         steps=config.steps, batch_size=config.batch_size, lr=config.learning_rate,
-        warmup_steps=config.steps // 10, examples_per_task=config.steps * config.batch_size,
+        warmup_steps=config.steps // 10,
+        examples_per_task=config.steps * config.batch_size * distributed.world_size(),
         seed=config.seed, dtype=config.dtype, device=config.device,
     )  # fmt: skip
 
@@ -187,7 +197,13 @@ def finetune(
     """Fine-tune `config.model` on `task` with `config.strategy` (see the module docstring); the
     merged model goes to `{out_dir}/model` (with `save_model`). `forecaster`: an already loaded
     forecaster for the forecasting strategies (instead of `config.forecaster`). `callbacks`: more
-    Trainer callbacks (after the run's own), e.g. a `trackers.tracker.CircuitTracker`."""
+    Trainer callbacks (after the run's own), e.g. a `trackers.tracker.CircuitTracker`.
+
+    Under torchrun / accelerate launch every rank trains its share of each global batch
+    (`batch_size` x ranks); the trainings a strategy needs first (the oracle's free run, the
+    probe of the forecasting strategies) run the same way; rank 0 evaluates, re-selects
+    (its set reaches every rank) and saves, and every rank returns rank 0's result."""
+    distributed.start(config.device)
     out = Path(out_dir)
     task = get_task(task) if isinstance(task, str) else task
     base, tokenizer = load_model(config.model, config.dtype, config.device)
@@ -204,8 +220,8 @@ def finetune(
         forecaster=forecaster,
     )
     strategy = strategy_class(config.strategy)(context)
-    initial = strategy.initial()
-    accuracy_before = accuracy(base, tokenizer, data.examples)
+    initial = distributed.broadcast(strategy.initial())
+    accuracy_before = accuracy(base, tokenizer, data.examples) if distributed.is_main() else math.nan
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     updater = wrap(base, initial, config, strategy.reselects)
@@ -216,10 +232,12 @@ def finetune(
     trainable = updater.trainable_parameters()
     net = updater.model
     trained = net.merge_and_unload() if config.mode == "lora" else net
+    if not distributed.is_main():
+        return distributed.broadcast(None)
     if config.save_model:
         trained.save_pretrained(out / "model")
         tokenizer.save_pretrained(out / "model")
-    return FinetuneResult(
+    result = FinetuneResult(
         task=task.name,
         strategy=config.strategy,
         mode=config.mode,
@@ -233,3 +251,4 @@ def finetune(
         out_dir=str(out),
         metrics=monitor.frame(),
     )
+    return distributed.broadcast(result)
