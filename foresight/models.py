@@ -15,7 +15,13 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as hf_logging
 
 from foresight.architectures import UnsupportedArchitecture, graph_of
@@ -121,10 +127,20 @@ def placement(device: str, path: Path, dtype: torch.dtype) -> str | dict[str, ob
     return f"cuda:{rank}"
 
 
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(name_or_path: str | Path = "default") -> PreTrainedTokenizerBase:
-    """The tokenizer of a model (pad token = eos when it has none)."""
+    """The tokenizer of a model (pad token = eos when it has none). A directory whose
+    tokenizer_config.json names the generic `tokenizers` backend gets exactly its tokenizer.json
+    (AutoTokenizer would pick the model family's own class, e.g. Qwen2's, and re-tokenize)."""
     path = resolve_model_path(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        declared = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        declared = None
+    loader = PreTrainedTokenizerFast if declared in GENERIC_TOKENIZERS else AutoTokenizer
+    tokenizer = loader.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
