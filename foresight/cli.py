@@ -107,6 +107,7 @@ def sft_command(
     device: Device = "auto",
 ) -> None:
     """Plain SFT (no tracking) of a model on tasks; saves the fine-tuned model."""
+    from foresight import distributed
     from foresight.models import load_model
     from foresight.sft import SFTConfig, make_trainer
 
@@ -117,13 +118,15 @@ def sft_command(
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
+    distributed.start(device)
     lm, tokenizer = load_model(model, dtype, device)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
     trainer.train()
-    lm.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    console.print(f"fine-tuned model saved to {out}")
+    trainer.save_model(str(out))  # from rank 0 only under torchrun
+    if distributed.is_main():
+        tokenizer.save_pretrained(out)
+        console.print(f"fine-tuned model saved to {out}")
 
 
 @app.command("track")
