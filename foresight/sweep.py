@@ -220,7 +220,7 @@ def _run_on_ray(
 
 
 def _close_parent(
-    client: MlflowClient, config: SweepConfig, task: str, parent_id: str, done: set[str]
+    client: MlflowClient, config: SweepConfig, experiment_id: str, task: str, parent_id: str, done: set[str]
 ) -> None:
     """Log `task`'s comparison on its parent and end it FINISHED if its trials all are, else end
     it FAILED."""
@@ -229,7 +229,7 @@ def _close_parent(
         client.set_terminated(parent_id, "FAILED")
         return
     runs = mlflow.search_runs(
-        [client.get_run(parent_id).info.experiment_id],
+        [experiment_id],
         f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'",
         max_results=50_000,
     ).iloc[::-1]
@@ -263,7 +263,7 @@ def run_sweep(
     done = _finished(client, experiment_id, parents)
     for task, parent_id in parents.items():
         if client.get_run(parent_id).info.status != "FINISHED":
-            _close_parent(client, config, task, parent_id, done)
+            _close_parent(client, config, experiment_id, task, parent_id, done)
     ran = [t.key for t in pending if t.key not in failed]
     skipped = [t.key for t in config.trials() if t.key in before]
     return SweepResult(experiment_id, parents, ran, skipped, failed)

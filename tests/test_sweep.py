@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
-from test_bad_input import Result, assert_one_error_line, cli  # noqa: F401 (a fixture)
+from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
 from foresight.report import report
 from foresight.sweep import DIE_ONCE, SWEEP_KEY, SweepConfig, run_sweep
@@ -215,4 +215,18 @@ def test_without_ray_the_sweep_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     config = _write(tmp_path, "sweep.toml", _toml())
     assert_one_error_line(cli("sweep", config), "not installed: pip install 'foresight-circuits[ray]'")
+    assert sorted(tmp_path.iterdir()) == [config]
+
+
+def test_an_unreachable_tracking_server_fails_before_anything_is_written(
+    cli: Callable[..., Result],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config = _write(tmp_path, "sweep.toml", _toml())
+    assert_one_error_line(
+        cli("sweep", config, "--workers", "2"), f"MLflow tracking server {uri} is not reachable"
+    )
     assert sorted(tmp_path.iterdir()) == [config]
