@@ -144,14 +144,18 @@ def run_trial(
     log_trial(trial.task, config, experiment_id, parent_id, out_dir, {SWEEP_KEY: trial.key}, callbacks)
 
 
-def _parent(client: MlflowClient, config: SweepConfig, experiment_id: str, task: str) -> str:
-    """The id of `task`'s parent run: the one logged before (its params checked), else a new one."""
-    params = {"task": task, **shared_params(config.settings(task))}
+def _parent_params(config: SweepConfig, task: str) -> dict[str, object]:
+    """The params of `task`'s parent run: task and the settings its trials share."""
+    return {"task": task, **shared_params(config.settings(task))}
+
+
+def _logged_parent(client: MlflowClient, config: SweepConfig, experiment_id: str, task: str) -> str | None:
+    """The id of `task`'s parent run logged before (its params checked against `config`'s), if any."""
     runs = client.search_runs([experiment_id], _key_filter(task), order_by=["attributes.start_time ASC"])
-    if runs:
-        check_params(runs[0], params)
-        return runs[0].info.run_id
-    return open_run(config.experiment, f"compare-{task}", params, {"task": task, SWEEP_KEY: task})
+    if not runs:
+        return None
+    check_params(runs[0], _parent_params(config, task))
+    return runs[0].info.run_id
 
 
 def _finished(client: MlflowClient, experiment_id: str, parents: Mapping[str, str]) -> set[str]:
@@ -250,7 +254,12 @@ def run_sweep(
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     experiment_id = get_or_create_experiment(config.experiment)
-    parents = {task: _parent(client, config, experiment_id, task) for task in config.tasks}
+    logged = {task: _logged_parent(client, config, experiment_id, task) for task in config.tasks}
+    parents: dict[str, str] = {}
+    for task, run_id in logged.items():  # all checked before the first is created
+        tags = {"task": task, SWEEP_KEY: task}
+        params = _parent_params(config, task)
+        parents[task] = run_id or open_run(config.experiment, f"compare-{task}", params, tags)
     before = _finished(client, experiment_id, parents)
     pending = [t for t in config.trials() if t.key not in before]
     for task in {t.task for t in pending}:

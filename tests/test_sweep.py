@@ -100,7 +100,7 @@ def test_the_report_reads_the_sweep(swept: SimpleNamespace) -> None:
     assert [line for line in text.splitlines() if line.startswith("| free ")][0].split("|")[3].strip() == "4"
 
 
-def test_running_the_sweep_again_logs_nothing(
+def test_running_the_sweep_again_logs_nothing_and_other_settings_are_refused(
     swept: SimpleNamespace,
     cli: Callable[..., Result],  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -111,6 +111,8 @@ def test_running_the_sweep_again_logs_nothing(
     done = cli("sweep", swept.root / "sweep.json", "--workers", "2")
     assert done.code == 0, done.err
     assert "0 trials run, 8 finished before, 0 failed" in done.out
+    changed = _write(swept.root, "changed.json", json.dumps({**CONFIG, "finetune": {**SMALL, "steps": 3}}))
+    assert_one_error_line(cli("sweep", changed, "--workers", "2"), "params differ from the logged ones")
     mlflow.set_tracking_uri(swept.uri)
     after = {r.info.run_id: (r.info.status, r.info.lifecycle_stage) for r in all_runs(swept.experiment_id)}
     assert after == before
