@@ -13,9 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# the tests also need the optional extra psycopg (MLflow on PostgreSQL)
+# the tests also need the optional extras psycopg (MLflow on PostgreSQL) and ray (sweeps)
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet $(TORCH) -e ".[dev,postgres]"
+	$(BIN)/pip install --quiet $(TORCH) -e ".[dev,postgres,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

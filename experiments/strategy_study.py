@@ -1,21 +1,18 @@
-"""The runner shared by the illusion and foresight studies: one `compare` per task, then the report.
+"""The runner shared by the illusion and foresight studies: a sweep on Ray, then the report.
 
-A study is a list of strategies run on every task with the same seeds and budget
-(`foresight.updater.compare`, one MLflow parent run per task in experiment `study-{name}`).
-A task whose `runs/study-{name}/{task}/comparison.md` exists is skipped, so an interrupted study
-resumes at the task it was on (what its killed run left in the task directory is cleared first).
-A task claimed by another live process (its pid in `{task}/claimed`) is skipped too, so several
-processes (one thread each) can share a study on one machine. At the end the tables are rebuilt
-from MLflow (`foresight.report`, the same as `foresight report --experiment study-{name}`) into
-`experiments/results/{name}.md`, with a bar figure of mean held-out accuracy per task and strategy
-(95% t-interval over seeds) in `experiments/results/{name}.png`.
+A study is a list of strategies run on every task with the same seeds and budget, as one
+`foresight.sweep` (one Ray task per trial; one MLflow parent run per task in experiment
+`study-{name}`, files under `runs/study-{name}`). A trial that fails or whose worker dies is retried by
+Ray; running a study again resumes it: the trials already FINISHED in MLflow are skipped. At the
+end the tables are rebuilt from MLflow (`foresight.report`, the same as `foresight report
+--experiment study-{name}`) into `experiments/results/{name}.md`, with a bar figure of mean
+held-out accuracy per task and strategy (95% t-interval over seeds) in
+`experiments/results/{name}.png`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,13 +20,12 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from foresight.mlflow_log import resolve_tracking_uri
 from foresight.report import experiment_runs, strategy_frame, strategy_markdown, summarise
+from foresight.sweep import SweepConfig, run_sweep
 from foresight.tasks import task_names
-from foresight.updater.compare import compare
 from foresight.updater.config import FinetuneConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,28 +49,10 @@ def study_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="*", default=task_names())
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=160)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray (trials at once)")
+    parser.add_argument("--address", help="run on this Ray cluster instead (its CPUs, not --workers)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the tables from MLflow")
     return parser
-
-
-def claim(directory: Path) -> bool:
-    """Whether this process may run the task of `directory`: no live process has claimed it.
-    Claims it (writes this pid to `directory/claimed`) when it may."""
-    file = directory / "claimed"
-    directory.mkdir(parents=True, exist_ok=True)
-    if file.is_file():
-        try:
-            os.kill(int(file.read_text()), 0)
-            return False
-        except (ProcessLookupError, ValueError):
-            file.unlink()  # its process died: the claim is stale
-    try:
-        with open(file, "x") as handle:
-            handle.write(str(os.getpid()))
-    except FileExistsError:
-        return False
-    return True
 
 
 def plot_study(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -107,34 +85,31 @@ def run_study(
     forecaster_for: Callable[[str], Path | None] = lambda task: None,
 ) -> str:
     """Run (or resume) the study and write its table and figure; returns the markdown."""
-    torch.set_num_threads(args.threads)
     mlflow.set_tracking_uri(resolve_tracking_uri())
-    experiment, root = f"study-{name}", Path("runs") / f"study-{name}"
+    experiment = f"study-{name}"
     start = time.perf_counter()
-    for task in [] if args.report_only else args.tasks:
-        if (root / task / "comparison.md").is_file():
-            print(f"{task}: done before", flush=True)
-            continue
-        if not claim(root / task):
-            print(f"{task}: running in another process", flush=True)
-            continue
-        for stale in (p for p in (root / task).iterdir() if p.is_dir()):
-            shutil.rmtree(stale)
-        task_start = time.perf_counter()
-        forecaster = forecaster_for(task)
+    if not args.report_only:
+        forecasters = {t: f for t in args.tasks if (f := forecaster_for(t)) is not None}
         settings = FinetuneConfig(
             steps=args.steps, every=config.every, log_every=config.log_every, components=config.components,
-            forecaster=None if forecaster is None else str(forecaster), save_model=False,
+            save_model=False,
         )  # fmt: skip
-        compare(task, config.strategies, args.seeds, settings, root / task, experiment)
-        print(f"{task}: {time.perf_counter() - task_start:.0f} s", flush=True)
+        sweep = SweepConfig(
+            experiment, tuple(args.tasks), tuple(config.strategies), tuple(args.seeds), settings,
+            Path("runs") / experiment, {t: str(f) for t, f in forecasters.items()},
+        )  # fmt: skip
+        result = run_sweep(sweep, None if args.address else args.workers, args.address)
+        print(f"{len(result.ran)} trials run, {len(result.skipped)} finished before", flush=True)
+        for key, error in result.failed.items():
+            print(f"{key}: failed every try ({error})", flush=True)
     frame = strategy_frame(experiment_runs(experiment))
     title = f"{name.capitalize()} study: {', '.join(config.strategies)}"
     wall = f"{time.perf_counter() - start:.0f} s" if not args.report_only else "n/a (report only)"
+    where = f"Ray cluster {args.address}" if args.address else f"{args.workers} Ray workers of 1 thread"
     notes = [
         f"Default model, LoRA rank 8, {args.steps} steps, batch 32, K = {config.components} heads and "
         f"MLPs, seeds {sorted(frame['seed'].unique().tolist())}, {frame['task'].nunique()} tasks; "
-        f"2-core CPU, {args.threads} threads; wall time of this invocation: {wall}.",
+        f"2-core CPU, {where}; wall time of this invocation: {wall}.",
         "",
     ]
     markdown = strategy_markdown(frame, title) + "\n" + "\n".join(notes)

@@ -350,6 +350,35 @@ def compare_command(
     run(task, names, list(range(seeds)), config, out)
 
 
+@app.command("sweep")
+def sweep_command(
+    config: Path = typer.Argument(..., help="the sweep: a .toml or .json file (see the README)"),
+    workers: int = typer.Option(None, help="CPUs of the local Ray, trials at once (default: all)"),
+    address: str = typer.Option(None, help="run on this Ray cluster instead (e.g. auto, HOST:6379)"),
+) -> None:
+    """Run (or resume) a sweep of tasks x strategies x seeds as Ray tasks, logged to MLflow."""
+    from foresight.mlflow_ui import ui_url
+    from foresight.sweep import run_sweep
+
+    check.check_ray()
+    check.check_positive(workers=workers)
+    if workers is not None and address is not None:
+        raise ValueError("--workers sets the CPUs of a local Ray: a cluster (--address) has its own")
+    sweep = check.check_sweep(config)
+    result = run_sweep(sweep, workers, address)
+    console.print(
+        f"{len(result.ran)} trials run, {len(result.skipped)} finished before, {len(result.failed)} failed; "
+        f"MLflow experiment {sweep.experiment!r}, results under {sweep.out}",
+        soft_wrap=True, highlight=False, markup=False,
+    )  # fmt: skip
+    for task, run_id in result.parents.items():
+        console.print(f"{task}: {ui_url(result.experiment_id, run_id)}", soft_wrap=True, highlight=False)
+    if result.failed:
+        for key, error in result.failed.items():
+            _error(f"trial {key} failed {sweep.retries + 1} times: {error}")
+        raise typer.Exit(1)
+
+
 @app.command("sync")
 def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of foresight track")) -> None:
     """Upload MLflow calls that were queued while the tracking server was away.

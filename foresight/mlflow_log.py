@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,15 @@ def get_or_create_experiment(name: str, artifact_location: str | None = None) ->
     return experiment.experiment_id
 
 
+def check_params(run: Run, params: Mapping[str, Any]) -> None:
+    """ValueError if a param of `params` (flattened) is logged on `run` with another value."""
+    logged = run.data.params
+    changed = {k: (logged[k], v) for k, v in flatten_params(params).items() if logged.get(k, v) != v}
+    if changed:
+        message = f"run {run.info.run_id}: params differ from the logged ones (logged, new): {changed}"
+        raise ValueError(message)
+
+
 def open_run(
     experiment: str,
     run_name: str | None = None,
@@ -127,9 +136,7 @@ def open_run(
             raise ValueError(
                 f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment!r}"
             )
-        changed = {k: (run.data.params[k], v) for k, v in flat.items() if run.data.params.get(k, v) != v}
-        if changed:
-            raise ValueError(f"run {run_id}: params differ from the logged ones (logged, new): {changed}")
+        check_params(run, flat)
         flat = {k: v for k, v in flat.items() if k not in run.data.params}
         client.update_run(run_id, status="RUNNING")
     _log_batch(client, run_id, params=flat, tags=dict(tags or {}))

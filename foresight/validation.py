@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
     from foresight.graph import Graph
+    from foresight.sweep import SweepConfig
     from foresight.tasks import Task
 
 MAX_SEED = 2**32 - 1
@@ -339,3 +340,126 @@ def check_update(
     check_out_dir("--out", out)
     check_tasks([task], model)
     return warmup
+
+
+def check_ray() -> None:
+    """Ray (the optional extra `ray`) is installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "sweeps run on Ray, which is not installed: pip install 'foresight-circuits[ray]'"
+        ) from None
+
+
+SWEEP_KEYS = ("experiment", "tasks", "strategies", "seeds", "finetune", "out", "forecasters", "retries")
+# the type a FinetuneConfig field's annotation asks for in a config file (None: key left out)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "int | None": int, "float | None": (int, float), "str": str, "Mode": str,
+    "str | None": str, "bool": bool,
+}  # fmt: skip
+
+
+def _names(path: Path, key: str, value: object) -> list[str]:
+    """A non-empty list of distinct non-empty strings."""
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        raise ValueError(f"{path}: {key} must be a non-empty list of names, not {value!r}")
+    if len(set(value)) < len(value):
+        raise ValueError(f"{path}: {key} lists a name twice: {value!r}")
+    return value
+
+
+def _finetune_settings(path: Path, table: object) -> dict[str, object]:
+    """The `finetune` table: FinetuneConfig fields (not strategy or seed) of the right types."""
+    from dataclasses import fields
+
+    from foresight.updater.config import FinetuneConfig
+
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: finetune must be a table of FinetuneConfig settings, not {table!r}")
+    kinds = {f.name: f.type for f in fields(FinetuneConfig) if f.name not in ("strategy", "seed")}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ValueError(f"{path}: finetune.{key}: unknown setting; choose from {', '.join(kinds)}")
+        wanted = _FIELD_TYPES[str(kinds[key])]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            raise ValueError(f"{path}: finetune.{key} {value!r}: must be of type {kinds[key]}")
+    return table
+
+
+def check_sweep(path: Path) -> SweepConfig:
+    """A sweep config file (`.toml` or `.json`): its keys (SWEEP_KEYS; experiment, tasks,
+    strategies and seeds required), their types, the FinetuneConfig settings, and for each task
+    the model, K, the forecaster and the task as `compare` checks them, and `out`. Returns the
+    `foresight.sweep.SweepConfig`."""
+    import tomllib
+
+    from foresight.sweep import SweepConfig
+    from foresight.updater.config import FinetuneConfig
+    from foresight.updater.strategies import FORECASTING
+
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{path}: a sweep config is a .toml or .json file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a table of settings, not {type(data).__name__}")
+    unknown = [k for k in data if k not in SWEEP_KEYS]
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]!r}; choose from {', '.join(SWEEP_KEYS)}")
+    missing = [k for k in SWEEP_KEYS[:4] if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key {missing[0]!r}")
+    experiment = data["experiment"]
+    if not (isinstance(experiment, str) and experiment.strip()):
+        raise ValueError(f"{path}: experiment must be a non-empty name, not {experiment!r}")
+    tasks, strategies = _names(path, "tasks", data["tasks"]), _names(path, "strategies", data["strategies"])
+    seeds = data["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, not {seeds!r}")
+    for seed in seeds:
+        check_seed(seed, f"{path}: seeds:")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"{path}: seeds lists a seed twice: {seeds!r}")
+    retries = data.get("retries", 2)
+    if type(retries) is not int or retries < 0:
+        raise ValueError(f"{path}: retries must be an integer of at least 0, not {retries!r}")
+    out = data.get("out", f"runs/sweep-{experiment}")
+    if not (isinstance(out, str) and out):
+        raise ValueError(f"{path}: out must be a directory path, not {out!r}")
+    forecasters = data.get("forecasters", {})
+    if not (isinstance(forecasters, dict) and all(isinstance(v, str) for v in forecasters.values())):
+        raise ValueError(f"{path}: forecasters must be a table of task = forecaster directory")
+    stray = [t for t in forecasters if t not in tasks]
+    if stray:
+        raise ValueError(f"{path}: forecasters.{stray[0]}: not one of the tasks")
+    try:
+        settings = FinetuneConfig(**_finetune_settings(path, data.get("finetune", {})))
+        for strategy in strategies:
+            settings.with_run(strategy, seeds[0])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    config = SweepConfig(
+        experiment, tuple(tasks), tuple(strategies), tuple(seeds), settings, Path(out), forecasters, retries
+    )
+    check_out_dir(f"{path}: out", config.out)
+    graph = model_graph(settings.model)
+    check_k(f"{path}: finetune.components", settings.components, settings.model, graph)
+    for task in tasks:
+        forecaster = config.settings(task).forecaster
+        if forecaster is None and any(s in FORECASTING for s in strategies):
+            raise ValueError(f"{path}: strategies {', '.join(FORECASTING)} need finetune.forecaster "
+                             f"or forecasters.{task}")  # fmt: skip
+        try:
+            check_forecaster(
+                None if forecaster is None else Path(forecaster), strategies, settings.model, graph
+            )
+            check_tasks([task], settings.model)
+        except (ValueError, OSError) as e:
+            raise type(e)(f"{path}: {e}") from None
+    return config

@@ -9,16 +9,18 @@ The parent holds `comparison.md` (`foresight.report`): held-out accuracy per str
 95% t-interval over seeds), trainable parameters, wall time, and paired t-tests over seeds of the
 `foresight.report.PAIRS` that ran (predictive vs static, predictive vs random, static vs random, ...);
 `foresight.mlflow_ui.log_comparison` puts the same as summary metrics, tables and a figure on it.
+`log_trial` (one child run) and `log_summary` (the parent's report) are shared with `foresight.sweep`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from transformers import TrainerCallback
 
 from foresight.mlflow_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
 from foresight.mlflow_ui import log_comparison
@@ -42,6 +44,61 @@ class Comparison:
     markdown: str
 
 
+def shared_params(config: FinetuneConfig) -> dict[str, object]:
+    """The settings every child run of a comparison shares (all but strategy and seed): the
+    parent run's params."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("strategy", "seed")}
+
+
+def log_trial(
+    task: str,
+    config: FinetuneConfig,
+    experiment_id: str,
+    parent_run_id: str,
+    out_dir: Path,
+    tags: Mapping[str, str] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> FinetuneResult:
+    """`finetune(task, config, out_dir)` logged as a child run of `parent_run_id` (named
+    `{strategy}-s{seed}`, tagged task, strategy, seed and `tags`), with the params and final metrics of
+    the module docstring; the run ends FINISHED, or FAILED (KILLED on Ctrl-C) if it raises."""
+    child_tags = {"task": task, "strategy": config.strategy, "seed": str(config.seed), **(tags or {})}
+    settings = {"model": config.model, "steps": config.steps, "lr": config.learning_rate, "mode": config.mode}
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"{config.strategy}-s{config.seed}",
+        nested=True,
+        parent_run_id=parent_run_id,
+        tags=child_tags,
+    ) as child:
+        logger = SafeLogger(child.info.run_id, out_dir)
+        logger.log_params({"task": task, "strategy": config.strategy, "seed": config.seed, **settings})
+        result = finetune(task, config, out_dir, logger, callbacks=callbacks)
+        logger.log_params(
+            {
+                "components": len(result.components),
+                "selected": ",".join(result.components),
+                "trainable_parameters": result.trainable_parameters,
+            }
+        )
+        final = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after}
+        logger.log_metrics({**final, "wall_s": result.wall_s}, 0)
+    return result
+
+
+def log_summary(task: str, frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The comparison of `frame` (one row per child run, with `foresight.report.STRATEGY_COLUMNS`
+    and wall_s) written to `{out_dir}/comparison.md` and logged to the active (parent) run;
+    returns the strategy table, the paired tests and the markdown."""
+    table, tests = summarise(frame), paired_tests(frame)
+    markdown = comparison_markdown(task, table, tests)
+    report = out_dir / "comparison.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown)
+    log_comparison(task, table, tests, report)
+    return table, tests, markdown
+
+
 def compare(
     task: str,
     strategies: Sequence[str],
@@ -58,41 +115,13 @@ def compare(
     mlflow.set_tracking_uri(uri)
     out = Path(out_dir)
     params = {"task": task, "strategies": ",".join(strategies), "seeds": ",".join(map(str, seeds))}
-    child_settings = {
-        "model": config.model, "steps": config.steps, "lr": config.learning_rate, "mode": config.mode,
-    }  # fmt: skip
-    shared = {k: v for k, v in config.to_dict().items() if k not in ("strategy", "seed")}
-    results = []
+    shared = shared_params(config)
     with start_run(experiment, f"compare-{task}", {**params, **shared}, {"task": task}) as parent:
-        for run in runs:
-            name = f"{run.strategy}-s{run.seed}"
-            tags = {"task": task, "strategy": run.strategy, "seed": str(run.seed)}
-            with mlflow.start_run(
-                experiment_id=parent.info.experiment_id, run_name=name, nested=True, tags=tags
-            ) as child:
-                logger = SafeLogger(child.info.run_id, out / name)
-                logger.log_params(
-                    {"task": task, "strategy": run.strategy, "seed": run.seed, **child_settings}
-                )
-                result = finetune(task, run, out / name, logger)
-                logger.log_params(
-                    {
-                        "components": len(result.components),
-                        "selected": ",".join(result.components),
-                        "trainable_parameters": result.trainable_parameters,
-                    }
-                )
-                final = {
-                    "accuracy_before": result.accuracy_before,
-                    "accuracy_after": result.accuracy_after,
-                }
-                logger.log_metrics({**final, "wall_s": result.wall_s}, 0)
-            results.append(result)
+        parent_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+        results = [
+            log_trial(task, run, experiment_id, parent_id, out / f"{run.strategy}-s{run.seed}")
+            for run in runs
+        ]
         frame = pd.DataFrame([r.summary() for r in results])
-        table, tests = summarise(frame), paired_tests(frame)
-        markdown = comparison_markdown(task, table, tests)
-        report = out / "comparison.md"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown)
-        log_comparison(task, table, tests, report)
-    return Comparison(table, tests, results, parent.info.run_id, parent.info.experiment_id, markdown)
+        table, tests, markdown = log_summary(task, frame, out)
+    return Comparison(table, tests, results, parent_id, experiment_id, markdown)

@@ -1,0 +1,278 @@
+"""Sweeps on Ray: the grid task x strategy x seed of `finetune` runs, one Ray task per trial.
+
+A sweep (`SweepConfig`) logs to MLflow experiment `experiment` as `compare` does, so that
+`foresight report --experiment NAME` reads it: one parent run per task (named `compare-{task}`,
+params: task and the shared `FinetuneConfig` settings) and one child run per trial, logged by
+`foresight.updater.compare.log_trial` (the same tags, params and metrics). Each sweep run carries a
+deterministic key, tag `sweep_key`: `{task}` on a parent, `{task}/{strategy}/s{seed}` on a trial.
+
+Exactly once: an attempt at a trial first looks its key up under its parent. A FINISHED run means
+the trial is done (nothing runs, nothing is logged); any other run with that key (RUNNING, left by
+a worker that died, or FAILED) is deleted before the trial runs again. Ray retries a trial whose
+worker dies or which raises, `retries` times (its `max_retries`, `retry_exceptions`).
+
+Resume: the driver submits only the trials without a FINISHED run, so running a finished sweep
+again logs nothing. A task whose trials are all FINISHED gets its comparison
+(`foresight.updater.compare.log_summary`, `{out}/{task}/comparison.md`) on its parent, which then
+ends FINISHED; a parent with a trial that failed every try ends FAILED, and running the sweep again
+resumes it. A parent's params are checked against the logged ones before any trial runs: resuming
+with other settings is refused. Trial directories: `{out}/{task}/{strategy}-s{seed}`.
+
+Ray is an optional dependency (`pip install .[ray]`), imported only when trials run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from tqdm import tqdm
+from transformers import TrainerCallback
+
+from foresight.mlflow_log import (
+    check_params,
+    check_reachable,
+    get_or_create_experiment,
+    open_run,
+    resolve_tracking_uri,
+)
+from foresight.report import strategy_frame
+from foresight.updater.compare import log_summary, log_trial, shared_params
+from foresight.updater.config import FinetuneConfig
+
+SWEEP_KEY = "sweep_key"
+# for tests: a file path; the first trial to reach step 1 while it does not exist creates it
+# (holding the trial's key) and kills its worker (os._exit), as a crash would
+DIE_ONCE = "FORESIGHT_SWEEP_DIE_ONCE"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One cell of the grid."""
+
+    task: str
+    strategy: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """The trial's `sweep_key`: `{task}/{strategy}/s{seed}`."""
+        return f"{self.task}/{self.strategy}/s{self.seed}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: every (task, strategy, seed) of `tasks` x `strategies` x `seeds`, fine-tuned with
+    `finetune`'s settings (its strategy and seed are the trial's), with the forecaster of
+    `forecasters[task]` where given; logged to MLflow experiment `experiment`, files under `out`.
+    A trial that fails or whose worker dies is tried again up to `retries` times."""
+
+    experiment: str
+    tasks: tuple[str, ...]
+    strategies: tuple[str, ...]
+    seeds: tuple[int, ...]
+    finetune: FinetuneConfig = FinetuneConfig()
+    out: Path = Path("runs/sweep")
+    forecasters: Mapping[str, str] = field(default_factory=dict)
+    retries: int = 2
+
+    def settings(self, task: str) -> FinetuneConfig:
+        """The settings that `task`'s trials share."""
+        forecaster = self.forecasters.get(task)
+        return self.finetune if forecaster is None else replace(self.finetune, forecaster=forecaster)
+
+    def trials(self) -> list[Trial]:
+        """The grid, task by task, then strategy, then seed."""
+        return [Trial(t, s, seed) for t in self.tasks for s in self.strategies for seed in self.seeds]
+
+
+@dataclass
+class SweepResult:
+    """`parents`: task -> parent run id (of experiment `experiment_id`); `ran`: the keys of the
+    trials this call ran; `skipped`: those FINISHED before it; `failed`: key -> the error of a
+    trial that failed every try."""
+
+    experiment_id: str
+    parents: dict[str, str]
+    ran: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+
+
+class _DieOnce(TrainerCallback):
+    """Kills the process at step 1 unless `marker` exists, which it creates first (see DIE_ONCE)."""
+
+    def __init__(self, marker: Path, key: str) -> None:
+        self.marker, self.key = marker, key
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        try:
+            with open(self.marker, "x") as handle:
+                handle.write(self.key)
+        except FileExistsError:
+            return
+        os._exit(1)
+
+
+def _key_filter(key: str) -> str:
+    return f"tags.{SWEEP_KEY} = '{key}'"
+
+
+def run_trial(
+    uri: str, experiment_id: str, parent_id: str, trial: Trial, settings: FinetuneConfig, out: Path
+) -> None:
+    """One attempt at `trial` (in a Ray worker): skipped if its run is FINISHED, else run and
+    logged afresh (see the module docstring)."""
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parent_id}'"
+    for run in client.search_runs([experiment_id], found):
+        if run.info.status == "FINISHED":
+            return
+        client.delete_run(run.info.run_id)  # a partial run: its worker died or it failed
+    out_dir = out / trial.task / f"{trial.strategy}-s{trial.seed}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    marker = os.environ.get(DIE_ONCE)
+    callbacks = [_DieOnce(Path(marker), trial.key)] if marker else []
+    config = settings.with_run(trial.strategy, trial.seed)
+    log_trial(trial.task, config, experiment_id, parent_id, out_dir, {SWEEP_KEY: trial.key}, callbacks)
+
+
+def _parent_params(config: SweepConfig, task: str) -> dict[str, object]:
+    """The params of `task`'s parent run: task and the settings its trials share."""
+    return {"task": task, **shared_params(config.settings(task))}
+
+
+def _logged_parent(client: MlflowClient, config: SweepConfig, experiment_id: str, task: str) -> str | None:
+    """The id of `task`'s parent run logged before (its params checked against `config`'s), if any."""
+    runs = client.search_runs([experiment_id], _key_filter(task), order_by=["attributes.start_time ASC"])
+    if not runs:
+        return None
+    check_params(runs[0], _parent_params(config, task))
+    return runs[0].info.run_id
+
+
+def _finished(client: MlflowClient, experiment_id: str, parents: Mapping[str, str]) -> set[str]:
+    """The keys of the FINISHED trial runs under `parents`."""
+    runs = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50_000)
+    ids = set(parents.values())
+    return {
+        r.data.tags[SWEEP_KEY]
+        for r in runs
+        if SWEEP_KEY in r.data.tags and r.data.tags.get("mlflow.parentRunId") in ids
+    }
+
+
+def _error(error: Exception) -> str:
+    """The one-line cause of a Ray task's failure."""
+    cause = getattr(error, "cause", None)
+    text = repr(cause) if cause is not None else str(error)
+    return " ".join(text.split())[:300]
+
+
+def _run_on_ray(
+    trials: list[Trial],
+    config: SweepConfig,
+    uri: str,
+    experiment_id: str,
+    parents: Mapping[str, str],
+    workers: int | None,
+    address: str | None,
+    progress: bool,
+) -> dict[str, str]:
+    """Run `trials` as Ray tasks (one CPU each) on a local Ray of `workers` CPUs, or on the
+    cluster at `address`; returns key -> error of the trials that failed every try."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address=address,
+            num_cpus=workers if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,  # the workers' Trainer and library output stays in Ray's log files
+            logging_level=logging.ERROR,  # its INFO lines and the token-auth notice
+        )
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=config.retries, retry_exceptions=True)(run_trial)
+        futures = {
+            remote.remote(uri, experiment_id, parents[t.task], t, config.settings(t.task), config.out): t
+            for t in trials
+        }
+        failed: dict[str, str] = {}
+        remaining = list(futures)
+        with tqdm(total=len(trials), desc="sweep", unit="trial", disable=not progress) as bar:
+            while remaining:
+                ready, remaining = ray.wait(remaining, num_returns=1)
+                trial = futures[ready[0]]
+                try:
+                    ray.get(ready[0])
+                except ray.exceptions.RayError as e:
+                    failed[trial.key] = _error(e)
+                bar.set_postfix_str(trial.key, refresh=False)
+                bar.update()
+        return failed
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _close_parent(
+    client: MlflowClient, config: SweepConfig, experiment_id: str, task: str, parent_id: str, done: set[str]
+) -> None:
+    """Log `task`'s comparison on its parent and end it FINISHED if its trials all are, else end
+    it FAILED."""
+    keys = {t.key for t in config.trials() if t.task == task}
+    if not keys <= done:
+        client.set_terminated(parent_id, "FAILED")
+        return
+    runs = mlflow.search_runs(
+        [experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'",
+        max_results=50_000,
+    ).iloc[::-1]
+    frame = strategy_frame(runs)
+    order = {s: i for i, s in enumerate(config.strategies)}
+    frame = frame.sort_values("strategy", key=lambda s: s.map(order), kind="stable")
+    with mlflow.start_run(run_id=parent_id):
+        log_summary(task, frame, config.out / task)
+
+
+def run_sweep(
+    config: SweepConfig, workers: int | None = None, address: str | None = None, progress: bool = True
+) -> SweepResult:
+    """Run (or resume) the sweep on Ray (see the module docstring), logging to MLflow
+    (MLFLOW_TRACKING_URI, else ./mlflow.db); `progress`: a progress bar of trials on stderr."""
+    uri = resolve_tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    experiment_id = get_or_create_experiment(config.experiment)
+    logged = {task: _logged_parent(client, config, experiment_id, task) for task in config.tasks}
+    parents: dict[str, str] = {}
+    for task, run_id in logged.items():  # all checked before the first is created
+        tags = {"task": task, SWEEP_KEY: task}
+        params = _parent_params(config, task)
+        parents[task] = run_id or open_run(config.experiment, f"compare-{task}", params, tags)
+    before = _finished(client, experiment_id, parents)
+    pending = [t for t in config.trials() if t.key not in before]
+    for task in {t.task for t in pending}:
+        client.update_run(parents[task], status="RUNNING")
+    failed = (
+        _run_on_ray(pending, config, uri, experiment_id, parents, workers, address, progress)
+        if pending
+        else {}
+    )
+    done = _finished(client, experiment_id, parents)
+    for task, parent_id in parents.items():
+        if client.get_run(parent_id).info.status != "FINISHED":
+            _close_parent(client, config, experiment_id, task, parent_id, done)
+    ran = [t.key for t in pending if t.key not in failed]
+    skipped = [t.key for t in config.trials() if t.key in before]
+    return SweepResult(experiment_id, parents, ran, skipped, failed)
