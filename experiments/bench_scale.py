@@ -1,6 +1,13 @@
 """Scaling benchmark: the wall time of the same work run one way and another, and their ratio.
 
-    python experiments/bench_scale.py [--steps 100] [--workers 2]
+    python experiments/bench_scale.py [--steps 100] [--workers 2] [--ddp-steps 40]
+
+DDP: `foresight sft` (no tracking) and `foresight track` (ioi, a checkpoint every 10 steps, node
+and edge eap) of `--ddp-steps` steps with a global batch of 32, in 1 process (2 threads) and as 2
+processes under torchrun (gloo, 1 thread each, batch 16 each); speed-up against the 1-process
+run of the same command, and the tracking overhead: track wall time / sft wall time at the same
+number of processes (rank 0 alone attributes, so this is the figure that must not grow with
+ranks).
 
 Sweep on Ray: 4 trials (ioi; strategies free and static; seeds 0 and 1; LoRA, batch 32, the
 default attribution pairs and held-out examples) as a `foresight.sweep` on a local Ray of
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,14 +74,52 @@ def sweep_rows(steps: int, workers: int) -> list[dict[str, object]]:
     return rows
 
 
+def ddp_rows(steps: int) -> list[dict[str, object]]:
+    """`foresight sft` and `foresight track` in 1 process and in 2 under torchrun (module docstring)."""
+    cores = os.cpu_count() or 1
+    common = ["--task", "ioi", "--steps", str(steps), "--device", "cpu"]
+    walls: dict[tuple[str, int], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "PYTHONWARNINGS": "ignore"}
+        for processes in (1, 2):
+            env["OMP_NUM_THREADS"] = str(max(1, cores // processes))
+            launcher = [sys.executable]
+            if processes > 1:
+                launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+                launcher.append(f"--nproc-per-node={processes}")
+            batch = ["--batch-size", str(32 // processes)]
+            for command, extra in (
+                ("sft", ["--out", f"{tmp}/sft-{processes}"]),
+                ("track", ["--every", "10", "--out", tmp, "--name", f"track-{processes}"]),
+            ):
+                start = time.perf_counter()
+                subprocess.run(
+                    [*launcher, "-m", "foresight.cli", command, *common, *batch, *extra],
+                    env=env, check=True, capture_output=True,
+                )  # fmt: skip
+                walls[command, processes] = time.perf_counter() - start
+    what = f"SFT of {steps} steps, global batch 32"
+    rows = []
+    for command in ("sft", "track"):
+        for processes in (1, 2):
+            row = {"comparison": f"{what}: {command}", "setup": f"{processes} process(es)"}
+            row["wall_s"] = walls[command, processes]
+            if command == "track":
+                row["tracking overhead"] = walls["track", processes] / walls["sft", processes]
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ddp-steps", type=int, default=40)
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines on creating the store
     # one function per comparison, each giving its rows; the first row of each is its baseline
-    comparisons = [sweep_rows(args.steps, args.workers)]
+    ddp = ddp_rows(args.ddp_steps)
+    comparisons = [ddp[:2], ddp[2:], sweep_rows(args.steps, args.workers)]
     rows = []
     for group in comparisons:
         baseline = group[0]["wall_s"]
