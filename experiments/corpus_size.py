@@ -1,11 +1,13 @@
 """Does more data help? Held-out Jaccard of the learned forecasters against the size of their training corpus.
 
-    python experiments/corpus_size.py [--fractions 0.25 0.5 1] [--models lgbm lgbm-ranker] [--threads 1]
+    python experiments/corpus_size.py [--fractions 0.25 0.5 1] [--models lgbm lgbm-ranker] [--seeds 0 1 2]
 
 Leave-one-family-out as experiments/forecasting.py (node level, horizon "final", prefix k, K),
 with the held-out runs fixed: in each fold the forecaster is trained on a random `fraction` of
 the other families' runs (drawn with the seed; at least one run), and scored on every run of the
-held-out family. `last` (no training) is the reference. Writes experiments/results/corpus_size.md.
+held-out family. `last` (no training) is the reference. Each seed draws another sample, in
+another order, and seeds LightGBM: the spread over seeds is the forecasters' own variance.
+Writes experiments/results/corpus_size.md.
 """
 
 from __future__ import annotations
@@ -57,31 +59,36 @@ def main() -> None:
     parser.add_argument("--prefix", type=int, default=3)
     parser.add_argument("--circuit-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runs = load_corpus(args.corpus)
     problem = ForecastProblem(args.prefix, "final", args.circuit_size)
-    reference = leave_one_task_out(runs, problem, ["last"], args.seed, task_family)
+    reference = leave_one_task_out(runs, problem, ["last"], 0, task_family)
     last = reference.set_index("run")["jaccard"]
     rows = []
     for model in args.models:
         for fraction in args.fractions:
-            factory = Subsampled(model, fraction, args.seed)
-            per_run = leave_one_task_out(runs, problem, {model: factory}, args.seed, task_family)
-            jaccard = per_run.set_index("run")["jaccard"].reindex(last.index)
-            rows.append(
-                {
-                    "model": model,
-                    "fraction": fraction,
-                    "train runs (mean per fold)": sum(factory.sizes) / len(factory.sizes),
-                    f"Jaccard@{args.circuit_size}": jaccard.mean(),
-                    "minus last": (jaccard - last).mean(),
-                    "paired t p": ttest_rel(jaccard, last).pvalue,
-                }
-            )
-            print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
+            for seed in args.seeds:
+                factory = Subsampled(model, fraction, seed)
+                per_run = leave_one_task_out(runs, problem, {model: factory}, seed, task_family)
+                jaccard = per_run.set_index("run")["jaccard"].reindex(last.index)
+                rows.append(
+                    {
+                        "model": model,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "train runs (mean per fold)": sum(factory.sizes) / len(factory.sizes),
+                        f"Jaccard@{args.circuit_size}": jaccard.mean(),
+                        "minus last": (jaccard - last).mean(),
+                        "paired t p": ttest_rel(jaccard, last).pvalue,
+                    }
+                )
+                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1), flush=True)
     table = pd.DataFrame(rows)
+    spread = table.groupby(["model", "fraction"])[[f"Jaccard@{args.circuit_size}", "minus last"]]
+    summary = spread.agg(["mean", "min", "max"])
+    summary.columns = [f"{a} {b}" for a, b in summary.columns]
     text = "\n".join(
         [
             f"# Corpus size vs held-out Jaccard@{args.circuit_size} (leave-one-family-out, prefix k = "
@@ -89,9 +96,15 @@ def main() -> None:
             "",
             f"`last` on the same {len(last)} held-out runs: {last.mean():.3f}.",
             "",
+            f"Over seeds {args.seeds} (mean, min, max):",
+            "",
+            summary.reset_index().to_markdown(index=False, floatfmt=".3f"),
+            "",
+            "Each seed (paired t-test over the held-out runs against `last`):",
+            "",
             table.to_markdown(index=False, floatfmt=".3f"),
             "",
-            f"Corpus {args.corpus}, {len(runs)} runs; seed {args.seed}.",
+            f"Corpus {args.corpus}, {len(runs)} runs.",
         ]
     )
     RESULTS.mkdir(exist_ok=True)
