@@ -4,7 +4,7 @@ For each model (the shipped default, if present, and a randomly initialised
 GPT-2-small-sized model) and a batch of random clean/corrupted token pairs
 (`--tokens` long, corrupted at two positions), prints the wall time of one
 training step (AdamW, forward + backward + step), eap node, eap edge, eap-ig
-(m = 5) node and exact node patching, their ratio to the training step, and the
+(m = 5) node and edge, and exact node patching, their ratio to the training step, and the
 peak memory each adds: the rise of the peak RSS over the RSS before it (CPU),
 or torch.cuda.max_memory_allocated (CUDA). Every row runs in its own process,
 so peaks do not mix.
@@ -24,11 +24,12 @@ import time
 
 import torch
 
-OPS = ("train_step", "eap_node", "eap_edge", "eap_ig_node", "patching_node")
+OPS = ("train_step", "eap_node", "eap_edge", "eap_ig_node", "eap_ig_edge", "patching_node")
 METHODS = {
     "eap_node": ("eap", "node"),
     "eap_edge": ("eap", "edge"),
     "eap_ig_node": ("eap-ig", "node"),
+    "eap_ig_edge": ("eap-ig", "edge"),
     "patching_node": ("patching", "node"),
 }
 
