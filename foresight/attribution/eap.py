@@ -54,6 +54,7 @@ faithfulness, its clean and corrupted records.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -141,13 +142,7 @@ def _gradients(
         grads = torch.autograd.grad(
             values.sum() / n_total, targets, allow_unused=True, materialize_grads=True
         )
-    kept = Acts(
-        acts.embed.detach(),
-        [t.detach() for t in acts.z],
-        [t.detach() for t in acts.mlp],
-        acts.logits.detach(),
-        attn_pre=[t.detach() for t in acts.attn_pre],
-    )
+    kept = replace(acts, reads=[]).detach()
     return kept, list(grads), values.detach()
 
 
