@@ -39,16 +39,21 @@ accumulated there too; since node scores and edge scores without a post-norm are
 linear in the gradient, they are computed once from that mean.
 
 Memory per chunk of C pairs (N = C T positions, d width, L layers, H heads of width
-dh, V vocabulary, R = 2L + 1 receivers, S = L (H + 1) + 1 senders, A the tensors
-that autograd saves in one forward of the chunk): the corrupted and the clean run
-record embed, z and mlp, 2 (N d + L N (H dh + d)) values, plus 2 C V logits; during
-the backward A and the gradients at the targets (node: N d + L N (H dh + d); edge:
-R N d) are held; the scores then need the float32 gradients (the same count again,
-or its eap-ig mean), R N d more for the stacked edge gradients and, per layer in
-turn, one difference (N d or N H dh) and the head writes H N d. A post-norm layer
-adds R N d for its Jacobian products. Nothing of a chunk outlives it except its
-score sums ([S + 1] or [S, R]) and, when the caller keeps the runs for
-faithfulness, its clean and corrupted records.
+dh, V vocabulary, R = 2L + 1 receivers, S = L (H + 1) + 1 senders): with A the
+tensors that autograd saves in one forward of the chunk and a = N d + L N (H dh + d)
++ C V the values one run records (embed, z, mlp, logits; L N d more of attn_pre
+behind post-norms), a chunk holds at most
+- node eap: A + 3a (corrupted run, clean run, the gradients at its activations);
+- node eap-ig: A + 5a (corrupted and clean run, the current step's run and
+  gradients, the gradient mean);
+- edge eap: A + 2a + 2 R N d (the gradients at the receiver reads, stacked) +
+  N H (dh + d) (one layer's z change and head writes at a time; R N d more for
+  the Jacobian products behind a post-norm);
+- edge eap-ig: that, plus a (the current step's run) and R N d (the mean);
+plus, for a 16-bit model, one float32 copy of the gradients (a, or R N d). Nothing
+of a chunk outlives it but its score sums ([S + 1] or [S, R]), besides the output
+projections cached for all chunks (L H dh d) and the runs that a caller keeps for
+faithfulness (2a per chunk, `attribute_with_runs`).
 """
 
 from __future__ import annotations
@@ -205,6 +210,7 @@ def gradient_attribution(
                     scores = part / ig_steps if scores is None else scores + part / ig_steps
                 else:
                     grads = _add(grads, step_grads, 1 / ig_steps, device)
+                del step, step_grads  # before the next step's run
         if scores is None:
             scores = (
                 edge_matrix(runner, clean, corr, grads, clean.attn_pre)
