@@ -131,22 +131,20 @@ def _gradients(
     runner: Runner,
     chunk: PairBatch,
     metric: Metric,
-    n_total: int,
     embed: Callable[[torch.Tensor], torch.Tensor],
     edges: bool,
     reference: torch.Tensor | None = None,
 ) -> tuple[Acts, list[torch.Tensor], torch.Tensor]:
     """For one run on the clean ids with the embedding mapped by `embed`: its activations
-    (detached; attn_pre but no reads), the gradients of sum(metric) / n_total at the
-    receiver reads (edges) or at embed, z, mlp and logits (nodes), in the model's dtype,
+    (detached; attn_pre but no reads), the gradients of sum(metric) over the chunk at the
+    receiver reads (edges) or at embed, z, mlp and logits (nodes), in the model's dtype
+    (the division by the number of pairs is left to float32, where it cannot underflow),
     and the per-pair metric [B]."""
     with torch.enable_grad():
         acts = runner.forward(chunk.clean, chunk.last, embed=embed, reads=edges)
         values = metric(acts.logits, chunk, acts.logits.detach() if reference is None else reference)
         targets = acts.reads if edges else [acts.embed, *acts.z, *acts.mlp, acts.logits]
-        grads = torch.autograd.grad(
-            values.sum() / n_total, targets, allow_unused=True, materialize_grads=True
-        )
+        grads = torch.autograd.grad(values.sum(), targets, allow_unused=True, materialize_grads=True)
     kept = replace(acts, reads=[]).detach()
     return kept, list(grads), values.detach()
 
@@ -193,8 +191,8 @@ def gradient_attribution(
         with torch.no_grad():
             corr = runner.forward(chunk.corrupted, chunk.last)
         if ig_steps == 0:
-            clean, grads, values = _gradients(runner, chunk, metric, n_total, _leaf, edges)
-            grads, scores = _add(None, grads, 1.0, device), None
+            clean, grads, values = _gradients(runner, chunk, metric, _leaf, edges)
+            grads, scores = _add(None, grads, 1 / n_total, device), None
         else:
             with torch.no_grad():
                 clean = runner.forward(chunk.clean, chunk.last)
@@ -202,14 +200,14 @@ def gradient_attribution(
             grads, scores = None, None
             for k in range(ig_steps):
                 embed = _interpolate(clean, corr, (k + 0.5) / ig_steps)
-                step, step_grads = _gradients(runner, chunk, metric, n_total, embed, edges, clean.logits)[:2]
+                step, step_grads = _gradients(runner, chunk, metric, embed, edges, clean.logits)[:2]
                 if per_step:  # a post-norm makes the edge score nonlinear in the gradient
                     part = edge_matrix(
-                        runner, clean, corr, _add(None, step_grads, 1.0, device), step.attn_pre
+                        runner, clean, corr, _add(None, step_grads, 1 / n_total, device), step.attn_pre
                     )
                     scores = part / ig_steps if scores is None else scores + part / ig_steps
                 else:
-                    grads = _add(grads, step_grads, 1 / ig_steps, device)
+                    grads = _add(grads, step_grads, 1 / (ig_steps * n_total), device)
                 del step, step_grads  # before the next step's run
         if scores is None:
             scores = (
