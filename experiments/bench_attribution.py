@@ -18,7 +18,8 @@ memory of each:
 
 Every row runs in its own process, so peaks do not mix.
 
-    python experiments/bench_attribution.py [--batch 32] [--chunk 32] [--skip-gpt2-patching]
+    python experiments/bench_attribution.py [--batch 32] [--chunk 32] [--threads 2] [--repeat 1]
+        [--skip-gpt2-patching]
     python experiments/bench_attribution.py --llama8b-shape --batch 4 --dtype bfloat16
 """
 
@@ -110,7 +111,8 @@ def forward_activation_bytes(model: torch.nn.Module, chunk) -> int:
 
 
 def run_op(name: str, op: str, args: argparse.Namespace) -> dict[str, float]:
-    """Time one `op` on one model (after a warm-up on 2 pairs); its peak memory and bound in MiB."""
+    """Time one `op` on one model (after a warm-up on 2 pairs; the fastest of `--repeat` runs);
+    its peak memory (over all runs) and bound in MiB."""
     from foresight.attribution import attribute
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -140,11 +142,13 @@ def run_op(name: str, op: str, args: argparse.Namespace) -> dict[str, float]:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # the peak RSS restarts from the current RSS
         base = _status_kib("VmRSS")
-    start = time.perf_counter()
-    call(batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = float("inf")
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        call(batch)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = min(seconds, time.perf_counter() - start)
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated()
     else:
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=None, help="pairs per chunk (default: the batch)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="time the fastest of this many runs")
     parser.add_argument("--skip-gpt2-patching", action="store_true")
     parser.add_argument(
         "--llama8b-shape", action="store_true", help="only the 2-layer Llama-3-8B-shaped model"
@@ -184,7 +189,7 @@ def main() -> None:
             print(f"note: {SHIPPED['default']} does not exist yet; the default model is skipped")
     print(
         f"batch {args.batch} x {args.tokens} tokens, chunk {args.chunk or args.batch}, {args.dtype}, "
-        f"{args.threads} threads, {'cuda' if torch.cuda.is_available() else 'cpu'}"
+        f"{args.threads} threads, fastest of {args.repeat}, {'cuda' if torch.cuda.is_available() else 'cpu'}"
     )
     print(
         f"{'model':<13} {'operation':<14} {'seconds':>9} {'x train step':>13} "
@@ -192,7 +197,9 @@ def main() -> None:
     )
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # freed large blocks leave the RSS
     flags = ["--batch", str(args.batch), "--tokens", str(args.tokens), "--dtype", args.dtype]
-    flags += ["--threads", str(args.threads)] + (["--chunk", str(args.chunk)] if args.chunk else [])
+    flags += ["--threads", str(args.threads), "--repeat", str(args.repeat)] + (
+        ["--chunk", str(args.chunk)] if args.chunk else []
+    )
     for name, ops in models.items():
         train = None
         for op in ops:
