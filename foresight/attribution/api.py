@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from foresight.attribution.eap import gradient_attribution
 from foresight.attribution.patching import PatchedRuns, patching_attribution
-from foresight.attribution.runner import Runner, eval_mode
+from foresight.attribution.runner import Runner, eval_mode, input_device
 from foresight.attribution.scores import Scores
 from foresight.attribution.task_metrics import get_metric
 from foresight.encoding import PairBatch, encode_pairs
@@ -24,14 +25,14 @@ def as_batch(
     pairs: PairBatch | Sequence[AttributionPair],
     tokenizer: PreTrainedTokenizerBase | None,
 ) -> PairBatch:
-    """The pairs encoded (if needed) and moved to the model's device."""
+    """The pairs encoded (if needed) and moved to the model's input device."""
     if not isinstance(pairs, PairBatch):
         if tokenizer is None:
             raise ValueError("attribution pairs given as text need a tokenizer")
         pairs = encode_pairs(tokenizer, pairs)
     if len(pairs) == 0:
         raise ValueError("no attribution pairs")
-    return pairs.to(next(model.parameters()).device)
+    return pairs.to(input_device(model))
 
 
 def attribute(
@@ -105,6 +106,8 @@ def _attribute(
                 runner, batch, metric_fn, level, steps, size, chunks
             )
             runs = PatchedRuns(runner, metric_fn, chunks) if keep_runs else None
+    dtype = torch.promote_types(model.get_input_embeddings().weight.dtype, torch.float32)
+    values = torch.from_numpy(values).to(dtype).numpy()
     graph = runner.graph
     names = graph.node_names() if level == "node" else graph.edge_labels()
     return Scores(graph, level, method, metric, names, values, clean, corrupted), runs

@@ -30,12 +30,36 @@ delta_n = a_n(corrupted) - a_n(clean), summed over pairs and positions:
 
 `logits` is a node too: its activation is the logits at `last`, so its eap
 score is delta_logits . dM/dlogits (exact for the linear logit difference).
-Products are accumulated in float32 (float64 for float64 models).
+Precision and devices: activations stay in the model's dtype wherever they were
+recorded; every difference, product and sum that makes a score is taken in the
+accumulation dtype (float32, float64 for float64 models: `accumulation`) on the
+scoring device, the device of the input ids, to which tensors recorded on other
+devices (a model dispatched over several) are moved. The eap-ig gradient mean is
+accumulated there too; since node scores and edge scores without a post-norm are
+linear in the gradient, they are computed once from that mean.
+
+Memory per chunk of C pairs (N = C T positions, d width, L layers, H heads of width
+dh, V vocabulary, R = 2L + 1 receivers, S = L (H + 1) + 1 senders): with A the
+tensors that autograd saves in one forward of the chunk and a = N d + L N (H dh + d)
++ C V the values one run records (embed, z, mlp, logits; L N d more of attn_pre
+behind post-norms), a chunk holds at most
+- node eap: A + 3a (corrupted run, clean run, the gradients at its activations);
+- node eap-ig: A + 5a (corrupted and clean run, the current step's run and
+  gradients, the gradient mean);
+- edge eap: A + 2a + 2 R N d (the gradients at the receiver reads, stacked) +
+  N H (dh + d) (one layer's z change and head writes at a time; R N d more for
+  the Jacobian products behind a post-norm);
+- edge eap-ig: that, plus a (the current step's run) and R N d (the mean);
+plus, for a 16-bit model, one float32 copy of the gradients (a, or R N d). Nothing
+of a chunk outlives it but its score sums ([S + 1] or [S, R]), besides the output
+projections cached for all chunks (L H dh d) and the runs that a caller keeps for
+faithfulness (2a per chunk, `attribute_with_runs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -45,83 +69,102 @@ from foresight.attribution.task_metrics import Metric, accumulation
 from foresight.encoding import PairBatch
 
 
-def _dot(delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    return (accumulation(delta) * accumulation(grad)).sum()
+def _diff(corr: torch.Tensor, clean: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """corr - clean in accumulation precision on `device`."""
+    return accumulation(corr, device) - accumulation(clean, device)
 
 
-def node_scores(runner: Runner, delta: Acts, grads: Acts) -> torch.Tensor:
-    """[S + 1] float64 in graph node order: delta . grad per node."""
-    parts = [_dot(delta.embed, grads.embed)[None]]
+def node_scores(runner: Runner, clean: Acts, corr: Acts, grads: Acts) -> torch.Tensor:
+    """[S + 1] in graph node order: (a_n(corr) - a_n(clean)) . grad_n per node, summed over
+    pairs and positions; `grads` in accumulation precision on the scoring device."""
+    device = grads.embed.device
+
+    def dot(c: torch.Tensor, k: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return (_diff(c, k, device) * g).sum()[None]
+
+    parts = [dot(corr.embed, clean.embed, grads.embed)]
     for layer in range(runner.graph.n_layers):
-        heads = runner.heads(accumulation(delta.z[layer])) * runner.heads(accumulation(grads.z[layer]))
-        parts += [heads.sum((0, 1, 3)), _dot(delta.mlp[layer], grads.mlp[layer])[None]]
-    parts.append(_dot(delta.logits, grads.logits)[None])
-    return torch.cat(parts).double().cpu()
+        heads = runner.heads(_diff(corr.z[layer], clean.z[layer], device)) * runner.heads(grads.z[layer])
+        parts += [heads.sum((0, 1, 3)), dot(corr.mlp[layer], clean.mlp[layer], grads.mlp[layer])]
+    parts.append(dot(corr.logits, clean.logits, grads.logits))
+    return torch.cat(parts)
 
 
 def _through_norm(norm: torch.nn.Module, pre: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """J_N(p)^T g for every receiver's gradient g: grads [R, N, d] -> [R, N, d], with the norm
-    evaluated at p = `pre` [B, T, d] in float32."""
+    """J_N(p)^T g for every receiver's gradient g: grads [R', N, d] -> [R', N, d] (on grads'
+    device), with the norm evaluated at p = `pre` [B, T, d] in float32 on pre's device."""
     with torch.enable_grad():
         x = accumulation(pre.detach()).flatten(0, 1).expand(len(grads), -1, -1).clone().requires_grad_()
-        return torch.autograd.grad(norm(x), x, grads)[0]
+        return torch.autograd.grad(norm(x), x, grads.to(pre.device))[0].to(grads.device)
 
 
-def edge_matrix(runner: Runner, delta: Acts, grads_at: Acts) -> torch.Tensor:
-    """[S, R] float64: (change of sender write) . (gradient at receiver input); `grads_at`
-    holds the gradients at the reads and the run's attn_pre (for post-norm writes)."""
-    grads = torch.stack([accumulation(g).flatten(0, 1) for g in grads_at.reads])  # [R, N, d]
-    rows = [torch.einsum("nd,rnd->r", accumulation(delta.embed).flatten(0, 1), grads)[None]]
+def edge_matrix(
+    runner: Runner, clean: Acts, corr: Acts, grads: Sequence[torch.Tensor], attn_pre: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """[S, R]: entry (s, r) = (write_s(corr) - write_s(clean)) . g_r summed over pairs and
+    positions, where `grads` [B, T, d] per receiver are the gradients at the receiver
+    inputs in accumulation precision on the scoring device; `attn_pre` holds that run's
+    attn_pre (for post-norm writes). Receivers at or before the sender's block stay 0.
+
+    A head's write change is dz_h W_O[h] [N, d]; its row is one matrix product of the
+    writes [H, N d] with the gradients [R', N d] of the receivers after the head."""
+    g = torch.stack(list(grads)).flatten(1, 2)  # [R, N, d]
+    device, n_heads = g.device, runner.n_heads
+    flat = g.flatten(1)
+    out = torch.zeros(len(runner.graph.senders()), len(g), dtype=g.dtype, device=device)
+    out[0] = flat @ _diff(corr.embed, clean.embed, device).flatten()
     norms = runner.adapter.attn_write_norms
     for layer in range(runner.graph.n_layers):
-        writes = runner.head_writes(accumulation(delta.z[layer]), layer).flatten(0, 1)  # [N, H, d]
-        if norms[layer] is None:
-            rows.append(torch.einsum("nhd,rnd->hr", writes, grads))
-        else:
-            through = _through_norm(norms[layer], grads_at.attn_pre[layer], grads)
-            rows.append(torch.einsum("nhd,rnd->hr", writes, through))
-        rows.append(torch.einsum("nd,rnd->r", accumulation(delta.mlp[layer]).flatten(0, 1), grads)[None])
-    return torch.cat(rows).double().cpu()
+        first, head = 2 * layer + 1, runner.sender_index(layer, 0)  # receiver mlp_read[layer]
+        dz = runner.heads(_diff(corr.z[layer], clean.z[layer], device)).flatten(0, 1).transpose(0, 1)
+        writes = torch.bmm(dz, runner.weights[layer].to(device=device, dtype=g.dtype))  # [H, N, d]
+        after = g[first:]
+        if norms[layer] is not None:
+            after = _through_norm(norms[layer], attn_pre[layer], after)
+        out[head : head + n_heads, first:] = writes.flatten(1) @ after.flatten(1).T
+        mlp = _diff(corr.mlp[layer], clean.mlp[layer], device).flatten()
+        out[head + n_heads, first + 1 :] = flat[first + 1 :] @ mlp
+    return out
 
 
 def _gradients(
     runner: Runner,
     chunk: PairBatch,
     metric: Metric,
-    n_total: int,
     embed: Callable[[torch.Tensor], torch.Tensor],
     edges: bool,
     reference: torch.Tensor | None = None,
-) -> tuple[Acts, Acts, torch.Tensor]:
-    """Activations (detached), gradients of sum(metric) / n_total at them, and the
-    per-pair metric [B], for one run on the clean ids with the embedding mapped by `embed`."""
+) -> tuple[Acts, list[torch.Tensor], torch.Tensor]:
+    """For one run on the clean ids with the embedding mapped by `embed`: its activations
+    (detached; attn_pre but no reads), the gradients of sum(metric) over the chunk at the
+    receiver reads (edges) or at embed, z, mlp and logits (nodes), in the model's dtype
+    (the division by the number of pairs is left to float32, where it cannot underflow),
+    and the per-pair metric [B]."""
     with torch.enable_grad():
         acts = runner.forward(chunk.clean, chunk.last, embed=embed, reads=edges)
         values = metric(acts.logits, chunk, acts.logits.detach() if reference is None else reference)
         targets = acts.reads if edges else [acts.embed, *acts.z, *acts.mlp, acts.logits]
-        grads = torch.autograd.grad(
-            values.sum() / n_total, targets, allow_unused=True, materialize_grads=True
-        )
+        grads = torch.autograd.grad(values.sum(), targets, allow_unused=True, materialize_grads=True)
+    kept = replace(acts, reads=[]).detach()
+    return kept, list(grads), values.detach()
+
+
+def _add(
+    total: list[torch.Tensor] | None, grads: list[torch.Tensor], weight: float, device: torch.device
+) -> list[torch.Tensor]:
+    """total + weight * grads, elementwise, in accumulation precision on `device` (grads
+    may be overwritten)."""
+    if total is None:
+        return [accumulation(g, device).mul_(weight) for g in grads]
+    for t, g in zip(total, grads, strict=True):
+        t.add_(g.to(device), alpha=weight)
+    return total
+
+
+def _node_grads(runner: Runner, grads: list[torch.Tensor]) -> Acts:
+    """The node gradients (embed, z, mlp, logits, in that order) as `Acts`."""
     n = runner.graph.n_layers
-    grad_acts = (
-        Acts(reads=list(grads), attn_pre=[a.detach() for a in acts.attn_pre])
-        if edges
-        else Acts(grads[0], list(grads[1 : 1 + n]), list(grads[1 + n : 1 + 2 * n]), grads[-1])
-    )
-    return acts.detach(), grad_acts, values.detach()
-
-
-def _scores(runner: Runner, delta: Acts, grads: Acts, edges: bool) -> torch.Tensor:
-    return edge_matrix(runner, delta, grads) if edges else node_scores(runner, delta, grads)
-
-
-def _delta(corr: Acts, clean: Acts) -> Acts:
-    return Acts(
-        corr.embed - clean.embed,
-        [c - k for c, k in zip(corr.z, clean.z, strict=True)],
-        [c - k for c, k in zip(corr.mlp, clean.mlp, strict=True)],
-        corr.logits - clean.logits,
-    )
+    return Acts(grads[0], grads[1 : 1 + n], grads[1 + n : 1 + 2 * n], grads[-1])
 
 
 def gradient_attribution(
@@ -134,11 +177,13 @@ def gradient_attribution(
     runs: list[ChunkRuns] | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """eap (ig_steps = 0) or eap-ig (ig_steps = m >= 1) scores in graph node order
-    (level "node") or edge order (level "edge"), with the batch-mean clean and
-    corrupted metric. Each chunk's clean and corrupted runs are appended to `runs`
-    if given (to measure faithfulness on the same pairs without running them again)."""
+    (level "node") or edge order (level "edge"), in accumulation precision, with the
+    batch-mean clean and corrupted metric. Each chunk's clean and corrupted runs are
+    appended to `runs` if given (to measure faithfulness on the same pairs without
+    running them again); otherwise a chunk's activations are freed before the next."""
     edges = level == "edge"
-    n_total = len(batch)
+    n_total, device = len(batch), batch.clean.device
+    per_step = edges and any(norm is not None for norm in runner.adapter.attn_write_norms)
     total: torch.Tensor | None = None
     clean_sum = corr_sum = 0.0
     for start in range(0, n_total, batch_size):
@@ -146,25 +191,37 @@ def gradient_attribution(
         with torch.no_grad():
             corr = runner.forward(chunk.corrupted, chunk.last)
         if ig_steps == 0:
-            clean, grads, values = _gradients(runner, chunk, metric, n_total, _leaf, edges)
-            reference = clean.logits
-            scores = _scores(runner, _delta(corr, clean), grads, edges)
+            clean, grads, values = _gradients(runner, chunk, metric, _leaf, edges)
+            grads, scores = _add(None, grads, 1 / n_total, device), None
         else:
             with torch.no_grad():
                 clean = runner.forward(chunk.clean, chunk.last)
-            reference = clean.logits
-            values = metric(clean.logits, chunk, reference)
-            delta = _delta(corr, clean)
-            scores = torch.zeros((), dtype=torch.float64)
+            values = metric(clean.logits, chunk, clean.logits)
+            grads, scores = None, None
             for k in range(ig_steps):
                 embed = _interpolate(clean, corr, (k + 0.5) / ig_steps)
-                grads = _gradients(runner, chunk, metric, n_total, embed, edges, reference)[1]
-                scores = scores + _scores(runner, delta, grads, edges) / ig_steps
+                step, step_grads = _gradients(runner, chunk, metric, embed, edges, clean.logits)[:2]
+                if per_step:  # a post-norm makes the edge score nonlinear in the gradient
+                    part = edge_matrix(
+                        runner, clean, corr, _add(None, step_grads, 1 / n_total, device), step.attn_pre
+                    )
+                    scores = part / ig_steps if scores is None else scores + part / ig_steps
+                else:
+                    grads = _add(grads, step_grads, 1 / (ig_steps * n_total), device)
+                del step, step_grads  # before the next step's run
+        if scores is None:
+            scores = (
+                edge_matrix(runner, clean, corr, grads, clean.attn_pre)
+                if edges
+                else node_scores(runner, clean, corr, _node_grads(runner, grads))
+            )
         total = scores if total is None else total + scores
         if runs is not None:
             runs.append((chunk, Acts(clean.embed, clean.z, clean.mlp, clean.logits), corr))
         clean_sum += float(values.sum())
-        corr_sum += float(metric(corr.logits, chunk, reference).sum())
+        corr_sum += float(metric(corr.logits, chunk, clean.logits).sum())
+        del clean, corr, grads, scores
+    total = total.cpu()
     if edges:
         total = total[edge_index(runner)]
     return total.numpy(), clean_sum / n_total, corr_sum / n_total

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from foresight.attribution.eap import _delta, node_scores
-from foresight.attribution.runner import Acts, Runner, eval_mode
-from foresight.attribution.task_metrics import get_metric
+from foresight.attribution.eap import node_scores
+from foresight.attribution.runner import Acts, Runner, eval_mode, input_device
+from foresight.attribution.task_metrics import accumulation, get_metric
 from foresight.encoding import PairBatch
 
 
@@ -66,7 +66,7 @@ def node_score_derivative(
     if unknown:
         raise ValueError(f"direction names unknown parameters: {sorted(unknown)[:3]}")
     runner, metric_fn = Runner(model), get_metric(metric)
-    batch = batch.to(next(model.parameters()).device)
+    batch = batch.to(input_device(model))
     e = torch.zeros((), dtype=torch.float64, requires_grad=True)
     with eval_mode(model), torch.enable_grad(), _along(model, e, direction):
         corr = runner.forward(batch.corrupted, batch.last)
@@ -77,8 +77,9 @@ def node_score_derivative(
             values.sum() / len(batch), targets, create_graph=True, allow_unused=True, materialize_grads=True
         )
         n = runner.graph.n_layers
-        grad_acts = Acts(grads[0], list(grads[1 : 1 + n]), list(grads[1 + n : 1 + 2 * n]), grads[-1])
-        scores = node_scores(runner, _delta(corr, clean), grad_acts)
+        grads = [accumulation(g) for g in grads]
+        grad_acts = Acts(grads[0], grads[1 : 1 + n], grads[1 + n : 1 + 2 * n], grads[-1])
+        scores = node_scores(runner, clean, corr, grad_acts)
         w = torch.zeros_like(scores, requires_grad=True)
         (along,) = torch.autograd.grad((w * scores).sum(), e, create_graph=True)
         (derivative,) = torch.autograd.grad(along, w, allow_unused=True, materialize_grads=True)

@@ -74,6 +74,14 @@ class EdgePatch:
     patched: torch.Tensor  # [S, R] bool, graph sender and receiver order
 
 
+def input_device(model: nn.Module) -> torch.device:
+    """The device that the input ids go to: the input embedding's execution device (its
+    weight's, or the one an accelerate dispatch hook runs it on)."""
+    embeddings = model.get_input_embeddings()
+    hook_device = getattr(getattr(embeddings, "_hf_hook", None), "execution_device", None)
+    return torch.device(hook_device if hook_device is not None else embeddings.weight.device)
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode inside; every module's training flag restored on exit."""
@@ -109,10 +117,6 @@ class Runner:
     def heads(self, z: torch.Tensor) -> torch.Tensor:
         """[B, T, H * dh] -> [B, T, H, dh]."""
         return z.unflatten(-1, (self.n_heads, self.head_dim))
-
-    def head_writes(self, z: torch.Tensor, layer: int) -> torch.Tensor:
-        """Residual writes of the heads of `layer`: [..., H * dh] -> [..., H, d]."""
-        return torch.einsum("...hk,hkd->...hd", self.heads(z), self.weights[layer].to(z.dtype))
 
     def forward(
         self,
@@ -192,7 +196,8 @@ class Runner:
                 for j, module in enumerate([*modules, ad.final_norm]):
                     handles.append(module.register_forward_pre_hook(on_read(j), with_kwargs=True))
             keep = last.to(ids.device)[:, None]  # the LM head runs on the last positions only
-            acts.logits = ad.model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits[:, 0]
+            out = ad.model(input_ids=ids, use_cache=False, logits_to_keep=keep)
+            acts.logits = out.logits[:, 0].to(ids.device)
         finally:
             for handle in handles:
                 handle.remove()
@@ -203,17 +208,17 @@ class Runner:
         col, src = patch.patched[:, receiver], patch.source
         delta = torch.zeros_like(x)
         if col[0]:
-            delta = delta + (src.embed - acts.embed)
+            delta = delta + (src.embed - acts.embed).to(x.device)
         for layer, z in enumerate(acts.z):
             mask = col[self.sender_index(layer, 0) : self.sender_index(layer, None)]
             if mask.any():
-                diff = (self.heads(src.z[layer]) - self.heads(z)) * mask[:, None].to(z.dtype).to(z.device)
-                write = torch.einsum("bthk,hkd->btd", diff, self.weights[layer].to(z.dtype))
+                diff = (self.heads(src.z[layer]) - self.heads(z)) * mask[:, None].to(z.device, z.dtype)
+                write = torch.einsum("bthk,hkd->btd", diff, self.weights[layer].to(z.device, z.dtype))
                 norm = self.adapter.attn_write_norms[layer]
                 if norm is not None:
                     pre = acts.attn_pre[layer]
                     write = norm(pre + write) - norm(pre)
-                delta = delta + write
+                delta = delta + write.to(x.device)
             if layer < len(acts.mlp) and col[self.sender_index(layer, None)]:
-                delta = delta + (src.mlp[layer] - acts.mlp[layer])
+                delta = delta + (src.mlp[layer] - acts.mlp[layer]).to(x.device)
         return delta

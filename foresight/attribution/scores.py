@@ -13,7 +13,8 @@ from foresight.graph import Graph
 
 @dataclass
 class Scores:
-    """Scores of `names` (graph nodes, or edges "sender->receiver"), float64 [len(names)].
+    """Scores of `names` (graph nodes, or edges "sender->receiver") [len(names)], float32
+    (float64 for a float64 model: the precision the scores were accumulated in).
 
     Sign convention: score(c) approximates (patching: equals) metric(clean run with c
     patched to its corrupted activation) - metric(clean run). `metric_value` and

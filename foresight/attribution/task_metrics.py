@@ -16,9 +16,10 @@ from foresight.encoding import PairBatch
 Metric = Callable[[torch.Tensor, PairBatch, torch.Tensor], torch.Tensor]
 
 
-def accumulation(t: torch.Tensor) -> torch.Tensor:
-    """`t` in at least float32 precision (float64 stays float64)."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
+def accumulation(t: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """`t` in at least float32 precision (float64 stays float64), on `device` if given;
+    `t` itself where nothing changes."""
+    return t.to(device=device, dtype=torch.promote_types(t.dtype, torch.float32))
 
 
 def _pick(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
