@@ -60,7 +60,8 @@ def sweep_rows(steps: int, workers: int) -> list[dict[str, object]]:
         torch.set_num_threads(cores)
         for ray_before in (False, True):
             if ray_before:
-                ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.ERROR)
+                quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
             name = f"bench-sweep-{'running' if ray_before else 'started'}"
             sweep = SweepConfig(name, (TASK,), STRATEGIES, SEEDS, settings, Path(tmp) / name)
             start = time.perf_counter()
@@ -124,7 +125,7 @@ def main() -> None:
     for group in comparisons:
         baseline = group[0]["wall_s"]
         rows += [{**row, "speed-up": baseline / row["wall_s"]} for row in group]
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g"))
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g").replace(" nan ", "     "))
 
 
 if __name__ == "__main__":
