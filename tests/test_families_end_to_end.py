@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import FAMILIES, MODELS, tiny_config
+from tiny_models import FAMILIES, MODELS, assert_only_components_moved, tiny_config
 
 from foresight.architectures import graph_of
-from foresight.architectures.parameters import ComponentMap
 from foresight.models import SHIPPED, load_model, load_tokenizer
 from foresight.sft import SFTConfig
 from foresight.updater import FinetuneConfig
@@ -58,12 +57,5 @@ def test_masked_lora_finetune(family_dir: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     result = finetune("ioi", config, tmp_path)
     assert len(result.components) == 3
-    base = dict(load_model(family_dir)[0].state_dict())
-    tuned = dict(load_model(tmp_path / "model")[0].state_dict())
-    owned = ComponentMap(load_model(family_dir)[0]).parameter_masks(result.components)
-    moved = False
-    for key, value in base.items():
-        inside = owned.get(key, torch.zeros_like(value, dtype=torch.bool))
-        assert torch.equal(tuned[key][~inside], value[~inside]), key
-        moved |= bool((tuned[key][inside] != value[inside]).any())
-    assert moved
+    tuned = load_model(tmp_path / "model")[0]
+    assert_only_components_moved(load_model(family_dir)[0], tuned, result.components)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_models import assert_only_components_moved
 from transformers import AutoConfig
 
 import trackers.run
-from foresight.architectures.parameters import ComponentMap
 from foresight.models import load_model, placement, torch_dtype
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import get_task
@@ -110,14 +110,7 @@ def test_bfloat16_finetune_keeps_the_dtype_and_unselected_weights(
     tuned, _ = load_model(tmp_path / "model", "bfloat16", "cpu")
     original, _ = load_model(config.model, "bfloat16", "cpu")
     assert {p.dtype for p in tuned.parameters()} == {torch.bfloat16}
-    before, after = dict(original.state_dict()), dict(tuned.state_dict())
-    owned = ComponentMap(original).parameter_masks(result.components)
-    changed = False
-    for key, value in before.items():
-        inside = owned.get(key, torch.zeros_like(value, dtype=torch.bool))
-        assert torch.equal(after[key][~inside], value[~inside]), key
-        changed |= bool((after[key][inside] != value[inside]).any())
-    assert changed
+    assert_only_components_moved(original, tuned, result.components)
     assert result.metrics["accuracy"].notna().all()
 
 

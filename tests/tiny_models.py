@@ -126,3 +126,20 @@ def tiny_model(
                 if p.dim() == 2:
                     p.mul_(scale)
     return model.to(dtype).eval()
+
+
+def assert_only_components_moved(
+    original: PreTrainedModel, tuned: PreTrainedModel, components: list[str]
+) -> None:
+    """Every weight entry outside `components` (their `ComponentMap` masks) is bit-identical in
+    `tuned` and `original`, and some entry inside them moved."""
+    from foresight.architectures.parameters import ComponentMap
+
+    before, after = dict(original.state_dict()), dict(tuned.state_dict())
+    owned = ComponentMap(original).parameter_masks(components)
+    moved = False
+    for key, value in before.items():
+        inside = owned.get(key, torch.zeros_like(value, dtype=torch.bool))
+        assert torch.equal(after[key][~inside], value[~inside]), key
+        moved |= bool((after[key][inside] != value[inside]).any())
+    assert moved, "no selected weight moved"
