@@ -154,7 +154,7 @@ def track_command(
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
     from foresight.sft import SFTConfig
-    from trackers.run import track
+    from trackers.run import TRACKING_COPY, track
     from trackers.tracker import TrackerSettings
 
     check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
@@ -163,7 +163,7 @@ def track_command(
     check.check_seed(seed)
     check.check_method(method)
     check.check_placement(dtype, device, mode="full")
-    check.check_choice("--tracking-copy", tracking_copy, ["auto", "on", "off"])
+    check.check_choice("--tracking-copy", tracking_copy, TRACKING_COPY)
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
@@ -300,8 +300,8 @@ def finetune_command(
     warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
     config = FinetuneConfig(
         strategy=strategy, model=model, components=components, mode=mode, steps=steps,
-        batch_size=batch_size, lr=lr, seed=seed,
-        every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
+        batch_size=batch_size, lr=lr, seed=seed, every=every, log_every=log_every,
+        warmup_checkpoints=warmup_checkpoints or warmup,
         forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip
     run(task, config, out)
@@ -343,8 +343,7 @@ def compare_command(
     check.check_empty_out("--out", out, "comparison")
     config = FinetuneConfig(
         model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
-        every=every,
-        log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
+        every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
         forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
     )  # fmt: skip
     run(task, names, list(range(seeds)), config, out)

@@ -18,6 +18,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -102,13 +103,17 @@ def check_device(device: str, name: str = "device") -> None:
         raise ValueError(f"{name} {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
 
 
+def meta_skeleton(config: PretrainedConfig) -> PreTrainedModel:
+    """The causal LM that `config` describes, on the meta device (shapes only, no memory)."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def weight_bytes(path: Path, dtype: torch.dtype) -> int:
     """Bytes of the model's parameters in `dtype`, counted on the meta device (no weights read)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
+    skeleton = meta_skeleton(AutoConfig.from_pretrained(path, local_files_only=True))
     return sum(p.numel() for p in skeleton.parameters()) * dtype.itemsize
 
 

@@ -171,11 +171,9 @@ def _weight_keys(path: Path) -> set[str] | None:
 
 def _check_weights_cover(path: Path, config: PretrainedConfig, stored: set[str]) -> None:
     """Every parameter of the model that `config` describes is stored (tied ones may be left out)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from foresight.models import meta_skeleton
 
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config)
+    skeleton = meta_skeleton(config)
     tied = getattr(skeleton, "_tied_weights_keys", None) or {}
     tied = tied if isinstance(tied, dict) else dict.fromkeys(tied)
     missing = sorted(

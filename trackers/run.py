@@ -45,6 +45,7 @@ from trackers.tracker import CircuitTracker, TrackerSettings
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 MODEL_DIR = "model"
+TRACKING_COPY = ("auto", "on", "off")  # `track(tracking_copy=...)`: see its docstring
 EXPERIMENT = "foresight-track"
 SAVE_EVERY_CHECKPOINTS = 10  # a resumed run replays at most this many tracking intervals
 
@@ -149,8 +150,8 @@ def track(
     claims the directory, tracks (attributes every checkpoint on its own copy of the weights,
     which DDP keeps equal on every rank) and writes; the other ranks return with `tracker` None.
     """
-    if tracking_copy not in ("auto", "on", "off"):
-        raise ValueError(f"tracking_copy {tracking_copy!r}: choose from auto, on, off")
+    if tracking_copy not in TRACKING_COPY:
+        raise ValueError(f"tracking_copy {tracking_copy!r}: choose from {', '.join(TRACKING_COPY)}")
     distributed.start(sft.device)
     main = distributed.is_main()
     record = _read_record(run_dir) if resume else None
@@ -177,11 +178,11 @@ def track(
         for task in task_objects:
             if isinstance(task, JsonlTask):
                 task.validate(tokenizer, model=model)
-        background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
         if not main:
             run_id, experiment_id = distributed.broadcast(None)
             _train(run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every)
             return TrackedRun(run_dir, run_id, experiment_id, uri, None)
+        background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
         mlflow.set_tracking_uri(uri)
         experiment_id = get_or_create_experiment(experiment)
         run_id = _open_run(run_dir, record, uri, experiment, model, tasks, sft, settings)

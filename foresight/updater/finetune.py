@@ -209,11 +209,13 @@ def finetune(
     base, tokenizer = load_model(config.model, config.dtype, config.device)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(config.n_pairs, seed=0))
     data = TaskData(task, tokenizer, pairs, task.eval_examples(config.n_eval, seed=0))
+    static = circuit(node_scores(base, data), config.components) if distributed.is_main() else None
+    static = distributed.broadcast(static)
     context = Context(
         config=config,
         graph=graph_of(base),
         data=data,
-        static=circuit(node_scores(base, data), config.components),
+        static=static,
         out_dir=out,
         free_reference=lambda: _free_reference(config, data, out / "oracle-reference"),
         node_scores=lambda model: node_scores(model, data),
