@@ -15,8 +15,9 @@ derivatives, accuracy, faithfulness), so the first tenth of training holds step 
 (trackers.probe). Re-running skips finished runs (an interrupted free run resumes; an interrupted
 lora-static run starts again). `runs.csv` in the root lists every run collected there with its
 labels (task, family, seed, mode, strategy, lr), wall time and size on disk; the compact copy's
-`runs.csv` lists every run in it (wall time where the root's list has it). `--compact` writes
-a node-level copy (what the tests, the demo and the studies use). Prints the total time.
+`runs.csv` lists every run in it (wall time where the root's list, or the copy's list before,
+has it). `--compact` writes a node-level copy (what the tests, the demo and the studies use),
+adding to or replacing runs of a copy made before. Prints the total time.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ def main() -> None:
         )
     if args.compact is not None:
         print(f"compact node-level copy: {write_compact(args.root, args.compact)} runs -> {args.compact}")
-        wall = {r["run"]: r["wall_s"] for r in rows}
+        listed_before = args.compact / RUNS_FILE  # runs compacted from other roots keep their times
+        before = pd.read_csv(listed_before).to_dict("records") if listed_before.is_file() else []
+        wall = {r["run"]: r["wall_s"] for r in [*before, *rows]}
         listed = [
             run_row(p, wall.get(read_manifest(p)["run_id"], float("nan")))
             for p in find_trajectories(args.compact)

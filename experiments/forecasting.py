@@ -19,34 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from scipy.stats import ttest_rel, wilcoxon
 
 from foresight.tasks import task_family
-from predictors.evaluate import ALL, evaluate
+from predictors.evaluate import ALL, evaluate, paired_tests
 from predictors.problem import ForecastProblem, load_corpus
 from predictors.registry import LEARNED, MODELS, make_forecaster
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def paired_against(per_run: pd.DataFrame, model: str, others: list[str]) -> pd.DataFrame:
-    """Paired tests over held-out runs of Jaccard(model) - Jaccard(other), for each other model."""
-    wide = per_run.pivot_table(index="run", columns="model", values="jaccard")
-    rows = []
-    for other in others:
-        diff = wide[model] - wide[other]
-        nonzero = diff[diff != 0]
-        rows.append(
-            {
-                "a": model,
-                "b": other,
-                "n_runs": len(diff),
-                "mean_diff": diff.mean(),
-                "wilcoxon_p": wilcoxon(nonzero).pvalue if len(nonzero) else float("nan"),
-                "t_p": ttest_rel(wide[model], wide[other]).pvalue if diff.std() > 0 else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -73,7 +52,7 @@ def main() -> None:
     loto_s = time.perf_counter() - start
     overall = result.summary[result.summary["task"] == ALL].set_index("model")["jaccard"]
     best = overall[list(LEARNED)].idxmax()
-    tests = paired_against(result.per_run, best, [m for m in MODELS if m not in LEARNED])
+    tests = paired_tests(result.per_run, best, [m for m in MODELS if m not in LEARNED])
     regimes = pd.Series([str(r.rows["regime_strategy"].iloc[0]) for r in runs]).value_counts()
     checkpoints = sorted({r.n_checkpoints for r in runs})
     notes = [

@@ -1,13 +1,14 @@
 """How early can the final circuit be forecast? Leave-one-family-out Jaccard@n against the prefix k.
 
     python experiments/forecasting_by_prefix.py [--corpus predictors/assets/corpus]
-        [--prefixes 0 1 ... 12] [--models static last extrapolate anticipate lgbm]
+        [--prefixes 0 1 ... 12] [--models static last extrapolate anticipate lgbm lgbm-ranker]
 
 For every prefix k (checkpoints 0..k observed: steps 0..`every` x k), the
 leave-one-family-out evaluation of `predictors.evaluate` (node level, horizon: the final
-checkpoint, circuit size n; `foresight.tasks.task_family` groups) for each model.
-Writes experiments/results/forecasting_by_prefix.md
-(mean Jaccard@n per model and k) and forecasting_by_prefix.png. Prints the wall time.
+checkpoint, circuit size n; `foresight.tasks.task_family` groups) for each model, and paired
+tests over held-out runs (`predictors.evaluate.paired_tests`) of each learned model against
+`last`, `static` and `anticipate` at that k. Writes experiments/results/forecasting_by_prefix.md
+(mean Jaccard@n per model and k; the tests) and forecasting_by_prefix.png. Prints the wall time.
 """
 
 from __future__ import annotations
@@ -21,25 +22,39 @@ import torch
 from matplotlib.figure import Figure
 
 from foresight.tasks import task_family
-from predictors.evaluate import ALL, evaluate
+from predictors.evaluate import ALL, evaluate, paired_tests
 from predictors.problem import ForecastProblem, load_corpus
+from predictors.registry import LEARNED
 
 RESULTS = Path(__file__).parent / "results"
+CONTROLS = ("last", "static", "anticipate")
 
 
 def jaccard_by_prefix(
     corpus: Path, prefixes: list[int], models: list[str], n: int, seed: int
-) -> pd.DataFrame:
-    """Mean Jaccard@n over held-out runs: one row per prefix k, one column per model."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean Jaccard@n over held-out runs (one row per prefix k, one column per model) and the
+    paired tests (one row per k, learned model and control in CONTROLS)."""
     runs = load_corpus(corpus)
-    rows = []
+    rows, tests = [], []
     for k in prefixes:
         problem = ForecastProblem(k, "final", n)
-        summary = evaluate(runs, problem, models, seed, log_mlflow=False, groups=task_family).summary
-        overall = summary[summary["task"] == ALL].set_index("model")["jaccard"]
+        result = evaluate(runs, problem, models, seed, log_mlflow=False, groups=task_family)
+        overall = result.summary[result.summary["task"] == ALL].set_index("model")["jaccard"]
         rows.append({"k": k, **overall.reindex(models).to_dict()})
+        controls = [c for c in CONTROLS if c in models]
+        for model in (m for m in models if m in LEARNED):
+            tests.append(paired_tests(result.per_run, model, controls).assign(k=k))
         print(f"k={k}: " + ", ".join(f"{m} {overall[m]:.3f}" for m in models), flush=True)
-    return pd.DataFrame(rows).set_index("k")
+    return pd.DataFrame(rows).set_index("k"), pd.concat(tests, ignore_index=True)
+
+
+def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """One row per k, one column per (learned model - control): "+0.031 (p 0.012)" (Wilcoxon)."""
+    pair = tests["a"] + " - " + tests["b"]
+    cell = tests.apply(lambda r: f"{r['mean_diff']:+.3f} (p {r['wilcoxon_p']:.2g})", axis=1)
+    wide = tests.assign(pair=pair, cell=cell).pivot(index="k", columns="pair", values="cell")
+    return wide[list(dict.fromkeys(pair))]
 
 
 def plot(table: pd.DataFrame, every: int, path: Path) -> Path:
@@ -61,7 +76,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("predictors/assets/corpus"))
     parser.add_argument("--prefixes", nargs="*", type=int, default=list(range(13)))
     parser.add_argument(
-        "--models", nargs="*", default=["static", "last", "extrapolate", "anticipate", "lgbm"]
+        "--models", nargs="*", default=["static", "last", "extrapolate", "anticipate", "lgbm", "lgbm-ranker"]
     )
     parser.add_argument("--circuit-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
@@ -70,13 +85,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    table = jaccard_by_prefix(args.corpus, args.prefixes, args.models, args.circuit_size, args.seed)
+    table, tests = jaccard_by_prefix(args.corpus, args.prefixes, args.models, args.circuit_size, args.seed)
     RESULTS.mkdir(exist_ok=True)
     plot(table, args.every, RESULTS / "forecasting_by_prefix.png")
     text = (
         f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-family-out over "
         f"{args.corpus}, node level, seed {args.seed}; k = last observed checkpoint (step {args.every}k).\n\n"
         + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
+        + f"\n\nPaired tests over the {int(tests['n_runs'].max())} held-out runs at each k: mean "
+        f"difference of Jaccard@{args.circuit_size}, learned model minus control (Wilcoxon p):\n\n"
+        + tests_table(tests).reset_index().to_markdown(index=False)
         + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads.\n"
     )
     (RESULTS / "forecasting_by_prefix.md").write_text(text)

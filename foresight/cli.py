@@ -228,7 +228,9 @@ def forecast_train(
     trajectories: Path = typer.Option(..., help="root directory of trajectories"),
     prefix: int = typer.Option(3, help="k: the forecaster sees checkpoints 0..k"),
     horizon: str = typer.Option("final", help="checkpoints ahead, or 'final'"),
-    model: str = typer.Option("lightgbm", help="lightgbm (lgbm), lgbm-ranker or gnn"),
+    model: str = typer.Option(
+        "lightgbm", help="lightgbm (lgbm), lgbm-ranker, lgbm-no-lookahead (cheaper to serve) or gnn"
+    ),
     circuit_size: int = typer.Option(10),
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),

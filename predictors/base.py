@@ -63,6 +63,12 @@ class Forecaster(ABC):
         """The trajectory levels `predict` reads (what a tracker must record to serve it)."""
         return (self.problem.level,)
 
+    @property
+    def needs_lookahead(self) -> bool:
+        """Whether `predict` reads the look-ahead derivatives (so a tracker serving it must
+        record them); the baselines do not."""
+        return False
+
     def _fit(self, runs: Sequence[Trajectory]) -> None:  # noqa: B027 (most baselines learn nothing)
         pass
 

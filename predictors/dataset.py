@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from foresight.circuits import circuit
-from predictors.features import FEATURES, Priors, features_at
+from predictors.features import FEATURES, Priors, prior_free_features, with_priors
 from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 
 
@@ -29,6 +29,16 @@ def training_prefixes(problem: ForecastProblem) -> range:
     return range(problem.prefix + 1)
 
 
+def sample_features(run: Trajectory, problem: ForecastProblem, k: int, priors: Priors | None) -> pd.DataFrame:
+    """`features_at(observe(run, problem, k), problem, priors)`; the part that does not depend on
+    the priors is computed once per (problem, k) and kept in `run.memo` (leave-one-out folds and
+    every model of an evaluation share it)."""
+    key = ("features", problem, k)
+    if key not in run.memo:
+        run.memo[key] = prior_free_features(observe(run, problem, k), problem)
+    return with_priors(*run.memo[key], priors)
+
+
 def build_dataset(
     runs: Sequence[Trajectory],
     problem: ForecastProblem,
@@ -40,7 +50,7 @@ def build_dataset(
     frames, labels, targets = [], [], []
     for run in runs:
         for k in valid_prefixes(run, problem, prefixes if prefixes is not None else [problem.prefix]):
-            f = features_at(observe(run, problem, k), problem, priors)
+            f = sample_features(run, problem, k, priors)
             truth = target_scores(run, problem, k).reindex(f.index)
             index = pd.MultiIndex.from_product([[run.name], [k], f.index], names=["run", "k", "component"])
             frames.append(f.set_axis(index))

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import ttest_rel, wilcoxon
 
 from predictors.base import Forecaster
 from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
@@ -106,6 +107,28 @@ def summarize(per_run: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Da
         overall, (summary["jaccard"] - j0) / (1 - j0) if j0 < 1 else math.nan, math.nan
     )
     return summary
+
+
+def paired_tests(per_run: pd.DataFrame, model: str, others: Sequence[str]) -> pd.DataFrame:
+    """Paired tests over held-out runs of Jaccard(model) - Jaccard(other) for each of `others`:
+    columns a, b, n_runs, mean_diff, wilcoxon_p (signed-rank over the non-zero differences)
+    and t_p (paired t); NaN where every difference is zero (Wilcoxon) or constant (t)."""
+    wide = per_run.pivot_table(index="run", columns="model", values="jaccard")
+    rows = []
+    for other in others:
+        diff = wide[model] - wide[other]
+        nonzero = diff[diff != 0]
+        rows.append(
+            {
+                "a": model,
+                "b": other,
+                "n_runs": len(diff),
+                "mean_diff": diff.mean(),
+                "wilcoxon_p": wilcoxon(nonzero).pvalue if len(nonzero) else math.nan,
+                "t_p": ttest_rel(wide[model], wide[other]).pvalue if diff.std() > 0 else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def comparison_frame(summary: pd.DataFrame) -> pd.DataFrame:

@@ -67,6 +67,9 @@ FEATURES: tuple[str, ...] = (
     "receiver_abs",
 )
 
+LOOKAHEAD_FEATURES: tuple[str, ...] = ("lookahead_k", "lookahead_abs_k")
+"""The features read from the tracker's look-ahead derivatives (the costliest tracked quantity)."""
+
 
 def _normalised_abs(scores: np.ndarray) -> np.ndarray:
     """|scores| divided by each checkpoint's largest |score| (rows: checkpoints)."""
@@ -137,28 +140,46 @@ def population_priors(runs: Sequence[Trajectory], problem: ForecastProblem) -> P
     """Per (kind, layer) of the problem's level, over `runs`: the mean change of normalised |score|
     from the first to the last checkpoint ("d_abs") and the mean share of the last checkpoint's
     circuit (`foresight.circuits.circuit`, circuit_size) membership ("in_circuit")."""
-    frames = []
-    for run in runs:
+    means = pd.concat([_run_priors(run, problem) for run in runs]).groupby("key").mean()
+    return {key: {c: float(v) for c, v in row.items()} for key, row in means.iterrows()}
+
+
+def _run_priors(run: Trajectory, problem: ForecastProblem) -> pd.DataFrame:
+    """One run's part of `population_priors`: per component its key, d_abs and in_circuit (kept
+    in `run.memo`: every leave-one-out fold that trains on the run reads it)."""
+    memo_key = ("priors", problem.level, problem.circuit_size)
+    if memo_key not in run.memo:
         rows = run.rows[run.rows["level"] == problem.level]
-        scores = level_scores(run.rows, problem.level)
+        scores = run.scores(problem.level)
         absn = _normalised_abs(scores.to_numpy())
         names = scores.columns.to_numpy()
         meta = rows.drop_duplicates("component").set_index("component").loc[names]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "key": [_prior_key(kd, ly) for kd, ly in zip(meta["kind"], meta["layer"], strict=True)],
-                    "d_abs": absn[-1] - absn[0],
-                    "in_circuit": _in_circuit(absn[-1], names, problem.circuit_size),
-                }
-            )
+        run.memo[memo_key] = pd.DataFrame(
+            {
+                "key": [_prior_key(kd, ly) for kd, ly in zip(meta["kind"], meta["layer"], strict=True)],
+                "d_abs": absn[-1] - absn[0],
+                "in_circuit": _in_circuit(absn[-1], names, problem.circuit_size),
+            }
         )
-    means = pd.concat(frames).groupby("key").mean()
-    return {key: {c: float(v) for c, v in row.items()} for key, row in means.iterrows()}
+    return run.memo[memo_key]
 
 
 def features_at(obs: Observation, problem: ForecastProblem, priors: Priors | None = None) -> pd.DataFrame:
     """Features (component x FEATURES) of `obs` at its checkpoint k; reads nothing after k."""
+    return with_priors(*prior_free_features(obs, problem), priors)
+
+
+def with_priors(features: pd.DataFrame, keys: Sequence[str], priors: Priors | None) -> pd.DataFrame:
+    """`features` with the prior_* columns of `priors` for rows of prior keys `keys` (NaN if absent)."""
+    out = features.copy()
+    for column in ("d_abs", "in_circuit"):
+        out[f"prior_{column}"] = [(priors or {}).get(key, {}).get(column, np.nan) for key in keys]
+    return out
+
+
+def prior_free_features(obs: Observation, problem: ForecastProblem) -> tuple[pd.DataFrame, list[str]]:
+    """`features_at` with NaN prior_* columns, and each row's prior key "{kind}:{layer}" (the
+    part of the features that does not depend on the training runs, so it can be reused)."""
     history = obs.history[obs.history["ckpt"] <= obs.k]
     k, n_layers = obs.k, obs.graph.n_layers
     rows = history[history["level"] == problem.level]
@@ -206,8 +227,7 @@ def features_at(obs: Observation, problem: ForecastProblem, priors: Priors | Non
     f["regime_masked"] = np.full(len(names), np.nan if pd.isna(strategy) else float(strategy != "free"))
     f["regime_log_lr"] = np.full(len(names), np.log10(lr) if lr > 0 else np.nan)
     keys = [_prior_key(kd, ly) for kd, ly in zip(kind, layer, strict=True)]
-    for column in ("d_abs", "in_circuit"):
-        f[f"prior_{column}"] = np.array([(priors or {}).get(key, {}).get(column, np.nan) for key in keys])
+    f["prior_d_abs"] = f["prior_in_circuit"] = np.full(len(names), np.nan)
     for kd in KINDS:
         f[f"kind_{kd}"] = (kind == kd).astype(float)
     if problem.level == "node":
@@ -218,4 +238,7 @@ def features_at(obs: Observation, problem: ForecastProblem, priors: Priors | Non
     else:
         node_absk = None
     f.update(_neighbourhood(names, kind, layer, node_absk, n_layers))
-    return pd.DataFrame({c: f[c] for c in FEATURES}, index=pd.Index(names, name="component"), dtype="float64")
+    frame = pd.DataFrame(
+        {c: f[c] for c in FEATURES}, index=pd.Index(names, name="component"), dtype="float64"
+    )
+    return frame, keys

@@ -30,7 +30,7 @@ from foresight import components
 from foresight.circuits import circuit
 from foresight.graph import Graph
 from predictors.base import Forecaster
-from predictors.dataset import training_prefixes
+from predictors.dataset import sample_features, training_prefixes
 from predictors.features import FEATURES
 from predictors.problem import (
     ForecasterMismatch,
@@ -153,8 +153,14 @@ class GNNForecaster(Forecaster):
         """Nodes, and edges when trained with edge scores."""
         return ("node", "edge") if self.edge_scores else ("node",)
 
-    def _graph(self, obs: Observation, y: np.ndarray | None = None, standardise: bool = True) -> Data:
-        f = self.features(obs)
+    @property
+    def needs_lookahead(self) -> bool:
+        return True
+
+    def _graph(
+        self, obs: Observation, f: pd.DataFrame, y: np.ndarray | None = None, standardise: bool = True
+    ) -> Data:
+        """The PyG graph of `obs` with node features `f` (`features`) and labels `y`."""
         x = f.to_numpy()
         if standardise:
             x = np.nan_to_num((x - self.mean) / self.std)
@@ -182,7 +188,8 @@ class GNNForecaster(Forecaster):
                 obs = observe(run, self.problem, k)
                 nodes = level_scores(obs.history, "node").columns
                 true = circuit(target_scores(run, self.problem, k), self.problem.circuit_size)
-                graphs.append(self._graph(obs, nodes.isin(list(true)).astype(float), standardise=False))
+                f = sample_features(run, self.problem, k, self.priors)
+                graphs.append(self._graph(obs, f, nodes.isin(list(true)).astype(float), standardise=False))
         if not graphs:
             raise ValueError("gnn: no training run has a target checkpoint for the prefixes")
         x = torch.cat([g.x for g in graphs]).numpy()
@@ -214,7 +221,7 @@ class GNNForecaster(Forecaster):
     def _predict(self, obs: Observation) -> pd.Series:
         if self.net is None:
             raise RuntimeError("gnn: predict before fit")
-        g = self._graph(obs)
+        g = self._graph(obs, self.features(obs))
         with torch.no_grad():
             p = torch.sigmoid(self.net(g.x, g.edge_index, g.edge_attr)).numpy()
         return pd.Series(p.astype(np.float64), index=g.components)

@@ -1,4 +1,5 @@
-"""LightGBM forecaster: a binary classifier (or a lambdarank ranker) on `features.FEATURES`.
+"""LightGBM forecaster: a binary classifier (or a lambdarank ranker) on `features.FEATURES`
+(without `LOOKAHEAD_FEATURES` when built with lookahead=False: cheaper to serve).
 
 Trained on every prefix k' <= k of the training runs. Early stopping uses a validation split
 of whole training tasks (about a quarter, at least one, when there are two tasks or more).
@@ -18,7 +19,7 @@ import pandas as pd
 
 from predictors.base import Forecaster
 from predictors.dataset import Dataset, build_dataset, training_prefixes
-from predictors.features import FEATURES
+from predictors.features import FEATURES, LOOKAHEAD_FEATURES
 from predictors.problem import ForecastProblem, Observation, Trajectory
 
 MODEL_FILE = "model.txt"
@@ -34,12 +35,14 @@ class LGBMForecaster(Forecaster):
         problem: ForecastProblem,
         seed: int = 0,
         ranker: bool = False,
+        lookahead: bool = True,
         n_jobs: int = 1,
         num_boost_round: int = 300,
         early_stopping: int = 30,
         **params: Any,
     ) -> None:
         super().__init__(problem, seed)
+        self.lookahead = lookahead
         self.ranker, self.num_boost_round, self.early_stopping = ranker, num_boost_round, early_stopping
         self.params = {
             "objective": "lambdarank" if ranker else "binary",
@@ -63,15 +66,24 @@ class LGBMForecaster(Forecaster):
             **params,
         }
         self.booster: lgb.Booster | None = None
-        if ranker:
-            self.name = "lgbm-ranker"
+        self.name = _name(ranker, lookahead)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The columns of `FEATURES` the model reads."""
+        return [f for f in FEATURES if self.lookahead or f not in LOOKAHEAD_FEATURES]
+
+    @property
+    def needs_lookahead(self) -> bool:
+        return self.lookahead
 
     def _lgb_data(self, data: Dataset, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         kwargs: dict[str, Any] = {"reference": reference, "free_raw_data": False}
         if self.ranker:  # rows of a group are contiguous: build_dataset emits them run by run, k by k
             kwargs["group"] = data.groups.groupby(data.groups, sort=False).size().to_numpy()
+        names = self.feature_names
         return lgb.Dataset(
-            data.features.to_numpy(), data.labels.to_numpy(), feature_name=list(FEATURES), **kwargs
+            data.features[names].to_numpy(), data.labels.to_numpy(), feature_name=names, **kwargs
         )
 
     def _fit(self, runs: Sequence[Trajectory]) -> None:
@@ -110,15 +122,19 @@ class LGBMForecaster(Forecaster):
             raise RuntimeError("lgbm: predict before fit")
         f = self.features(obs)
         best = self.booster.best_iteration or None
-        return pd.Series(self.booster.predict(f.to_numpy(), num_iteration=best), index=f.index)
+        values = self.booster.predict(f[self.feature_names].to_numpy(), num_iteration=best)
+        return pd.Series(values, index=f.index)
 
     def state(self) -> dict[str, Any]:
-        return {"ranker": self.ranker, "params": self.params, "feature_names": list(FEATURES)}
+        return {
+            "ranker": self.ranker, "lookahead": self.lookahead, "params": self.params,
+            "feature_names": self.feature_names,
+        }  # fmt: skip
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.ranker, self.params = state["ranker"], state["params"]
-        if self.ranker:
-            self.name = "lgbm-ranker"
+        self.lookahead = state.get("lookahead", True)  # saved before the option: all of FEATURES
+        self.name = _name(self.ranker, self.lookahead)
 
     def save_model(self, directory: Path) -> None:
         self.booster.save_model(str(directory / MODEL_FILE))
@@ -128,6 +144,11 @@ class LGBMForecaster(Forecaster):
         the process on some truncated files instead of raising)."""
         file = directory / MODEL_FILE
         self.booster = lgb.Booster(model_str=check_model_text(file))
+
+
+def _name(ranker: bool, lookahead: bool) -> str:
+    """The registry name: lgbm, lgbm-ranker, lgbm-no-lookahead or lgbm-ranker-no-lookahead."""
+    return "lgbm" + ("-ranker" if ranker else "") + ("" if lookahead else "-no-lookahead")
 
 
 def check_model_text(file: Path) -> str:

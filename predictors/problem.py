@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -74,12 +74,14 @@ def parse_horizon(text: str | int) -> Horizon:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """One trajectory: `rows` (with column `ckpt`) and optional `probe` rows (one step)."""
+    """One trajectory: `rows` (with column `ckpt`) and optional `probe` rows (one step);
+    `memo` keeps what is derived from them once (`predictors.dataset`: features per prefix)."""
 
     name: str
     task: str
     rows: pd.DataFrame
     probe: pd.DataFrame | None = None
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def steps(self) -> np.ndarray:
@@ -95,6 +97,13 @@ class Trajectory:
     def graph(self) -> Graph:
         """The computational graph the run's scores live on (from its manifest)."""
         return graph_of_rows(self.rows)
+
+    def scores(self, level: Level) -> pd.DataFrame:
+        """`level_scores` of the run's rows (computed once, kept in `memo`)."""
+        key = ("scores", level)
+        if key not in self.memo:
+            self.memo[key] = level_scores(self.rows, level)
+        return self.memo[key]
 
 
 def graph_of_rows(rows: pd.DataFrame) -> Graph:
@@ -187,7 +196,7 @@ def target_scores(run: Trajectory, problem: ForecastProblem, prefix: int | None 
     target = problem.target_index(run.n_checkpoints, k)
     if target >= run.n_checkpoints:
         raise ValueError(f"run {run.name}: target checkpoint {target} but {run.n_checkpoints} checkpoints")
-    return level_scores(run.rows, problem.level).loc[target]
+    return run.scores(problem.level).loc[target]
 
 
 def valid_prefixes(run: Trajectory, problem: ForecastProblem, prefixes: Iterable[int]) -> list[int]:

@@ -10,7 +10,7 @@ from predictors.gnn import GNNForecaster
 from predictors.lgbm import LGBMForecaster
 from predictors.problem import ForecastProblem
 
-LEARNED = ("lgbm", "lgbm-ranker", "gnn")
+LEARNED = ("lgbm", "lgbm-ranker", "lgbm-no-lookahead", "gnn")
 MODELS: tuple[str, ...] = (*BASELINES, *LEARNED)
 
 
@@ -18,8 +18,9 @@ def make_forecaster(name: str, problem: ForecastProblem, seed: int = 0, **kwargs
     """An unfitted forecaster `name` (one of MODELS); kwargs go to its constructor."""
     if name in BASELINES:
         return BASELINES[name](problem, seed, **kwargs)
-    if name in ("lgbm", "lgbm-ranker"):
-        return LGBMForecaster(problem, seed, ranker=name == "lgbm-ranker", **kwargs)
+    if name in ("lgbm", "lgbm-ranker", "lgbm-no-lookahead"):
+        ranker, lookahead = name == "lgbm-ranker", name != "lgbm-no-lookahead"
+        return LGBMForecaster(problem, seed, ranker=ranker, lookahead=lookahead, **kwargs)
     if name == "gnn":
         return GNNForecaster(problem, seed, **kwargs)
     raise ValueError(f"unknown forecaster {name!r}; choose from {', '.join(MODELS)}")

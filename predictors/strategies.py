@@ -4,7 +4,10 @@ Both start from the static circuit and observe the model through `CircuitTracker
 with the corpus's settings (`trackers.tracker.CORPUS_SETTINGS`: node scores, gradient
 norms and look-ahead derivatives at every checkpoint, edge scores when the forecaster
 uses them, and the probe fine-tune of `trackers.probe` with the run's SFT settings),
-at steps 0, every, 2 * every, ... The trajectory is labelled with the regime it
+at steps 0, every, 2 * every, ..., less what no feature reads: held-out accuracy and
+faithfulness (`evaluate` off), and the look-ahead when the forecaster does not read it
+(`Forecaster.needs_lookahead`). Each forecast reads the checkpoint just written and
+appends it to the ones read before. The trajectory is labelled with the regime it
 observes: masked `mode` training under the static set at the run's lr, as the
 corpus's static runs (`trackers.run.track_finetune`) are.
 At the switch step (checkpoint `warmup_checkpoints - 1`, default the forecaster's
@@ -33,7 +36,7 @@ from predictors.base import Forecaster, check_graph
 from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
 from trackers.probe import write_probe
-from trackers.store import load_probe, load_trajectory
+from trackers.store import load_checkpoint, load_probe
 from trackers.tracker import CORPUS_SETTINGS, CircuitTracker
 
 
@@ -58,10 +61,17 @@ class Predictive(Strategy):
         self.n_planned = c.steps // c.every + 1
         task = context.data.task
         levels = ("node", "edge") if "edge" in forecaster.levels_needed else CORPUS_SETTINGS.levels
-        settings = replace(CORPUS_SETTINGS, every=c.every, levels=levels)
+        settings = replace(
+            CORPUS_SETTINGS,
+            every=c.every,
+            levels=levels,
+            lookahead=forecaster.needs_lookahead,
+            evaluate=False,
+        )
         manifest = {"run_id": f"{task.name}-{self.name}-s{c.seed}", "model": str(c.model), "seed": c.seed}
         manifest |= {"strategy": self.name, "config": c.to_dict(), "regime": c.regime("static")}
         self.served: dict[int, pd.DataFrame] = {}
+        self.checkpoints: list[pd.DataFrame] = []  # of the trajectory, read as they are written
         root = context.out_dir / "trajectory"
         self.path = root / task.name
         self.tracker = None
@@ -71,18 +81,20 @@ class Predictive(Strategy):
             self.tracker = CircuitTracker([task], tokenizer, context.graph, root, manifest, settings)
             writer = self.tracker.states[task.name].writer
         write_probe(writer, c.model, task, sft_config(c), settings)
+        self.probe = load_probe(self.path) if distributed.is_main() else None
 
     def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
         if step > self.switch and not self.reforecasts:
             return None
         self.tracker.take_checkpoint(model, step)
+        self.checkpoints.append(load_checkpoint(self.path, step))
         return self.forecast() if step >= self.switch else None
 
     def forecast(self) -> set[str]:
         """The forecast circuit (top-K by predicted score) from every checkpoint tracked so far."""
-        rows = load_trajectory(self.path)
-        probe = load_probe(self.path)
-        (run,) = split_runs(rows, None if probe is None else {str(rows["run"].iloc[0]): probe})
+        rows = pd.concat(self.checkpoints, ignore_index=True)
+        probes = None if self.probe is None else {str(rows["run"].iloc[0]): self.probe}
+        (run,) = split_runs(rows, probes)
         obs = observe(
             run, self.forecaster.problem, run.n_checkpoints - 1, max(self.n_planned, run.n_checkpoints)
         )

@@ -13,6 +13,7 @@ from foresight.circuits import circuit
 from predictors.base import forecast
 from predictors.cli import eval_command, predict_command, train_command
 from predictors.evaluate import ALL, evaluate
+from predictors.features import FEATURES, LOOKAHEAD_FEATURES
 from predictors.persist import load_forecaster, save_forecaster
 from predictors.problem import ForecasterMismatch, ForecastProblem, observe, target_scores
 from predictors.registry import make_forecaster
@@ -58,7 +59,7 @@ def test_ranker_beats_static(runs: list) -> None:
     assert hits["ranker"] > hits["static"], hits
 
 
-@pytest.mark.parametrize("model", ["lgbm", "gnn", "anticipate"])
+@pytest.mark.parametrize("model", ["lgbm", "lgbm-no-lookahead", "gnn", "anticipate"])
 def test_save_load_round_trip_and_graph_mismatch(runs: list, model: str, tmp_path: Path) -> None:
     kwargs = {"epochs": 20} if model == "gnn" else {}
     f = make_forecaster(model, PROBLEM, seed=3, **kwargs).fit(runs[:4])
@@ -71,6 +72,14 @@ def test_save_load_round_trip_and_graph_mismatch(runs: list, model: str, tmp_pat
     other = synthetic_runs(tasks=("t0",), seeds=(0,), n_heads=3)[0]
     with pytest.raises(ForecasterMismatch, match="differs from the forecaster's training graph"):
         loaded.predict(observe(other, PROBLEM))
+
+
+def test_lgbm_without_lookahead_reads_no_lookahead_feature(runs: list, tmp_path: Path) -> None:
+    with_it, without = (make_forecaster(m, PROBLEM).fit(runs[:4]) for m in ("lgbm", "lgbm-no-lookahead"))
+    assert set(LOOKAHEAD_FEATURES) <= set(with_it.booster.feature_name()) and with_it.needs_lookahead
+    loaded = load_forecaster(save_forecaster(without, tmp_path / "f"))
+    assert loaded.booster.feature_name() == [f for f in FEATURES if f not in LOOKAHEAD_FEATURES]
+    assert not loaded.needs_lookahead
 
 
 def test_cli_functions(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -59,7 +59,10 @@ class TrackerSettings:
     LoRA) and, per task and checkpoint, 1.4 s against 0.26 s for the node eap pass (default
     model, 32 pairs, one thread): it multiplies a checkpoint's cost by about 4, so it is off
     by default and on in `CORPUS_SETTINGS`. The first checkpoint after a resume has none
-    (the copy is not saved).
+    (the copy is not saved). With `evaluate` (default) a checkpoint also measures held-out
+    accuracy and the faithfulness of the current, step-0 and previous circuits (Circuit
+    Stability); without, those scalars and metrics are absent (the forecasting strategies
+    observe so: no forecaster feature reads them).
     """
 
     every: int = 10
@@ -72,6 +75,7 @@ class TrackerSettings:
     ig_steps: int = 5
     seed: int = 0
     lookahead: bool = False
+    evaluate: bool = True
 
     def __post_init__(self) -> None:
         if self.lookahead and self.method != "eap":
@@ -251,26 +255,15 @@ class CircuitTracker(TrainerCallback):
             state.start_circuit, state.start_scores = current, node_scores
         if state.previous_circuit is None:
             state.previous_circuit, state.previous_scores = current, node_scores
-        circuits = (current, state.start_circuit, state.previous_circuit)
-        with eval_mode(model):  # each distinct circuit once: late in SFT the three often coincide
-            evaluator = CircuitEvaluator(runs)
-            faith = {frozenset(c): evaluator.faithfulness(c, "node") for c in set(map(frozenset, circuits))}
-        faith_now, faith_start, faith_previous = (faith[frozenset(c)] for c in circuits)
-        scalars = {
-            "accuracy": accuracy(model, self.tokenizer, state.examples),
-            "metric": metric_value,
-            "faithfulness": faith_now,
-            "faithfulness_start_circuit": faith_start,
-            "wall_s": 0.0,
-        }
+        scalars: dict[str, float] = {"metric": metric_value}
         step_metrics = {
-            f"{name}/accuracy": scalars["accuracy"],
-            f"{name}/metric": scalars["metric"],
-            f"{name}/faithfulness": faith_now,
-            f"{name}/cs_start": circuit_stability(faith_start, faith_now),
-            f"{name}/cs_prev": circuit_stability(faith_previous, faith_now),
+            f"{name}/metric": metric_value,
             f"{name}/cs_start_spearman": score_stability(state.start_scores, node_scores),
         }
+        if s.evaluate:
+            evaluated, metrics = self._evaluate(model, state, runs, current)
+            scalars |= evaluated
+            step_metrics |= {f"{name}/{key}": value for key, value in metrics.items()}
         for kind in ("all", "head", "mlp"):
             step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
             step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)
@@ -282,6 +275,26 @@ class CircuitTracker(TrainerCallback):
         scalars["wall_s"] = time.perf_counter() - start
         table = scores_table(all_scores, self.graph.n_layers, s.method, grad_norms, lookahead)
         return step_metrics, table, scalars
+
+    def _evaluate(
+        self, model: PreTrainedModel, state: _TaskState, runs: PatchedRuns, current: set[str]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The checkpoint scalars accuracy (held out), faithfulness (of the current circuit) and
+        faithfulness_start_circuit, and the step metrics accuracy, faithfulness, cs_start, cs_prev."""
+        circuits = (current, state.start_circuit, state.previous_circuit)
+        with eval_mode(model):  # each distinct circuit once: late in SFT the three often coincide
+            evaluator = CircuitEvaluator(runs)
+            faith = {frozenset(c): evaluator.faithfulness(c, "node") for c in set(map(frozenset, circuits))}
+        now, start, previous = (faith[frozenset(c)] for c in circuits)
+        held_out = accuracy(model, self.tokenizer, state.examples)
+        scalars = {"accuracy": held_out, "faithfulness": now, "faithfulness_start_circuit": start}
+        metrics = {
+            "accuracy": held_out,
+            "faithfulness": now,
+            "cs_start": circuit_stability(start, now),
+            "cs_prev": circuit_stability(previous, now),
+        }
+        return scalars, metrics
 
     def _lookahead(self, model: PreTrainedModel, pairs: PairBatch) -> dict[str, float] | None:
         """Node name -> derivative of its eap score along the update since the previous
