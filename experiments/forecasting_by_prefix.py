@@ -1,7 +1,8 @@
 """How early can the final circuit be forecast? Leave-one-family-out Jaccard@n against the prefix k.
 
     python experiments/forecasting_by_prefix.py [--corpus predictors/assets/corpus]
-        [--prefixes 0 1 ... 12] [--models static last extrapolate anticipate lgbm lgbm-ranker]
+        [--prefixes 0 1 ... 12]
+        [--models static last extrapolate anticipate lgbm lgbm-ranker lgbm-no-lookahead]
 
 For every prefix k (checkpoints 0..k observed: steps 0..`every` x k), the
 leave-one-family-out evaluation of `predictors.evaluate` (node level, horizon: the final
@@ -28,6 +29,8 @@ from predictors.registry import LEARNED
 
 RESULTS = Path(__file__).parent / "results"
 CONTROLS = ("last", "static", "anticipate")
+BASELINES = ("static", "last", "extrapolate", "anticipate")
+LIGHTGBM = ("lgbm", "lgbm-ranker", "lgbm-no-lookahead")
 
 
 def jaccard_by_prefix(
@@ -75,9 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("predictors/assets/corpus"))
     parser.add_argument("--prefixes", nargs="*", type=int, default=list(range(13)))
-    parser.add_argument(
-        "--models", nargs="*", default=["static", "last", "extrapolate", "anticipate", "lgbm", "lgbm-ranker"]
-    )
+    parser.add_argument("--models", nargs="*", default=[*BASELINES, *LIGHTGBM])
     parser.add_argument("--circuit-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

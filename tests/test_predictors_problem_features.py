@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from foresight.circuits import circuit
-from predictors.dataset import build_dataset
+from predictors.dataset import build_dataset, sample_features
 from predictors.features import FEATURES, features_at, population_priors
 from predictors.problem import ForecastProblem, Trajectory, observe, split_runs, target_scores
 from predictors.synthetic import synthetic_trajectories
@@ -109,3 +109,15 @@ def test_lookahead_regime_and_population_priors_by_hand(corpus: tuple) -> None:
     assert f.loc["a2.h1", "prior_d_abs"] == pytest.approx((absn.iloc[-1] - absn.iloc[0])[heads].mean())
     assert f.loc["a2.h1", "prior_in_circuit"] == pytest.approx(np.mean([h in final for h in heads]))
     assert features_at(observe(run, PROBLEM), PROBLEM)["prior_d_abs"].isna().all()  # no priors: NaN
+
+
+def test_reused_features_take_each_call_s_priors(corpus: tuple) -> None:
+    """`sample_features` keeps the prior-free part on the run: a second call with other priors
+    (another leave-one-out fold) gets its own prior columns and otherwise the same values."""
+    runs = split_runs(*corpus)
+    first, second = population_priors(runs[:1], PROBLEM), population_priors(runs[1:], PROBLEM)
+    assert first != second
+    for priors in (first, second, None):
+        reused = sample_features(runs[0], PROBLEM, 3, priors)
+        pd.testing.assert_frame_equal(reused, features_at(observe(runs[0], PROBLEM, 3), PROBLEM, priors))
+    assert ("features", PROBLEM, 3) in runs[0].memo

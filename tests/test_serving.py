@@ -78,6 +78,7 @@ def test_predictive_serves_the_features_of_its_corpus_regime(
     tracker = read_manifest(stored)["tracker"]
     assert (tracker["evaluate"], tracker["lookahead"]) == (False, lookahead)
     assert {**tracker, "evaluate": True, "lookahead": True} == read_manifest(corpus)["tracker"]
+    assert "accuracy" not in load_trajectory(stored) and "accuracy" in load_trajectory(corpus)
     assert list(served) == [1]
     n_planned = FAST["steps"] // FAST["every"] + 1
     again = forecaster.features(observe(run_of(stored), problem, 1, n_planned))
