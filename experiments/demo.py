@@ -4,8 +4,9 @@
 
 1. accuracy of the shipped default model on every task before SFT;
 2. tracked SFT on two tasks (trajectories + an MLflow run with CD/CS/CC);
-3. leave-one-task-out forecasting on the shipped trajectory corpus (predictors/assets/corpus);
-4. a LightGBM forecaster trained on the corpus without `--task`, the task it will forecast;
+3. leave-one-family-out forecasting on the shipped trajectory corpus (predictors/assets/corpus);
+4. a LightGBM forecaster trained on the corpus without `--task` and its family (the task it
+   will forecast);
 5. free / static / random / predictive / oracle LoRA fine-tuning of `--task` over 2 seeds, with
    the printed table and the MLflow parent run that holds it.
 

@@ -234,7 +234,7 @@ def forecast_train(
     circuit_size: int = typer.Option(10),
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
-    hold_out: list[str] = typer.Option(None, help="a task whose runs are left out (to forecast it)"),
+    hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
@@ -254,7 +254,7 @@ def forecast_eval(
     model: list[str] = typer.Option(None, help="forecasters and baselines (default: all)"),
     seed: int = typer.Option(0),
 ) -> None:
-    """Leave-one-task-out comparison of forecasters and baselines."""
+    """Leave-one-family-out comparison of forecasters and baselines."""
     from predictors.cli import eval_command
 
     eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)

@@ -8,6 +8,7 @@ import pandas as pd
 from rich.console import Console
 
 from foresight.tables import frame_table
+from foresight.tasks import task_family
 from predictors.base import forecast
 from predictors.evaluate import comparison_frame, evaluate
 from predictors.persist import load_forecaster, save_forecaster
@@ -67,7 +68,8 @@ def train_command(
     hold_out: list[str] | None = None,
 ) -> Path:
     """Fit forecaster `model` on every trajectory under `trajectories` but those of the tasks in
-    `hold_out` (the tasks it will forecast); save it to `out`."""
+    `hold_out` (the tasks it will forecast) and of their families (`task_family`: no near-copy
+    of a forecast task is trained on); save it to `out`."""
     problem = _problem(prefix, horizon, circuit_size)
     runs = _corpus(trajectories, problem)
     held_out = hold_out or []
@@ -75,7 +77,8 @@ def train_command(
     for task in held_out:
         if task not in tasks:
             raise ValueError(f"--hold-out {task}: no runs of that task under {trajectories}")
-    runs = [run for run in runs if run.task not in held_out]
+    families = {task_family(task) for task in held_out}
+    runs = [run for run in runs if task_family(run.task) not in families]
     if not runs:
         raise ValueError(f"--hold-out leaves no runs under {trajectories} to train on")
     forecaster = make_forecaster(model, problem, seed).fit(runs)
@@ -93,17 +96,18 @@ def eval_command(
     seed: int = 0,
     log_mlflow: bool = False,
 ) -> pd.DataFrame:
-    """Leave-one-task-out comparison of `models` (default: all) on the trajectories under
-    `trajectories`; prints the table and returns the summary."""
+    """Leave-one-family-out comparison (`task_family`; a task outside the registered families is
+    its own family) of `models` (default: all) on the trajectories under `trajectories`; prints
+    the table and returns the summary."""
     problem = _problem(prefix, horizon, circuit_size)
     runs = _corpus(trajectories, problem)
-    result = evaluate(runs, problem, models or list(MODELS), seed, log_mlflow=log_mlflow)
-    title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-task-out)"
+    result = evaluate(runs, problem, models or list(MODELS), seed, log_mlflow=log_mlflow, groups=task_family)
+    title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-family-out)"
     table = comparison_frame(result.summary)
     per_task = [c for c in table.columns if c.startswith("J ")]
     _print(table.drop(columns=per_task).reset_index(), title)
     by_task = table[per_task].T.rename(index=lambda c: c.removeprefix("J "))
-    _print(by_task.rename_axis("task").reset_index(), "Jaccard@n per held-out task")
+    _print(by_task.rename_axis("family").reset_index(), "Jaccard@n per held-out family")
     return result.summary
 
 

@@ -93,3 +93,13 @@ def test_cli_functions(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert set(summary["model"]) == {"static", "extrapolate"}
     printed = capsys.readouterr().out
     assert "forecast of" in printed and "static" in printed
+
+
+def test_cli_holds_out_whole_families(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--hold-out ioi` also leaves out ioi's template variant; eval holds out families."""
+    tasks = ("ioi", "ioi_handed", "gender")
+    root = write_corpus(*synthetic_trajectories(tasks=tasks, seeds=(0,), n_checkpoints=6), tmp_path / "c")
+    train_command(root, 2, "final", "static", 5, tmp_path / "f", hold_out=["ioi"])
+    assert "trained static on 1 runs" in capsys.readouterr().out
+    summary = eval_command(root, prefix=2, horizon="2", circuit_size=5, models=["static"])
+    assert set(summary["task"]) == {"ioi", "gender", "all"}  # ioi_handed is held out with ioi
