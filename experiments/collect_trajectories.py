@@ -88,11 +88,13 @@ def collect_run(
 
 
 def write_compact(root: Path, out: Path) -> int:
-    """Node-level copies of every trajectory under `root` into `out/{run}`; returns the count."""
-    paths = find_trajectories(root)
+    """Node-level copies of every trajectory under `root` into `out/{run}` ({run}: the directory
+    under `root` that holds it, so a compact copy can be compacted again), but the copies that
+    MLflow keeps as artifacts (an artifact store under `root`); returns the count."""
+    paths = [p for p in find_trajectories(root) if "artifacts" not in p.relative_to(root).parts]
     for path in paths:
         manifest = read_manifest(path)
-        target = out / path.parent.parent.name
+        target = out / path.relative_to(root).parts[0]
         shutil.rmtree(target, ignore_errors=True)
         writer = TrajectoryWriter(target, manifest)
         for file in [*(checkpoint_file(path, s) for s in written_steps(path)), path / PROBE]:
