@@ -1,7 +1,7 @@
 """The foresight study: the eight strategies at the same budget, with the re-localizing controls.
 
     python experiments/study_foresight.py [--corpus predictors/assets/corpus] [--tasks ...]
-        [--seeds 0 1 2 3 4] [--forecaster lgbm-no-lookahead] [--report-only]
+        [--seeds 0 1 2 3 4] [--forecaster lgbm-no-lookahead] [--strategies ...] [--report-only]
 
 Strategies: free, static, random, last, dynamic, predictive, predictive-dynamic, oracle (same
 steps, data and K; `last` re-localizes once at the step where predictive switches, `dynamic`
@@ -19,6 +19,7 @@ each vs static and random) and the wall time per strategy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -58,5 +59,7 @@ if __name__ == "__main__":
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=Path("predictors/assets/corpus"))
     parser.add_argument("--forecaster", choices=LIGHTGBM, default="lgbm-no-lookahead")
+    parser.add_argument("--strategies", nargs="+", choices=CONFIG.strategies, default=CONFIG.strategies)
     args = parser.parse_args()
-    run_study("foresight", CONFIG, args, held_out_forecasters(args.corpus, args.forecaster))
+    config = replace(CONFIG, strategies=tuple(args.strategies))
+    run_study("foresight", config, args, held_out_forecasters(args.corpus, args.forecaster))
