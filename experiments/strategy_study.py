@@ -13,6 +13,7 @@ held-out accuracy per task and strategy (95% t-interval over seeds) in
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def plot_study(frame: pd.DataFrame, title: str, path: Path) -> Path:
     strategies = list(dict.fromkeys(frame["strategy"]))
     tasks = sorted(frame["task"].unique())
     width = 0.8 / len(strategies)
-    fig = Figure(figsize=(max(6.0, 1.2 * len(tasks)), 3.6))
+    fig = Figure(figsize=(max(6.0, 0.16 * len(tasks) * len(strategies) + 1.5), 3.6))
     ax = fig.subplots()
     for i, strategy in enumerate(strategies):
         rows = [summarise(frame[(frame.task == t) & (frame.strategy == strategy)]) for t in tasks]
@@ -71,10 +72,9 @@ def plot_study(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncols=len(strategies))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax.legend(fontsize=7, ncols=min(4, len(strategies)), loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 

@@ -119,7 +119,8 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """One plain sentence per test: a beats b, b beats a, or no significant difference."""
+    """One plain sentence per test: a beats b, b beats a (mean: the winner's advantage, > 0), or
+    no significant difference (mean: a - b)."""
     lines = []
     for row in tests.itertuples(index=False):
         if np.isnan(row.p) or row.p >= alpha:
@@ -128,7 +129,8 @@ def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
             )
         else:
             winner, loser = (row.a, row.b) if row.mean_diff > 0 else (row.b, row.a)
-            lines.append(f"{winner} beats {loser} (mean {row.mean_diff:+.3f}, p = {row.p:.2g}, n = {row.n})")
+            advantage = abs(row.mean_diff)
+            lines.append(f"{winner} beats {loser} (mean {advantage:+.3f}, p = {row.p:.2g}, n = {row.n})")
     return lines
 
 

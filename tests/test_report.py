@@ -90,6 +90,8 @@ def test_verdict_says_who_wins_and_when_nobody_does() -> None:
     assert any(line.startswith("predictive beats static") for line in lines)
     # static - random: +0.10, +0.12, -0.01, +0.01: t = 1.70, p = 0.19
     assert any(line.startswith("static vs random: no significant difference (mean +0.055") for line in lines)
+    loss = pd.DataFrame([{"a": "x", "b": "y", "n": 4, "mean_diff": -0.25, "t": -5.0, "p": 0.01}])
+    assert verdict(loss) == ["y beats x (mean +0.250, p = 0.01, n = 4)"]  # the winner's advantage
     tie = pd.DataFrame([{"a": "x", "b": "y", "n": 3, "mean_diff": 0.0, "t": np.nan, "p": np.nan}])
     assert verdict(tie) == ["x vs y: no significant difference (mean +0.000, n = 3)"]
 
