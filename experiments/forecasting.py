@@ -1,14 +1,18 @@
-"""Forecasting on the trajectory corpus: leave-one-family-out table, paired tests, training times.
+"""Forecasting on the trajectory corpus: leave-one-family-out per-run results over fit seeds, and
+the table with cluster-level tests rebuilt from them.
 
     python experiments/forecasting.py [--corpus predictors/assets/corpus] [--prefix 3] [--circuit-size 8]
+        [--models lgbm lgbm-ranker ...] [--fit-seeds 0 1 2 3 4] [--tables-only]
 
 Node level, horizon "final": from checkpoints 0..k of a run, the top-n heads and MLPs at its last
-checkpoint. Every forecaster and baseline is evaluated leave-one-family-out (predictors.evaluate
-with `foresight.tasks.task_family`: a task family is held out as a whole), logged to MLflow
-(experiment "foresight-forecasting"), and the summary is written to
-experiments/results/forecasting.md with paired tests over held-out runs (Wilcoxon signed-rank
-and paired t of Jaccard@n) of the best learned forecaster against every other model, and the wall
-time of fitting LightGBM and the GNN once on the whole corpus.
+checkpoint. Each (model, fit seed) not yet in experiments/results/forecasting_per_run.csv is
+evaluated leave-one-family-out (`predictors.evaluate.leave_one_task_out` with
+`foresight.tasks.task_family`: a family is held out as a whole) and appended to that CSV (columns
+`predictors.evaluate.PER_RUN_COLUMNS`), so the computation resumes where it stopped. The table
+(experiments/results/forecasting.md) is then rebuilt from the CSV alone
+(`predictors.report.seeded_report`): per learned model the mean ± sd over fit seeds of its gain
+over `last` and `static`, how many seeds are significant after Holm, the cluster-level tests
+(task and family as the unit), split by regime.
 """
 
 from __future__ import annotations
@@ -21,11 +25,34 @@ import pandas as pd
 import torch
 
 from foresight.tasks import task_family
-from predictors.evaluate import ALL, evaluate, paired_tests
+from predictors.evaluate import PER_RUN_COLUMNS, leave_one_task_out, run_metadata
 from predictors.problem import ForecastProblem, load_corpus
-from predictors.registry import LEARNED, MODELS, make_forecaster
+from predictors.registry import MODELS
+from predictors.report import seeded_report
 
 RESULTS = Path(__file__).parent / "results"
+PER_RUN = RESULTS / "forecasting_per_run.csv"
+
+
+def compute(
+    corpus: Path, problem: ForecastProblem, models: list[str], fit_seeds: list[int], path: Path
+) -> None:
+    """Append to `path` the per-run rows of every (model, fit seed) it does not hold yet."""
+    done = set()
+    if path.exists():
+        old = pd.read_csv(path)
+        done = set(zip(old["model"], old["fit_seed"], strict=True))
+    todo = [(m, s) for s in fit_seeds for m in models if (m, s) not in done]
+    if not todo:
+        return
+    runs = load_corpus(corpus)
+    meta = run_metadata(runs)
+    for model, seed in todo:
+        start = time.perf_counter()
+        rows = leave_one_task_out(runs, problem, [model], seed, groups=task_family)
+        rows = rows.drop(columns="task").merge(meta, on="run").assign(fit_seed=seed)
+        rows[PER_RUN_COLUMNS].to_csv(path, mode="a", header=not path.exists(), index=False)
+        print(f"{model} fit seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def main() -> None:
@@ -33,46 +60,17 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("predictors/assets/corpus"))
     parser.add_argument("--prefix", type=int, default=3)
     parser.add_argument("--circuit-size", type=int, default=8)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--fit-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tables-only", action="store_true", help="rebuild the table from the CSV")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runs = load_corpus(args.corpus)
-    tasks = sorted({r.task for r in runs})
-    families = sorted({task_family(t) for t in tasks})
     problem = ForecastProblem(args.prefix, "final", args.circuit_size)
-    fit_s = {}
-    for model in ("lgbm", "gnn"):
-        start = time.perf_counter()
-        make_forecaster(model, problem, args.seed).fit(runs)
-        fit_s[model] = time.perf_counter() - start
-        print(f"{model}: fitted on all {len(runs)} runs in {fit_s[model]:.1f} s", flush=True)
-    start = time.perf_counter()
-    result = evaluate(runs, problem, list(MODELS), args.seed, log_mlflow=True, groups=task_family)
-    loto_s = time.perf_counter() - start
-    overall = result.summary[result.summary["task"] == ALL].set_index("model")["jaccard"]
-    best = overall[list(LEARNED)].idxmax()
-    tests = paired_tests(result.per_run, best, [m for m in MODELS if m != best])
-    regimes = pd.Series([str(r.rows["regime_strategy"].iloc[0]) for r in runs]).value_counts()
-    checkpoints = sorted({r.n_checkpoints for r in runs})
-    notes = [
-        "",
-        f"Paired tests over held-out runs, Jaccard@{args.circuit_size} of the best learned forecaster "
-        f"({best}) minus each other model:",
-        "",
-        tests.to_markdown(index=False, floatfmt=".3g"),
-        "",
-        f"Corpus: {args.corpus}, {len(runs)} runs ({len(tasks)} tasks in {len(families)} families: "
-        f"{', '.join(families)}; regimes {regimes.to_dict()}), {checkpoints} checkpoints per run; "
-        f"seed {args.seed}. Held out: one family at a time.",
-        f"Fit on the whole corpus, {torch.get_num_threads()} threads: LightGBM {fit_s['lgbm']:.1f} s, "
-        f"GNN {fit_s['gnn']:.1f} s. Leave-one-family-out over all models: {loto_s:.0f} s.",
-        "gap_closed = (J - J_static) / (1 - J_static) of the mean Jaccard over held-out runs.",
-    ]
-    text = result.markdown + "\n".join(notes) + "\n"
-    RESULTS.mkdir(exist_ok=True)
+    if not args.tables_only:
+        compute(args.corpus, problem, args.models, args.fit_seeds, PER_RUN)
+    text = seeded_report(pd.read_csv(PER_RUN), problem, f"{args.corpus}")
     (RESULTS / "forecasting.md").write_text(text)
-    result.per_run.to_csv(RESULTS / "forecasting_per_run.csv", index=False)
     print(text)
 
 

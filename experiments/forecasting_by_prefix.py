@@ -6,10 +6,12 @@
 
 For every prefix k (checkpoints 0..k observed: steps 0..`every` x k), the
 leave-one-family-out evaluation of `predictors.evaluate` (node level, horizon: the final
-checkpoint, circuit size n; `foresight.tasks.task_family` groups) for each model, and paired
-tests over held-out runs (`predictors.evaluate.paired_tests`) of each learned model against
+checkpoint, circuit size n; `foresight.tasks.task_family` groups) for each model, and
+cluster-level paired tests (`predictors.evaluate.paired_tests`: the held-out family is the unit,
+exact sign-flip p, Holm per k over every learned model x control) of each learned model against
 `last`, `static` and `anticipate` at that k. Writes experiments/results/forecasting_by_prefix.md
-(mean Jaccard@n per model and k; the tests) and forecasting_by_prefix.png. Prints the wall time.
+(mean Jaccard@n per model and k; the tests), forecasting_by_prefix.png and the per-run results
+forecasting_by_prefix_per_run.csv (`PER_RUN_COLUMNS` and k). Prints the wall time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 
 from foresight.tasks import task_family
-from predictors.evaluate import ALL, evaluate, paired_tests
+from predictors.evaluate import ALL, PER_RUN_COLUMNS, evaluate, paired_tests, run_metadata
 from predictors.problem import ForecastProblem, load_corpus
 from predictors.registry import LEARNED
 
@@ -33,29 +35,39 @@ BASELINES = ("static", "last", "extrapolate", "anticipate")
 LIGHTGBM = ("lgbm", "lgbm-ranker", "lgbm-no-lookahead")
 
 
-def jaccard_by_prefix(
-    corpus: Path, prefixes: list[int], models: list[str], n: int, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean Jaccard@n over held-out runs (one row per prefix k, one column per model) and the
-    paired tests (one row per k, learned model and control in CONTROLS)."""
+def per_run_by_prefix(
+    corpus: Path, prefixes: list[int], models: list[str], n: int, seed: int, path: Path
+) -> pd.DataFrame:
+    """Per-run results (PER_RUN_COLUMNS and k) of every model at every prefix, written to `path`
+    after each k."""
     runs = load_corpus(corpus)
-    rows, tests = [], []
+    meta, frames = run_metadata(runs), []
     for k in prefixes:
-        problem = ForecastProblem(k, "final", n)
-        result = evaluate(runs, problem, models, seed, log_mlflow=False, groups=task_family)
+        result = evaluate(runs, ForecastProblem(k, "final", n), models, seed, groups=task_family)
+        frame = result.per_run.drop(columns="task").merge(meta, on="run").assign(fit_seed=seed, k=k)
+        frames.append(frame[[*PER_RUN_COLUMNS, "k"]])
+        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
         overall = result.summary[result.summary["task"] == ALL].set_index("model")["jaccard"]
-        rows.append({"k": k, **overall.reindex(models).to_dict()})
-        controls = [c for c in CONTROLS if c in models]
-        for model in (m for m in models if m in LEARNED):
-            tests.append(paired_tests(result.per_run, model, controls).assign(k=k))
         print(f"k={k}: " + ", ".join(f"{m} {overall[m]:.3f}" for m in models), flush=True)
-    return pd.DataFrame(rows).set_index("k"), pd.concat(tests, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def jaccard_by_prefix(per_run: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From per-run results: mean Jaccard@n over held-out runs (one row per prefix k, one column
+    per model) and the cluster-level tests (one row per k, learned model and control)."""
+    models = list(dict.fromkeys(per_run["model"]))
+    table = per_run.pivot_table(index="k", columns="model", values="jaccard", aggfunc="mean")[models]
+    controls = [c for c in CONTROLS if c in models]
+    pairs = [(m, c) for m in models if m in LEARNED for c in controls]
+    tests = [paired_tests(part, pairs).assign(k=k) for k, part in per_run.groupby("k")]
+    return table, pd.concat(tests, ignore_index=True)
 
 
 def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
-    """One row per k, one column per (learned model - control): "+0.031 (p 0.012)" (Wilcoxon)."""
+    """One row per k, one column per (learned model - control): "+0.031 (p 0.012)", the mean of
+    family means and the Holm-adjusted family-level p."""
     pair = tests["a"] + " - " + tests["b"]
-    cell = tests.apply(lambda r: f"{r['mean_diff']:+.3f} (p {r['wilcoxon_p']:.2g})", axis=1)
+    cell = tests.apply(lambda r: f"{r['mean_diff']:+.3f} (p {r['p_holm']:.2g})", axis=1)
     wide = tests.assign(pair=pair, cell=cell).pivot(index="k", columns="pair", values="cell")
     return wide[list(dict.fromkeys(pair))]
 
@@ -83,20 +95,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--every", type=int, default=4, help="steps between the corpus's checkpoints")
+    parser.add_argument("--tables-only", action="store_true", help="rebuild from the per-run CSV")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    table, tests = jaccard_by_prefix(args.corpus, args.prefixes, args.models, args.circuit_size, args.seed)
+    path = RESULTS / "forecasting_by_prefix_per_run.csv"
+    if args.tables_only:
+        per_run = pd.read_csv(path)
+    else:
+        per_run = per_run_by_prefix(
+            args.corpus, args.prefixes, args.models, args.circuit_size, args.seed, path
+        )
+    table, tests = jaccard_by_prefix(per_run)
     RESULTS.mkdir(exist_ok=True)
     plot(table, args.every, RESULTS / "forecasting_by_prefix.png")
     text = (
         f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-family-out over "
         f"{args.corpus}, node level, seed {args.seed}; k = last observed checkpoint (step {args.every}k).\n\n"
         + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
-        + f"\n\nPaired tests over the {int(tests['n_runs'].max())} held-out runs at each k: mean "
-        f"difference of Jaccard@{args.circuit_size}, learned model minus control (Wilcoxon p):\n\n"
+        + f"\n\nCluster-level paired tests at each k ({int(tests['n_runs'].max())} held-out runs in "
+        f"{int(tests['n_clusters'].max())} families): mean over families of the mean difference of "
+        f"Jaccard@{args.circuit_size}, learned model minus control, and the exact sign-flip p over "
+        f"families, Holm-adjusted over the {tests.groupby('k').size().max()} comparisons at that k:\n\n"
         + tests_table(tests).reset_index().to_markdown(index=False)
-        + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads.\n"
+        + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads"
+        + (" (tables rebuilt from the per-run CSV).\n" if args.tables_only else ".\n")
     )
     (RESULTS / "forecasting_by_prefix.md").write_text(text)
     print(text)

@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ttest_rel, wilcoxon
 
+from foresight import stats
 from predictors.base import Forecaster
 from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 from predictors.registry import make_forecaster
 from predictors.scoring import METRICS, run_metrics
 
 ALL = "all"
+PER_RUN_COLUMNS = ["run", "task", "family", "seed", "regime", "model", "fit_seed", *METRICS]
 Factory = Callable[[ForecastProblem], Forecaster]
 
 
@@ -78,6 +79,32 @@ def leave_one_task_out(
     return pd.DataFrame(rows, columns=["model", "task", "run", *METRICS])
 
 
+def regime_of(rows: pd.DataFrame) -> str:
+    """The fine-tuning regime of one run's rows: "free" (full-parameter SFT of every component)
+    or "{regime_mode}-{regime_strategy}" (e.g. "lora-static")."""
+    mode, strategy = str(rows["regime_mode"].iloc[0]), str(rows["regime_strategy"].iloc[0])
+    return "free" if strategy == "free" and mode == "full" else f"{mode}-{strategy}"
+
+
+def run_metadata(runs: Sequence[Trajectory]) -> pd.DataFrame:
+    """One row per run: run, task, family (`foresight.tasks.task_family`), seed (the run's
+    training seed) and regime (`regime_of`)."""
+    from foresight.tasks import task_family
+
+    return pd.DataFrame(
+        [
+            {
+                "run": r.name,
+                "task": r.task,
+                "family": task_family(r.task),
+                "seed": int(r.rows["seed"].iloc[0]),
+                "regime": regime_of(r.rows),
+            }
+            for r in runs
+        ]
+    )
+
+
 def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Percentile 95% interval of the mean of `values` (NaNs dropped) over `n_boot` resamples."""
     values = values[~np.isnan(values)]
@@ -109,26 +136,14 @@ def summarize(per_run: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Da
     return summary
 
 
-def paired_tests(per_run: pd.DataFrame, model: str, others: Sequence[str]) -> pd.DataFrame:
-    """Paired tests over held-out runs of Jaccard(model) - Jaccard(other) for each of `others`:
-    columns a, b, n_runs, mean_diff, wilcoxon_p (signed-rank over the non-zero differences)
-    and t_p (paired t); NaN where every difference is zero (Wilcoxon) or constant (t)."""
-    wide = per_run.pivot_table(index="run", columns="model", values="jaccard")
-    rows = []
-    for other in others:
-        diff = wide[model] - wide[other]
-        nonzero = diff[diff != 0]
-        rows.append(
-            {
-                "a": model,
-                "b": other,
-                "n_runs": len(diff),
-                "mean_diff": diff.mean(),
-                "wilcoxon_p": wilcoxon(nonzero).pvalue if len(nonzero) else math.nan,
-                "t_p": ttest_rel(wide[model], wide[other]).pvalue if diff.std() > 0 else math.nan,
-            }
-        )
-    return pd.DataFrame(rows)
+def paired_tests(
+    per_run: pd.DataFrame, pairs: Sequence[tuple[str, str]], cluster: str = "family", hidden: int = 0
+) -> pd.DataFrame:
+    """Cluster-level paired tests (`foresight.stats.paired_tests`) of Jaccard(a) - Jaccard(b)
+    over the held-out runs both models were scored on, for each (a, b) of `pairs`; the unit of
+    the test is `cluster` (a column of `per_run`: family, task), Holm over the rows and
+    `hidden` comparisons more."""
+    return stats.paired_tests(per_run, pairs, "model", "jaccard", ["run"], cluster, hidden)
 
 
 def comparison_frame(summary: pd.DataFrame) -> pd.DataFrame:

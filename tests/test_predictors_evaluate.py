@@ -85,3 +85,46 @@ def test_leave_one_family_out_never_trains_on_the_held_out_family() -> None:
     per_run = leave_one_task_out(runs, problem, {"last": Recording}, groups=family)
     assert sorted(per_run["task"]) == ["f", "f", "g"]  # held-out units: families
     assert sorted(map(sorted, seen.values())) == [["t0", "t1"], ["t2"]]
+
+
+def seeded_per_run(gain_free: float, gain_lora: float) -> pd.DataFrame:
+    """9 families x 2 tasks x 2 runs (one per regime): last and static 0.5 at fit seed 0, lgbm
+    0.5 + gain at fit seeds 0 and 1, with a little per-run noise."""
+    rng, rows = np.random.default_rng(0), []
+    for f in range(9):
+        for t in range(2):
+            for regime, gain in (("free", gain_free), ("lora-static", gain_lora)):
+                run = dict(run=f"f{f}t{t}{regime}", task=f"f{f}t{t}", family=f"f{f}", seed=0, regime=regime)
+                rows += [run | dict(model=c, fit_seed=0, jaccard=0.5) for c in ("last", "static")]
+                rows += [
+                    run | dict(model="lgbm", fit_seed=s, jaccard=0.5 + gain + rng.normal(0, 0.01))
+                    for s in (0, 1)
+                ]
+    return pd.DataFrame(rows)
+
+
+def test_seed_tests_find_a_gain_in_one_regime_at_the_family_level() -> None:
+    from predictors.report import seed_summary, seed_tests
+
+    tests = seed_tests(seeded_per_run(0.0, 0.1)).set_index(["fit_seed", "regime", "control"])
+    lora = tests.loc[(1, "lora-static", "last")]
+    assert lora["n_clusters"] == 9 and lora["n_runs"] == 18 and lora["n_tasks"] == 18
+    assert lora["mean_diff"] == pytest.approx(0.1, abs=0.01)
+    assert lora["p"] == pytest.approx(2 / 512) and lora["p_holm"] == pytest.approx(2 * 2 / 512)
+    assert tests.loc[(0, "free", "last"), "p"] > 0.05 and not tests.loc[(0, "free", "static"), "significant"]
+    summary = seed_summary(tests.reset_index()).set_index("regime")
+    assert summary.loc["lora-static", "fit seeds"] == 2
+    assert summary.loc["lora-static", "significant seeds (last): family, task"] == "2/2, 2/2"
+    assert summary.loc["free", "significant seeds (last): family, task"] == "0/2, 0/2"
+
+
+def test_cluster_paired_tests_use_families_not_runs() -> None:
+    from predictors.evaluate import paired_tests
+
+    per_run = seeded_per_run(0.1, 0.1)
+    per_run = per_run[per_run["fit_seed"] == 0]
+    by_family = paired_tests(per_run, [("lgbm", "last")]).iloc[0]
+    by_task = paired_tests(per_run, [("lgbm", "last")], cluster="task").iloc[0]
+    assert by_family["n_clusters"] == 9 and by_task["n_clusters"] == 18 and by_family["n_runs"] == 36
+    assert by_family["p"] == pytest.approx(2 / 512) and by_task["p"] < by_family["p"]
+    assert paired_tests(per_run, [("lgbm", "last")], hidden=3).iloc[0]["p_holm"] == pytest.approx(4 * 2 / 512)
