@@ -178,7 +178,7 @@ def comparison_figure(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> Fi
         right.set_yticks(y, labels, fontsize=8)
         right.invert_yaxis()
         limit = max(0.05, float(np.nanmax(np.abs(diff))) * 1.6)
-        right.set(xlim=(-limit, limit), xlabel="mean accuracy difference", title="paired t-tests over seeds")
+        right.set(xlim=(-limit, limit), xlabel="mean accuracy difference", title="paired tests (sign-flip p, Holm)")
     else:
         right.set_axis_off()
         right.text(0.5, 0.5, "no pair of the tested strategies ran", ha="center", transform=right.transAxes)

@@ -1,8 +1,9 @@
 """Results tables of strategy comparisons and tracked runs, from results in memory or from MLflow.
 
 Strategy tables (`compare`, the illusion and foresight studies): held-out accuracy after
-fine-tuning per strategy, with its mean and 95% t-interval over seeds, and paired t-tests
-(scipy.stats.ttest_rel) of accuracy a - b over the (task, seed) pairs both strategies ran.
+fine-tuning per strategy, with its mean and 95% t-interval over seeds, and cluster-level paired
+tests (`foresight.stats`: the task is the unit, Holm over the table's pairs) of accuracy a - b
+over the (task, seed) runs both strategies ran; the run-level p is a secondary column.
 
 Evolution tables (tracked runs, the evolution study): per task, the circuit metrics at the last
 checkpoint of each run (the tracker's `cd_start_head` and so on, which MLflow holds under the
@@ -19,8 +20,9 @@ from collections.abc import Sequence
 import mlflow
 import numpy as np
 import pandas as pd
-from scipy.stats import t, ttest_rel
+from scipy.stats import t
 
+from foresight import stats
 from foresight.mlflow_ui import CONFLICT, mlflow_name
 
 STRATEGY_COLUMNS = ["task", "strategy", "seed", "accuracy_before", "accuracy_after", "trainable_parameters"]
@@ -40,6 +42,7 @@ PAIRS = (
     ("static", "free"),
     ("random", "free"),
 )
+TERMINAL_TEST_COLUMNS = ["a", "b", "n", "mean_diff", "p", "p_holm"]  # what fits 80 columns
 SMALL_N = 5
 EVOLUTION_METRICS = (
     "cd_start_head",
@@ -84,27 +87,16 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
-    """Paired t-tests of accuracy a - b over the (task, seed) pairs both strategies ran, for
-    each pair of `pairs` where both ran; p is NaN with fewer than 2 pairs or zero variance."""
+    """Cluster-level paired tests (`foresight.stats.paired_tests`) of accuracy a - b over the
+    (task, seed) runs both strategies ran, for each pair of `pairs` where both ran: the task is
+    the cluster when the frame holds several tasks, else the seed (one task's comparison).
+    Columns a, b, cluster, n_clusters, n (runs), mean_diff (mean of the cluster means), ci_lo,
+    ci_hi, p (exact sign-flip), p_holm (Holm over the rows), p_run (run-level Wilcoxon)."""
     keys = [c for c in ("task", "seed") if c in frame]
-    acc = frame.pivot_table(index=keys, columns="strategy", values="accuracy_after", aggfunc="mean")
-    rows = []
-    for a, b in pairs:
-        if a in acc and b in acc:
-            both = acc[[a, b]].dropna()
-            diff = both[a] - both[b]
-            test = ttest_rel(both[a], both[b]) if len(both) > 1 and diff.std() > 0 else None
-            rows.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "n": len(both),
-                    "mean_diff": float(diff.mean()),
-                    "t": float(test.statistic) if test else float("nan"),
-                    "p": float(test.pvalue) if test else float("nan"),
-                }
-            )
-    return pd.DataFrame(rows, columns=["a", "b", "n", "mean_diff", "t", "p"])
+    cluster = "task" if "task" in frame and frame["task"].nunique() > 1 else "seed"
+    tests = stats.paired_tests(frame, pairs, "strategy", "accuracy_after", keys, cluster)
+    columns = ["a", "b", "cluster", "n_clusters", "n", "mean_diff", "ci_lo", "ci_hi", "p", "p_holm", "p_run"]
+    return tests.rename(columns={"n_runs": "n"})[columns]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -119,25 +111,28 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """One plain sentence per test: a beats b, b beats a (mean: the winner's advantage, > 0), or
-    no significant difference (mean: a - b)."""
+    """One plain sentence per test of `paired_tests`, judged on the Holm-adjusted cluster-level
+    p: a beats b, b beats a (mean: the winner's advantage, > 0), or no significant difference
+    (mean: a - b); each names its unit (n clusters of `cluster`)."""
     lines = []
     for row in tests.itertuples(index=False):
-        if np.isnan(row.p) or row.p >= alpha:
+        unit = f"{row.n_clusters} {row.cluster}s, {row.n} runs"
+        if np.isnan(row.p_holm) or row.p_holm >= alpha:
             lines.append(
-                f"{row.a} vs {row.b}: no significant difference (mean {row.mean_diff:+.3f}, n = {row.n})"
+                f"{row.a} vs {row.b}: no significant difference (mean {row.mean_diff:+.3f}, "
+                f"p_holm = {row.p_holm:.2g}, {unit})"
             )
         else:
             winner, loser = (row.a, row.b) if row.mean_diff > 0 else (row.b, row.a)
             advantage = abs(row.mean_diff)
-            lines.append(f"{winner} beats {loser} (mean {advantage:+.3f}, p = {row.p:.2g}, n = {row.n})")
+            lines.append(f"{winner} beats {loser} (mean {advantage:+.3f}, p_holm = {row.p_holm:.2g}, {unit})")
     return lines
 
 
 def comparison_markdown(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> str:
     """The report of one task's comparison: the strategy table and the paired tests."""
     parts = [f"# Strategy comparison: {task}", "", "Held-out accuracy (95% t-interval over seeds):", ""]
-    parts += [_markdown(table), "", "Paired t-tests over seeds (accuracy a - b):", ""]
+    parts += [_markdown(table), "", "Paired tests over seeds (accuracy a - b; exact sign-flip p, Holm):", ""]
     parts.append(_markdown(tests) if len(tests) else "No pair of the tested strategies ran.")
     if len(tests) and tests["n"].min() < SMALL_N:
         parts += ["", f"Note: n = {tests['n'].min()} seeds is small; these tests have little power."]
@@ -163,10 +158,17 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
             "",
         ]
         parts += [_markdown(wall), ""]
-    parts += ["Paired t-tests over (task, seed) pairs, accuracy a - b:", ""]
+    parts += [
+        "Paired tests of accuracy a - b with the task as the unit: mean over tasks of the mean "
+        "difference over seeds, percentile bootstrap 95% interval over tasks, exact sign-flip p, "
+        "Holm over the table's pairs (p_holm, which the verdicts use); p_run: run-level Wilcoxon, "
+        "secondary:",
+        "",
+    ]
     parts += [_markdown(tests), "", *(f"- {line}" for line in verdict(tests)), ""]
     for task, group in frame.groupby("task"):
         parts += [f"## {task}", "", _markdown(summarise(group)), ""]
+        parts += ["Within the task (the seed as the unit, Holm over its pairs):", ""]
         parts += [f"- {line}" for line in verdict(paired_tests(group))] + [""]
     return "\n".join(parts)
 

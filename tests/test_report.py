@@ -43,21 +43,25 @@ def frame() -> pd.DataFrame:
     )  # fmt: skip
 
 
-def hand_t(diffs: list[float]) -> float:
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    return mean / (sd / math.sqrt(n))
+def task_means(a: str, b: str) -> list[float]:
+    """Per task, the mean over seeds of accuracy a - b (the cluster means), by hand."""
+    tasks = sorted({task for task, _ in ACCURACY})
+    return [float(np.mean([by[a] - by[b] for (t, _), by in ACCURACY.items() if t == task])) for task in tasks]
 
 
-def test_paired_tests_pool_task_seed_pairs_as_computed_by_hand() -> None:
+def test_paired_tests_take_the_task_as_the_unit_as_computed_by_hand() -> None:
     tests = paired_tests(frame()).set_index(["a", "b"])
-    diffs = [by["predictive"] - by["static"] for by in ACCURACY.values()]
     row = tests.loc[("predictive", "static")]
-    assert row["n"] == 4
-    assert row["mean_diff"] == pytest.approx(sum(diffs) / 4)
-    assert row["t"] == pytest.approx(hand_t(diffs))
+    means = task_means("predictive", "static")  # ioi 0.085, bool 0.125
+    assert row["n"] == 4 and row["n_clusters"] == 2 and row["cluster"] == "task"
+    assert row["mean_diff"] == pytest.approx(np.mean(means))
+    # 4 sign patterns of 2 task means, 2 of them as extreme as observed: p = 1/2, never < 0.05
+    assert row["p"] == pytest.approx(0.5) and row["p_holm"] == 1.0
+    assert row["p_run"] < 0.2  # the 4 runs as if independent (Wilcoxon: all 4 positive, p = 1/8)
     assert ("static", "free") not in tests.index  # free did not run
+    one_task = paired_tests(frame()[frame()["task"] == "bool"]).set_index(["a", "b"])
+    assert one_task.loc[("predictive", "static"), "cluster"] == "seed"
+    assert one_task.loc[("predictive", "static"), "n_clusters"] == 2
 
 
 def test_summary_interval_is_the_t_interval() -> None:
@@ -85,15 +89,20 @@ def test_summary_interval_stays_inside_0_1() -> None:
 
 
 def test_verdict_says_who_wins_and_when_nobody_does() -> None:
-    tests = paired_tests(frame()).set_index(["a", "b"])
-    lines = verdict(tests.reset_index())
-    assert any(line.startswith("predictive beats static") for line in lines)
-    # static - random: +0.10, +0.12, -0.01, +0.01: t = 1.70, p = 0.19
-    assert any(line.startswith("static vs random: no significant difference (mean +0.055") for line in lines)
-    loss = pd.DataFrame([{"a": "x", "b": "y", "n": 4, "mean_diff": -0.25, "t": -5.0, "p": 0.01}])
-    assert verdict(loss) == ["y beats x (mean +0.250, p = 0.01, n = 4)"]  # the winner's advantage
-    tie = pd.DataFrame([{"a": "x", "b": "y", "n": 3, "mean_diff": 0.0, "t": np.nan, "p": np.nan}])
-    assert verdict(tie) == ["x vs y: no significant difference (mean +0.000, n = 3)"]
+    lines = verdict(paired_tests(frame()))
+    # two tasks cannot make any difference significant, however large
+    assert any(
+        line.startswith("predictive vs static: no significant difference (mean +0.105") for line in lines
+    )
+    unit = {"cluster": "task", "n_clusters": 6, "n": 30}
+    loss = pd.DataFrame([{"a": "x", "b": "y", "mean_diff": -0.25, "p": 0.01, "p_holm": 0.03} | unit])
+    assert verdict(loss) == [
+        "y beats x (mean +0.250, p_holm = 0.03, 6 tasks, 30 runs)"
+    ]  # the winner's advantage
+    held = pd.DataFrame([{"a": "x", "b": "y", "mean_diff": 0.2, "p": 0.01, "p_holm": 0.06} | unit])
+    assert verdict(held)[0].startswith("x vs y: no significant difference")  # judged after Holm
+    tie = pd.DataFrame([{"a": "x", "b": "y", "mean_diff": 0.0, "p": np.nan, "p_holm": np.nan} | unit])
+    assert verdict(tie) == ["x vs y: no significant difference (mean +0.000, p_holm = nan, 6 tasks, 30 runs)"]
 
 
 @pytest.fixture
@@ -115,8 +124,7 @@ def test_report_rebuilds_the_strategy_table_from_mlflow(store: Path) -> None:
     text = report("study-x")
     ioi_static = np.mean([ACCURACY["ioi", s]["static"] for s in (0, 1)])
     assert f"| ioi    |      0.5 |     {ioi_static:.4g} |" in text
-    diffs = [by["predictive"] - by["static"] for by in ACCURACY.values()]
-    assert f"{hand_t(diffs):.4g}" in text
+    assert f"{np.mean(task_means('predictive', 'static')):.4g}" in text
     assert text.index("| static") < text.index("| random")  # the order the runs were made in
 
 

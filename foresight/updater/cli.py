@@ -11,6 +11,7 @@ from rich.console import Console
 
 from foresight import distributed
 from foresight.mlflow_ui import ui_url
+from foresight.report import TERMINAL_TEST_COLUMNS
 from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
 from foresight.updater.config import FinetuneConfig
@@ -41,7 +42,8 @@ def compare_command(
         _table(result.table, f"{task}: held-out accuracy (95% t-interval over seeds, within [0, 1])")
     )
     if len(result.tests):
-        console.print(_table(result.tests, "paired t-tests over seeds (accuracy a - b)"))
+        tests = result.tests[TERMINAL_TEST_COLUMNS]
+        console.print(_table(tests, "paired tests over seeds (accuracy a - b; exact sign-flip p, Holm)"))
         if result.tests["n"].min() < 5:
             console.print(
                 f"[yellow]n = {result.tests['n'].min()} seeds is small: the tests have little power"
