@@ -50,7 +50,8 @@ def compute(
     for model, seed in todo:
         start = time.perf_counter()
         rows = leave_one_task_out(runs, problem, [model], seed, groups=task_family)
-        rows = rows.drop(columns="task").merge(meta, on="run").assign(fit_seed=seed)
+        rows = rows.drop(columns="task").merge(meta, on="run")
+        rows = rows.assign(fit_seed=seed, k=problem.prefix, n=problem.circuit_size)
         rows[PER_RUN_COLUMNS].to_csv(path, mode="a", header=not path.exists(), index=False)
         print(f"{model} fit seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
 

@@ -25,12 +25,11 @@ import torch
 from matplotlib.figure import Figure
 
 from foresight.tasks import task_family
-from predictors.evaluate import ALL, PER_RUN_COLUMNS, evaluate, paired_tests, run_metadata
+from predictors.evaluate import ALL, PER_RUN_COLUMNS, evaluate, run_metadata
 from predictors.problem import ForecastProblem, load_corpus
-from predictors.registry import LEARNED
+from predictors.report import jaccard_by_prefix, prefix_markdown
 
 RESULTS = Path(__file__).parent / "results"
-CONTROLS = ("last", "static", "anticipate")
 BASELINES = ("static", "last", "extrapolate", "anticipate")
 LIGHTGBM = ("lgbm", "lgbm-ranker", "lgbm-no-lookahead")
 
@@ -38,38 +37,18 @@ LIGHTGBM = ("lgbm", "lgbm-ranker", "lgbm-no-lookahead")
 def per_run_by_prefix(
     corpus: Path, prefixes: list[int], models: list[str], n: int, seed: int, path: Path
 ) -> pd.DataFrame:
-    """Per-run results (PER_RUN_COLUMNS and k) of every model at every prefix, written to `path`
+    """Per-run results (PER_RUN_COLUMNS) of every model at every prefix, written to `path`
     after each k."""
     runs = load_corpus(corpus)
     meta, frames = run_metadata(runs), []
     for k in prefixes:
         result = evaluate(runs, ForecastProblem(k, "final", n), models, seed, groups=task_family)
-        frame = result.per_run.drop(columns="task").merge(meta, on="run").assign(fit_seed=seed, k=k)
-        frames.append(frame[[*PER_RUN_COLUMNS, "k"]])
+        frame = result.per_run.drop(columns="task").merge(meta, on="run").assign(fit_seed=seed, k=k, n=n)
+        frames.append(frame[PER_RUN_COLUMNS])
         pd.concat(frames, ignore_index=True).to_csv(path, index=False)
         overall = result.summary[result.summary["task"] == ALL].set_index("model")["jaccard"]
         print(f"k={k}: " + ", ".join(f"{m} {overall[m]:.3f}" for m in models), flush=True)
     return pd.concat(frames, ignore_index=True)
-
-
-def jaccard_by_prefix(per_run: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From per-run results: mean Jaccard@n over held-out runs (one row per prefix k, one column
-    per model) and the cluster-level tests (one row per k, learned model and control)."""
-    models = list(dict.fromkeys(per_run["model"]))
-    table = per_run.pivot_table(index="k", columns="model", values="jaccard", aggfunc="mean")[models]
-    controls = [c for c in CONTROLS if c in models]
-    pairs = [(m, c) for m in models if m in LEARNED for c in controls]
-    tests = [paired_tests(part, pairs).assign(k=k) for k, part in per_run.groupby("k")]
-    return table, pd.concat(tests, ignore_index=True)
-
-
-def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
-    """One row per k, one column per (learned model - control): "+0.031 (p 0.012)", the mean of
-    family means and the Holm-adjusted family-level p."""
-    pair = tests["a"] + " - " + tests["b"]
-    cell = tests.apply(lambda r: f"{r['mean_diff']:+.3f} (p {r['p_holm']:.2g})", axis=1)
-    wide = tests.assign(pair=pair, cell=cell).pivot(index="k", columns="pair", values="cell")
-    return wide[list(dict.fromkeys(pair))]
 
 
 def plot(table: pd.DataFrame, every: int, path: Path) -> Path:
@@ -109,18 +88,10 @@ def main() -> None:
     table, tests = jaccard_by_prefix(per_run)
     RESULTS.mkdir(exist_ok=True)
     plot(table, args.every, RESULTS / "forecasting_by_prefix.png")
-    text = (
-        f"Mean Jaccard@{args.circuit_size} with the final circuit (step 160), leave-one-family-out over "
-        f"{args.corpus}, node level, seed {args.seed}; k = last observed checkpoint (step {args.every}k).\n\n"
-        + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
-        + f"\n\nCluster-level paired tests at each k ({int(tests['n_runs'].max())} held-out runs in "
-        f"{int(tests['n_clusters'].max())} families): mean over families of the mean difference of "
-        f"Jaccard@{args.circuit_size}, learned model minus control, and the exact sign-flip p over "
-        f"families, Holm-adjusted over the {tests.groupby('k').size().max()} comparisons at that k:\n\n"
-        + tests_table(tests).reset_index().to_markdown(index=False)
-        + f"\n\nWall time: {time.perf_counter() - start:.0f} s on {args.threads} threads"
-        + (" (tables rebuilt from the per-run CSV).\n" if args.tables_only else ".\n")
+    wall = f"{time.perf_counter() - start:.0f} s on {args.threads} threads" + (
+        " (tables rebuilt from the per-run CSV)" if args.tables_only else ""
     )
+    text = prefix_markdown(per_run, f"{args.corpus}") + f"\nWall time: {wall}.\n"
     (RESULTS / "forecasting_by_prefix.md").write_text(text)
     print(text)
 

@@ -7,7 +7,9 @@ Ray; running a study again resumes it: the trials already FINISHED in MLflow are
 end the tables are rebuilt from MLflow (`foresight.report`, the same as `foresight report
 --experiment study-{name}`) into `experiments/results/{name}.md`, with a bar figure of mean
 held-out accuracy per task and strategy (95% t-interval over seeds) in
-`experiments/results/{name}.png`.
+`experiments/results/{name}.png`, and the per-run results (every seed's accuracy) in
+`experiments/results/{name}_per_run.csv`, from which `foresight report --per-run` rebuilds the
+table without MLflow.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from foresight.mlflow_log import resolve_tracking_uri
-from foresight.report import experiment_runs, strategy_frame, strategy_markdown, summarise
+from foresight.report import experiment_runs, per_run_csv, strategy_frame, strategy_markdown, summarise
 from foresight.sweep import SweepConfig, run_sweep
-from foresight.tasks import task_names
+from foresight.tasks import task_family, task_names
 from foresight.updater.config import FinetuneConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -103,6 +105,7 @@ def run_study(
         for key, error in result.failed.items():
             print(f"{key}: failed every try ({error})", flush=True)
     frame = strategy_frame(experiment_runs(experiment))
+    per_run_csv(frame, RESULTS / f"{name}_per_run.csv", task_family, "lora")
     title = f"{name.capitalize()} study: {', '.join(config.strategies)}"
     wall = f"{time.perf_counter() - start:.0f} s" if not args.report_only else "n/a (report only)"
     where = f"Ray cluster {args.address}" if args.address else f"{args.workers} Ray workers of 1 thread"

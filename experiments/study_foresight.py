@@ -8,9 +8,11 @@ steps, data and K; `last` re-localizes once at the step where predictive switche
 at every re-selection step where predictive-dynamic re-forecasts). The forecaster of each task
 is leave-one-family-out: `--forecaster` (a LightGBM model of `predictors.registry`) trained on
 the corpus runs of every other task family (`foresight.tasks.task_family`; prefix 3 checkpoints,
-horizon: the final checkpoint, K = 8), saved under runs/study-foresight/forecasters/{name}/{family}
-(delete it after the corpus changes). The comparisons share the
-corpus's spacing (a checkpoint every 4 steps, 160 steps), so the warm-up is steps 0-12. Writes
+horizon: the final checkpoint, K = 8), saved under
+runs/study-foresight/forecasters/{name}/seed{seed}/{corpus fingerprint}/{family}
+(`predictors.problem.corpus_fingerprint`: a changed corpus trains new forecasters). The
+comparisons share the corpus's spacing (a checkpoint every 4 steps, 160 steps), so the warm-up
+is steps 0-12. Writes
 experiments/results/foresight.md and foresight.png (experiments/strategy_study.py), with the
 paired tests of `foresight.report.PAIRS` (predictive vs last, predictive-dynamic vs dynamic,
 each vs static and random) and the wall time per strategy.
@@ -27,7 +29,7 @@ from strategy_study import StudyConfig, run_study, study_parser
 
 from foresight.tasks import task_family
 from predictors.persist import SPEC_FILE, save_forecaster
-from predictors.problem import ForecastProblem, load_corpus
+from predictors.problem import ForecastProblem, corpus_fingerprint, load_corpus
 from predictors.registry import LEARNED, make_forecaster
 
 CONFIG = StudyConfig(
@@ -43,10 +45,11 @@ def held_out_forecasters(corpus: Path, name: str, seed: int = 0) -> Callable[[st
     (built on first use)."""
     problem = ForecastProblem(PREFIX, "final", CONFIG.components)
     runs = cache(load_corpus)  # read on the first forecaster built, not for --report-only
+    fingerprint = cache(corpus_fingerprint)
 
     def forecaster_for(task: str) -> Path:
         family = task_family(task)
-        directory = FORECASTERS / name / family
+        directory = FORECASTERS / name / f"seed{seed}" / fingerprint(corpus)[:16] / family
         if not (directory / SPEC_FILE).is_file():
             training = [r for r in runs(corpus) if task_family(r.task) != family]
             save_forecaster(make_forecaster(name, problem, seed).fit(training), directory)

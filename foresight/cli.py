@@ -416,20 +416,31 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
 
 @app.command("report")
 def report_command(
-    experiment: str = typer.Option(..., help="MLflow experiment, e.g. study-illusion or foresight-compare"),
+    experiment: str = typer.Option(None, help="MLflow experiment, e.g. study-illusion or foresight-compare"),
+    per_run: Path = typer.Option(None, help="or a per-run results CSV (experiments/results/*_per_run.csv)"),
     out: Path = typer.Option(None, help="also write the markdown table here"),
 ) -> None:
-    """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
-    import mlflow
+    """Rebuild a results table and its tests from MLflow runs (MLFLOW_TRACKING_URI, else
+    ./mlflow.db) or from a per-run CSV."""
+    if (experiment is None) == (per_run is None):
+        raise typer.BadParameter("give one of --experiment and --per-run")
+    if per_run is not None:
+        from predictors.report import rebuild
 
-    from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
-    from foresight.report import report
+        if not per_run.is_file():
+            raise typer.BadParameter(f"{per_run}: no such file", param_hint="--per-run")
+        text = rebuild(per_run)
+    else:
+        import mlflow
 
-    uri = resolve_tracking_uri()
-    check_reachable(uri)
-    check_store(uri)
-    mlflow.set_tracking_uri(uri)
-    text = report(experiment)
+        from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
+        from foresight.report import report
+
+        uri = resolve_tracking_uri()
+        check_reachable(uri)
+        check_store(uri)
+        mlflow.set_tracking_uri(uri)
+        text = report(experiment)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

@@ -15,7 +15,8 @@ standard deviation over runs; Circuit Conflict is the mean over the other tracke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -43,6 +44,10 @@ PAIRS = (
     ("random", "free"),
 )
 TERMINAL_TEST_COLUMNS = ["a", "b", "n", "mean_diff", "p", "p_holm"]  # what fits 80 columns
+PER_RUN_STRATEGY_COLUMNS = [
+    "run", "task", "family", "seed", "regime", "strategy", "value", "accuracy_before", "trainable_parameters",
+    "wall_s",
+]  # fmt: skip
 SMALL_N = 5
 EVOLUTION_METRICS = (
     "cd_start_head",
@@ -232,14 +237,16 @@ def experiment_runs(experiment: str) -> pd.DataFrame:
 
 
 def strategy_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """STRATEGY_COLUMNS (and wall_s) of the child runs of `compare` in `mlflow.search_runs` output
-    (oldest first); a (task, strategy, seed) that ran more than once keeps its latest run."""
+    """run (the MLflow run id), STRATEGY_COLUMNS and wall_s of the child runs of `compare` in
+    `mlflow.search_runs` output (oldest first); a (task, strategy, seed) that ran more than once
+    keeps its latest run."""
     if "tags.strategy" not in runs:
-        return pd.DataFrame(columns=[*STRATEGY_COLUMNS, "wall_s"])
+        return pd.DataFrame(columns=["run", *STRATEGY_COLUMNS, "wall_s"])
     runs = runs[runs["tags.strategy"].notna() & runs["metrics.accuracy_after"].notna()]
     return (
         pd.DataFrame(
             {
+                "run": runs["run_id"],
                 "task": runs["tags.task"],
                 "strategy": runs["tags.strategy"],
                 "seed": runs["tags.seed"].astype(int),
@@ -252,6 +259,24 @@ def strategy_frame(runs: pd.DataFrame) -> pd.DataFrame:
         .drop_duplicates(["task", "strategy", "seed"], keep="last")
         .sort_values(["task", "seed"], kind="stable")
     )
+
+
+def per_run_csv(frame: pd.DataFrame, path: Path, family: Callable[[str], str], regime: str) -> Path:
+    """Write a strategy frame's per-run results as CSV (columns PER_RUN_STRATEGY_COLUMNS: value
+    is the held-out accuracy after fine-tuning) to `path`; `family` maps a task to its family."""
+    out = frame.assign(family=frame["task"].map(family), regime=regime, value=frame["accuracy_after"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.reindex(columns=PER_RUN_STRATEGY_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def read_per_run_csv(path: Path) -> pd.DataFrame:
+    """A strategy frame (STRATEGY_COLUMNS, wall_s) from a `per_run_csv` file, in file order."""
+    frame = pd.read_csv(path)
+    missing = sorted(set(PER_RUN_STRATEGY_COLUMNS) - set(frame.columns))
+    if missing:
+        raise ReportError(f"{path}: not a per-run strategy CSV (missing columns {', '.join(missing)})")
+    return frame.assign(accuracy_after=frame["value"])
 
 
 def report(experiment: str) -> str:

@@ -28,7 +28,9 @@ from predictors.registry import make_forecaster
 from predictors.scoring import METRICS, run_metrics
 
 ALL = "all"
-PER_RUN_COLUMNS = ["run", "task", "family", "seed", "regime", "model", "fit_seed", *METRICS]
+# a held-out run's metrics: its task, family, training seed and regime, the model, its fit seed,
+# the prefix k and the circuit size n
+PER_RUN_COLUMNS = ["run", "task", "family", "seed", "regime", "model", "fit_seed", "k", "n", *METRICS]
 Factory = Callable[[ForecastProblem], Forecaster]
 
 

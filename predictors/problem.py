@@ -148,6 +148,22 @@ def load_corpus(root: str | Path) -> list[Trajectory]:
     return split_runs(load_trajectories(root), probes)
 
 
+def corpus_fingerprint(root: str | Path) -> str:
+    """SHA-256 over the relative path and bytes of every file of every trajectory under `root`
+    (sorted): equal corpora, equal fingerprints; any added, removed or changed file changes it."""
+    import hashlib
+
+    from trackers.store import find_trajectories
+
+    digest, root = hashlib.sha256(), Path(root)
+    for trajectory in find_trajectories(root):
+        for file in sorted(f for f in Path(trajectory).rglob("*") if f.is_file()):
+            digest.update(str(file.relative_to(root)).encode() + b"\0")
+            with file.open("rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
 def level_scores(rows: pd.DataFrame, level: Level) -> pd.DataFrame:
     """Signed scores of `level` as a (checkpoint index x component) table, components sorted."""
     rows = rows[rows["level"] == level]

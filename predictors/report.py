@@ -16,15 +16,18 @@ p is 2/2^9 = 0.0039, so 8 comparisons can reach an adjusted p of 0.031 at best.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from foresight.report import ReportError, read_per_run_csv, strategy_markdown
 from foresight.stats import holm, paired_test
-from predictors.evaluate import comparison_frame, summarize
+from predictors.evaluate import PER_RUN_COLUMNS, comparison_frame, paired_tests, summarize
 from predictors.problem import ForecastProblem
 from predictors.registry import LEARNED
 
 CONTROLS = ("last", "static")
+PREFIX_CONTROLS = ("last", "static", "anticipate")
 ALL_REGIMES = "all"
 
 
@@ -143,3 +146,59 @@ def seeded_report(per_run: pd.DataFrame, problem: ForecastProblem, corpus: str) 
         "",
     ]
     return "\n".join(parts)
+
+
+def jaccard_by_prefix(per_run: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From per-run results with column k (one fit seed): mean Jaccard@n over held-out runs (one
+    row per prefix k, one column per model) and the family-level tests (`paired_tests`, Holm per
+    k over every learned model x control in PREFIX_CONTROLS)."""
+    models = list(dict.fromkeys(per_run["model"]))
+    table = per_run.pivot_table(index="k", columns="model", values="jaccard", aggfunc="mean")[models]
+    controls = [c for c in PREFIX_CONTROLS if c in models]
+    pairs = [(m, c) for m in models if m in LEARNED for c in controls]
+    tests = [paired_tests(part, pairs).assign(k=k) for k, part in per_run.groupby("k")]
+    return table, pd.concat(tests, ignore_index=True)
+
+
+def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """One row per k, one column per (learned model - control): "+0.031 (p 0.012)", the mean of
+    family means and the Holm-adjusted family-level p."""
+    pair = tests["a"] + " - " + tests["b"]
+    cell = tests.apply(lambda r: f"{r['mean_diff']:+.3f} (p {r['p_holm']:.2g})", axis=1)
+    wide = tests.assign(pair=pair, cell=cell).pivot(index="k", columns="pair", values="cell")
+    return wide[list(dict.fromkeys(pair))]
+
+
+def prefix_markdown(per_run: pd.DataFrame, corpus: str) -> str:
+    """The by-prefix report of per-run results with column k: the mean Jaccard table and the
+    tests table (`jaccard_by_prefix`)."""
+    table, tests = jaccard_by_prefix(per_run)
+    n, seeds = int(per_run["n"].iloc[0]), sorted(per_run["fit_seed"].unique().tolist())
+    return (
+        f"Mean Jaccard@{n} with the final circuit, leave-one-family-out over {corpus}, node level, "
+        f"fit seed {seeds}; k = last observed checkpoint.\n\n"
+        + table.rename(index=str).reset_index().to_markdown(index=False, floatfmt=".3f")
+        + f"\n\nCluster-level paired tests at each k ({int(tests['n_runs'].max())} held-out runs in "
+        f"{int(tests['n_clusters'].max())} families): mean over families of the mean difference of "
+        f"Jaccard@{n}, learned model minus control, and the exact sign-flip p over families "
+        f"(smallest attainable: 2/2^{int(tests['n_clusters'].max())}), Holm-adjusted over the "
+        f"{tests.groupby('k').size().max()} comparisons at that k:\n\n"
+        + tests_table(tests).reset_index().to_markdown(index=False)
+        + "\n"
+    )
+
+
+def rebuild(path: Path) -> str:
+    """The markdown report of a per-run CSV: a strategy study (column strategy:
+    `foresight.report.strategy_markdown`), forecasting by prefix (several k) or the forecasting
+    table over fit seeds (`seeded_report`)."""
+    frame = pd.read_csv(path)
+    if "strategy" in frame:
+        return strategy_markdown(read_per_run_csv(path), f"Strategy comparison ({path.name})")
+    missing = sorted(set(PER_RUN_COLUMNS) - set(frame.columns))
+    if missing:
+        raise ReportError(f"{path}: not a per-run results CSV (missing columns {', '.join(missing)})")
+    if frame["k"].nunique() > 1:
+        return prefix_markdown(frame, path.name)
+    problem = ForecastProblem(int(frame["k"].iloc[0]), "final", int(frame["n"].iloc[0]))
+    return seeded_report(frame, problem, path.name)

@@ -128,3 +128,22 @@ def test_cluster_paired_tests_use_families_not_runs() -> None:
     assert by_family["n_clusters"] == 9 and by_task["n_clusters"] == 18 and by_family["n_runs"] == 36
     assert by_family["p"] == pytest.approx(2 / 512) and by_task["p"] < by_family["p"]
     assert paired_tests(per_run, [("lgbm", "last")], hidden=3).iloc[0]["p_holm"] == pytest.approx(4 * 2 / 512)
+
+
+def test_corpus_fingerprint_changes_with_any_file_of_the_corpus(tmp_path: Path) -> None:
+    import shutil
+
+    from predictors.problem import corpus_fingerprint
+
+    corpus = Path(__file__).resolve().parents[1] / "predictors" / "assets" / "corpus"
+    for name in ("arithmetic-s0", "arithmetic-s1"):
+        shutil.copytree(corpus / name, tmp_path / "c" / name)
+    before = corpus_fingerprint(tmp_path / "c")
+    assert corpus_fingerprint(tmp_path / "c") == before and len(before) == 64
+    shutil.copytree(tmp_path / "c", tmp_path / "copy")
+    assert corpus_fingerprint(tmp_path / "copy") == before  # the contents count, not where
+    probe = tmp_path / "c" / "arithmetic-s1" / "probe.parquet"
+    probe.write_bytes(probe.read_bytes() + b"\0")
+    assert corpus_fingerprint(tmp_path / "c") != before
+    shutil.rmtree(tmp_path / "copy" / "arithmetic-s1")
+    assert corpus_fingerprint(tmp_path / "copy") != before

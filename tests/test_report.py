@@ -17,6 +17,7 @@ from foresight.report import (
     EVOLUTION_METRICS,
     ReportError,
     evolution_markdown,
+    experiment_runs,
     paired_tests,
     report,
     strategy_frame,
@@ -181,11 +182,42 @@ def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> Non
     assert missing.stderr.strip().splitlines() == [
         f"error: no MLflow experiment 'nope' at sqlite:///{store}/mlflow.db"
     ]
+    both = subprocess.run([*command, "--experiment", "cli", "--per-run", "x.csv"], env=env, text=True,
+                          capture_output=True)  # fmt: skip
+    assert both.returncode == 2 and "give one of --experiment and --per-run" in both.stderr
+
+
+def test_the_per_run_csv_rebuilds_the_same_tables_and_tests(store: Path) -> None:
+    from foresight.report import per_run_csv, read_per_run_csv, strategy_markdown
+    from foresight.tasks import task_family
+    from predictors.report import rebuild
+
+    experiment = mlflow.create_experiment("csv", artifact_location=str(store / "artifacts"))
+    for (task, seed), by in ACCURACY.items():
+        for strategy, acc in by.items():
+            with mlflow.start_run(
+                experiment_id=experiment, tags={"task": task, "strategy": strategy, "seed": str(seed)}
+            ):
+                mlflow.log_param("trainable_parameters", 100)
+                mlflow.log_metrics({"accuracy_before": 0.5, "accuracy_after": acc, "wall_s": 1.0})
+    frame = strategy_frame(experiment_runs("csv"))
+    path = per_run_csv(frame, store / "study_per_run.csv", task_family, "lora")
+    written = pd.read_csv(path)
+    assert len(written) == 12 and written["run"].nunique() == 12 and set(written["regime"]) == {"lora"}
+    assert sorted(written["value"]) == sorted(a for by in ACCURACY.values() for a in by.values())
+    body = lambda text: text.split("\n", 1)[1]  # noqa: E731 (the title names the source)
+    assert body(rebuild(path)) == body(report("csv"))
+    assert body(strategy_markdown(read_per_run_csv(path), "x")) == body(report("csv"))
+    bad = store / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ReportError, match="not a per-run results CSV"):
+        rebuild(bad)
 
 
 def test_a_strategy_run_repeated_for_the_same_seed_counts_once_with_its_latest_result() -> None:
     runs = pd.DataFrame(
         {
+            "run_id": ["r1", "r2", "r3"],
             "tags.task": ["ioi", "ioi", "ioi"],
             "tags.strategy": ["static", "static", "static"],
             "tags.seed": ["0", "1", "0"],
