@@ -51,6 +51,24 @@ TRACKED_METRICS: dict[str, tuple[str, str]] = {
         "faithfulness of the step-0 circuit over the current one's (1 = as good; above 1 = better)",
     ),
     "cs_prev": ("circuit_stability/to_previous", "the same for the previous checkpoint's circuit"),
+    **{
+        f"migrated_{kind}": (
+            f"circuit_distance/to_start/{label}_above_noise_floor",
+            f"1 where CD to step 0 ({label}) is above the 95th percentile of its noise floor, else 0",
+        )
+        for kind, label in (("all", "all"), ("head", "heads"), ("mlp", "mlps"))
+    },
+    **{
+        f"cd_floor_p95_{kind}": (
+            f"noise_floor/circuit_distance_p95/{label}",
+            f"95th percentile of CD ({label}) between circuits of bootstrap resamples of the pairs at step 0",
+        )
+        for kind, label in (("all", "all"), ("head", "heads"), ("mlp", "mlps"))
+    },
+    "cs_floor_p05": (
+        "noise_floor/circuit_stability_p05",
+        "5th percentile of CS of bootstrap-resampled circuits against the circuit of all pairs, step 0",
+    ),
     "cs_start_spearman": (
         "score_stability/to_start",
         "Spearman correlation of the node scores with step 0's",
@@ -178,7 +196,9 @@ def comparison_figure(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> Fi
         right.set_yticks(y, labels, fontsize=8)
         right.invert_yaxis()
         limit = max(0.05, float(np.nanmax(np.abs(diff))) * 1.6)
-        right.set(xlim=(-limit, limit), xlabel="mean accuracy difference", title="paired tests (sign-flip p, Holm)")
+        right.set(
+            xlim=(-limit, limit), xlabel="mean accuracy difference", title="paired tests (sign-flip p, Holm)"
+        )
     else:
         right.set_axis_off()
         right.text(0.5, 0.5, "no pair of the tested strategies ran", ha="center", transform=right.transAxes)
