@@ -40,6 +40,7 @@ from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
 from foresight.graph import Graph
 from foresight.mlflow_log import SafeLogger
+from foresight.noise_floor import noise_floor
 from foresight.tasks.base import Example, Task
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
@@ -63,6 +64,10 @@ class TrackerSettings:
     accuracy and the faithfulness of the current, step-0 and previous circuits (Circuit
     Stability); without, those scalars and metrics are absent (the forecasting strategies
     observe so: no forecaster feature reads them).
+    With `noise_floor` = B > 0, the first checkpoint also computes the noise floor of CD and CS
+    (`foresight.noise_floor`: B bootstrap resamples of the pairs), stores its thresholds as
+    checkpoint scalars (cd_floor_p95_{all,head,mlp}, cs_floor_p05) and every checkpoint logs
+    migrated_{kind} = 1 where CD to step 0 is above the floor's 95th percentile, else 0.
     """
 
     every: int = 10
@@ -76,6 +81,7 @@ class TrackerSettings:
     seed: int = 0
     lookahead: bool = False
     evaluate: bool = True
+    noise_floor: int = 0
 
     def __post_init__(self) -> None:
         if self.lookahead and self.method != "eap":
@@ -108,6 +114,7 @@ class _TaskState:
     previous_circuit: set[str] | None = None
     previous_scores: pd.Series | None = None
     circuit: set[str] = field(default_factory=set)
+    floor: dict[str, float] | None = None
 
 
 def node_and_edge_scores(
@@ -190,7 +197,9 @@ class CircuitTracker(TrainerCallback):
         if not steps:
             return
         for step, slot in ((steps[0], "start"), (steps[-1], "previous")):
-            table, _ = read_checkpoint(checkpoint_file(state.writer.path, step))
+            table, scalars = read_checkpoint(checkpoint_file(state.writer.path, step))
+            if slot == "start" and "cd_floor_p95_all" in scalars:
+                state.floor = {k: v for k, v in scalars.items() if "_floor_" in k}
             scores = table[table.level == "node"].set_index("component")["score"]
             setattr(state, f"{slot}_scores", scores)
             setattr(state, f"{slot}_circuit", circuit(scores, self.settings.circuit_size))
@@ -251,15 +260,23 @@ class CircuitTracker(TrainerCallback):
         self.gradients = self.gradients or ComponentGradients(model)
         grads = gradients[name] = self.gradients(model, state.pairs)
         current = circuit(node_scores, s.circuit_size)
+        scalars: dict[str, float] = {"metric": metric_value}
         if state.start_circuit is None:
             state.start_circuit, state.start_scores = current, node_scores
+            if s.noise_floor:
+                floor = noise_floor(
+                    model, state.pairs, s.circuit_size, s.noise_floor, s.seed, s.method, s.ig_steps
+                )
+                state.floor = floor.summary()
+                scalars |= state.floor
         if state.previous_circuit is None:
             state.previous_circuit, state.previous_scores = current, node_scores
-        scalars: dict[str, float] = {"metric": metric_value}
         step_metrics = {
             f"{name}/metric": metric_value,
             f"{name}/cs_start_spearman": score_stability(state.start_scores, node_scores),
         }
+        if "cd_floor_p95_all" in scalars:  # computed at this checkpoint
+            step_metrics |= {f"{name}/{key}": value for key, value in scalars.items() if "_floor_" in key}
         if s.evaluate:
             evaluated, metrics = self._evaluate(model, state, runs, current)
             scalars |= evaluated
@@ -267,6 +284,9 @@ class CircuitTracker(TrainerCallback):
         for kind in ("all", "head", "mlp"):
             step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
             step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)
+            if state.floor is not None:
+                above = step_metrics[f"{name}/cd_start_{kind}"] > state.floor[f"cd_floor_p95_{kind}"]
+                step_metrics[f"{name}/migrated_{kind}"] = float(above)
         state.circuit = state.previous_circuit = current
         state.previous_scores = node_scores
         grad_norms = {c: float(np.linalg.norm(g)) for c, g in grads.items()}
