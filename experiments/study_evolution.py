@@ -4,12 +4,14 @@
 
 Per seed, one SFT run of the default model on all tasks mixed (lr 1e-3, batch 32), tracked
 every `every` steps from step 0 (node-level eap scores on 32 fixed pairs per task, circuit: the
-top 10 heads and MLPs), in MLflow experiment "study-evolution" with run directories
-runs/study-evolution/s{seed} (a run whose directory exists is resumed). Writes
-experiments/results/evolution.md (the `foresight report` table: every metric at the last
-checkpoint, mean ± sd over seeds), evolution.png (per task, CD to step 0 of heads and of MLPs
-and CS to step 0 over steps, mean over seeds) and evolution_cc.png (per task, Circuit Conflict
-with the other tasks over steps). Prints the wall time.
+top 10 heads and MLPs; the noise floor of CD from `--noise-floor` bootstrap resamples of the
+pairs at step 0, `trackers.tracker.TrackerSettings.noise_floor`), in MLflow experiment
+"study-evolution" with run directories runs/study-evolution/s{seed} (a run whose directory
+exists is resumed). Writes experiments/results/evolution.md (the `foresight report` table:
+every metric at the last checkpoint, mean ± sd over seeds, and how many runs migrated above
+the noise floor), evolution.png (per task, CD to step 0 of heads and of MLPs and CS to step 0
+over steps, mean over seeds) and evolution_cc.png (per task, Circuit Conflict with the other
+tasks over steps). Prints the wall time.
 """
 
 from __future__ import annotations
@@ -104,12 +106,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--every", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--noise-floor", type=int, default=20, help="bootstrap resamples of the pairs at step 0"
+    )
     parser.add_argument("--report-only", action="store_true", help="rebuild the outputs from MLflow")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     mlflow.set_tracking_uri(resolve_tracking_uri())
     tasks = task_names()
-    settings = TrackerSettings(every=args.every, levels=("node",), n_pairs=32, n_eval=100, circuit_size=10)
+    settings = TrackerSettings(
+        every=args.every,
+        levels=("node",),
+        n_pairs=32,
+        n_eval=100,
+        circuit_size=10,
+        noise_floor=args.noise_floor,
+    )
     start = time.perf_counter()
     for seed in [] if args.report_only else args.seeds:
         run_dir = ROOT / f"s{seed}"

@@ -49,6 +49,7 @@ PER_RUN_STRATEGY_COLUMNS = [
     "wall_s",
 ]  # fmt: skip
 SMALL_N = 5
+FLOOR_METRICS = ("migrated_head", "migrated_mlp", "cd_floor_p95_head", "cd_floor_p95_mlp")
 EVOLUTION_METRICS = (
     "cd_start_head",
     "cd_start_mlp",
@@ -180,8 +181,8 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
 
 def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, task) of `mlflow.search_runs` output holding tracked-run metrics:
-    the EVOLUTION_METRICS at the run's last logged step and cc, the mean conflict with the
-    other tracked tasks."""
+    the EVOLUTION_METRICS and FLOOR_METRICS (NaN for runs tracked without a noise floor) at the
+    run's last logged step and cc, the mean conflict with the other tracked tasks."""
     rows = []
     marker = mlflow_name("", "cd_start_head")
     tasks = sorted({c[len("metrics.") : -len(marker)] for c in runs if c.endswith(marker)})
@@ -191,7 +192,10 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
             if value is None or pd.isna(value):
                 continue
             row = {"run": run["run_id"], "task": task}
-            row |= {m: run.get(f"metrics.{mlflow_name(task, m)}", np.nan) for m in EVOLUTION_METRICS}
+            row |= {
+                m: run.get(f"metrics.{mlflow_name(task, m)}", np.nan)
+                for m in (*EVOLUTION_METRICS, *FLOOR_METRICS)
+            }
             prefix = f"metrics.{task}/{CONFLICT}"
             conflicts = [run[c] for c in runs if c.startswith(prefix) and pd.notna(run[c])]
             row["cc"] = float(np.mean(conflicts)) if conflicts else np.nan
@@ -200,8 +204,10 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def evolution_markdown(frame: pd.DataFrame, title: str) -> str:
-    """Per task: mean and sd over runs of each metric at the last checkpoint; then the median
-    over tasks of those means for CD (heads, MLPs), CS and CC."""
+    """Per task: mean and sd over runs of each metric at the last checkpoint, and, for runs
+    tracked with a noise floor, its mean 95th percentile and how many runs migrated above it
+    (CD to step 0 > the run's floor); then the median over tasks of the means of CD (heads,
+    MLPs), CS and CC."""
     metrics = [*EVOLUTION_METRICS, "cc"]
     grouped = frame.groupby("task")[metrics]
     mean, sd = grouped.mean(), grouped.std(ddof=1)
@@ -216,6 +222,14 @@ def evolution_markdown(frame: pd.DataFrame, title: str) -> str:
         index=mean.index,
     )
     table.insert(0, "runs", frame.groupby("task").size())
+    floored = frame.dropna(subset=["migrated_head"]) if "migrated_head" in frame else frame.iloc[:0]
+    for kind in ("head", "mlp"):
+        if len(floored):
+            g = floored.groupby("task")
+            table[f"cd_floor_p95_{kind}"] = g[f"cd_floor_p95_{kind}"].mean().map(lambda v: f"{v:.3f}")
+            table[f"migrated_{kind}"] = [
+                f"{int(part[f'migrated_{kind}'].sum())}/{len(part)}" for _, part in g
+            ]
     median = mean.median()
     parts = [f"# {title}", "", "At the last checkpoint, mean ± sd over runs (seeds):", ""]
     parts += [table.reset_index().to_markdown(index=False, disable_numparse=True), ""]

@@ -229,3 +229,22 @@ def test_a_strategy_run_repeated_for_the_same_seed_counts_once_with_its_latest_r
     )
     frame = strategy_frame(runs)
     assert sorted(zip(frame["seed"], frame["accuracy_after"], strict=True)) == [(0, 0.9), (1, 0.7)]
+
+
+def test_evolution_table_counts_migrations_above_the_noise_floor() -> None:
+    base = {m: 0.1 for m in EVOLUTION_METRICS} | {"cc": 0.2, "cd_floor_p95_mlp": 0.3, "migrated_mlp": 0.0}
+    runs = [
+        base
+        | {"run": "a", "task": "ioi", "cd_start_head": 0.9, "cd_floor_p95_head": 0.5, "migrated_head": 1.0},
+        base
+        | {"run": "b", "task": "ioi", "cd_start_head": 0.4, "cd_floor_p95_head": 0.6, "migrated_head": 0.0},
+    ]
+    text = evolution_markdown(pd.DataFrame(runs), "t")
+    row = next(line for line in text.splitlines() if line.startswith("| ioi"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    header = [c.strip() for c in text.splitlines()[4].strip("|").split("|")]
+    got = dict(zip(header, cells, strict=True))
+    assert (
+        got["migrated_head"] == "1/2" and got["migrated_mlp"] == "0/2" and got["cd_floor_p95_head"] == "0.550"
+    )
+    assert "migrated_head" not in evolution_markdown(pd.DataFrame(runs).drop(columns=["migrated_head"]), "t")
