@@ -232,3 +232,64 @@ def test_predictive_switches_to_the_forecast_of_its_tracked_trajectory(
     assert result.selections[0] == sorted(first) and result.selections[2] == sorted(forecast)
     members = nodes.kind.isin(["head", "mlp"])
     assert nodes.grad_norm[members].notna().all() and (nodes.grad_norm[members] > 0).all()
+
+
+def test_gradient_placement_switches_to_the_largest_gradient_norms(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    first = {"a0.h0", "a0.h1", "m0"}
+    scripted_attribution(monkeypatch, first, first, n_first=2)
+    calls: list[int] = []
+
+    def norms(model, data):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return {c: (3.0 if c in {"a1.h2", "a1.h3", "m1"} else 1.0) for c in EVERYTHING}
+
+    monkeypatch.setattr(ft, "gradient_norms", norms)
+    config = FinetuneConfig(
+        strategy="gradient",
+        model=str(tiny_model_dir),
+        warmup_checkpoints=2,
+        save_model=False,
+        **{**FAST, "steps": 6},
+    )
+    result = finetune("gender", config, tmp_path)
+    assert result.selections == {0: sorted(first), 2: ["a1.h2", "a1.h3", "m1"]} and len(calls) == 1
+
+
+def test_gradient_norms_are_the_norms_of_the_component_gradients(tiny_model_dir: Path) -> None:
+    from foresight.encoding import encode_pairs
+    from foresight.gradients import ComponentGradients
+    from foresight.tasks import get_task
+    from foresight.updater.strategies import TaskData
+
+    model, tokenizer = load_model(tiny_model_dir)
+    task = get_task("gender")
+    data = TaskData(task, tokenizer, encode_pairs(tokenizer, task.attribution_pairs(8, seed=0)), [])
+    norms = ft.gradient_norms(model, data)
+    grads = ComponentGradients(model)(model, data.pairs)
+    assert set(norms) == EVERYTHING
+    for c in ("a0.h0", "m1"):
+        assert norms[c] == pytest.approx(float(torch.tensor(grads[c]).norm()))
+    assert len(set(norms.values())) > 1
+
+
+def test_masked_oracle_takes_the_final_circuit_of_a_masked_static_run(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from foresight.circuits import circuit
+
+    references, expected = [], []
+    real = ft._reference
+
+    def recording(config, data, components, out_dir):  # noqa: ANN001, ANN202
+        model = real(config, data, components, out_dir)
+        references.append(components)
+        expected.append(circuit(ft.node_scores(model, data), config.components))
+        return model
+
+    monkeypatch.setattr(ft, "_reference", recording)
+    config = FinetuneConfig(strategy="oracle-masked", model=str(tiny_model_dir), save_model=False, **FAST)
+    result = finetune("gender", config, tmp_path)
+    assert len(references) == 1 and len(references[0]) == FAST["components"]  # static, not free
+    assert result.selections[0] == sorted(expected[0]) and (tmp_path / "masked-reference").is_dir()

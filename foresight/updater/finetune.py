@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedModel, TrainerCallback
@@ -28,6 +29,7 @@ from foresight.circuit_metrics import circuit_distance
 from foresight.circuits import circuit
 from foresight.encoding import encode_pairs
 from foresight.evaluation import accuracy
+from foresight.gradients import ComponentGradients
 from foresight.mlflow_log import SafeLogger
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
@@ -176,14 +178,24 @@ def train(
     trainer.train()
 
 
-def _free_reference(config: FinetuneConfig, data: TaskData, out_dir: Path) -> PreTrainedModel:
-    """A free run of the same budget and seed (the oracle's hindsight)."""
+def _reference(
+    config: FinetuneConfig, data: TaskData, components: set[str] | None, out_dir: Path
+) -> PreTrainedModel:
+    """A run of the same budget and seed that updates `components` (None: free, every head and
+    MLP): the hindsight of the oracles."""
     model, _ = load_model(config.model, config.dtype, config.device)
-    reference = replace(config, strategy="free")
+    reference = replace(config, strategy="free" if components is None else "static")
     torch.manual_seed(config.seed)
-    updater = wrap(model, set(graph_of(model).member_names()), reference, reselects=False)
+    selected = set(graph_of(model).member_names()) if components is None else set(components)
+    updater = wrap(model, selected, reference, reselects=False)
     train(updater, data, reference, out_dir)
     return updater.model
+
+
+def gradient_norms(model: PreTrainedModel, data: TaskData) -> dict[str, float]:
+    """Per head and MLP, the L2 norm of the gradient of the task loss on the run's attribution
+    pairs with respect to the weights it owns (`foresight.gradients.ComponentGradients`)."""
+    return {c: float(np.linalg.norm(g)) for c, g in ComponentGradients(model)(model, data.pairs).items()}
 
 
 def finetune(
@@ -217,9 +229,11 @@ def finetune(
         data=data,
         static=static,
         out_dir=out,
-        free_reference=lambda: _free_reference(config, data, out / "oracle-reference"),
+        free_reference=lambda: _reference(config, data, None, out / "oracle-reference"),
         node_scores=lambda model: node_scores(model, data),
         forecaster=forecaster,
+        masked_reference=lambda: _reference(config, data, static, out / "masked-reference"),
+        gradient_norms=lambda model: gradient_norms(model, data),
     )
     strategy = strategy_class(config.strategy)(context)
     initial = distributed.broadcast(strategy.initial())

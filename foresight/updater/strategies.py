@@ -10,6 +10,11 @@ return a new set at every `every`-th step (`reselect`). Strategies:
 - last: static, re-localized once at the switch step (the control of predictive);
 - dynamic: static, re-localized every `every` steps (the control of predictive-dynamic);
 - oracle: the circuit at the end of a free run of the same budget and seed;
+- oracle-masked: the circuit at the end of a masked run of static (same budget and seed): where
+  the circuit of an updater that trains only its circuit ends up (the oracle for an updater);
+- gradient: static, then once, at the switch step, the K heads and MLPs with the largest
+  gradient norm of the task loss (`foresight.gradients.ComponentGradients`): a cheap placement
+  baseline after arXiv 2605.12207;
 - predictive, predictive-dynamic: the forecast circuit (`predictors.strategies`,
   registered here by name and imported when used, so that `foresight` imports
   neither `trackers` nor `predictors` at module level).
@@ -72,7 +77,9 @@ class TaskData:
 class Context:
     """What a strategy may use: the run's settings, graph and data, the static circuit, its
     output directory, the free reference run (for `oracle`; returns the trained model), node
-    scores of a model, and a loaded forecaster (else the strategy loads `config.forecaster`)."""
+    scores of a model, a loaded forecaster (else the strategy loads `config.forecaster`), the
+    masked reference run of static (for `oracle-masked`) and the per-component gradient norms of
+    the task loss of a model (for `gradient`)."""
 
     config: FinetuneConfig
     graph: Graph
@@ -82,6 +89,8 @@ class Context:
     free_reference: Callable[[], PreTrainedModel]
     node_scores: Callable[[PreTrainedModel], dict[str, float]]
     forecaster: Any = None
+    masked_reference: Callable[[], PreTrainedModel] | None = None
+    gradient_norms: Callable[[PreTrainedModel], dict[str, float]] | None = None
 
     def switch_step(self, warmup_checkpoints: int) -> int:
         """The step of checkpoint `warmup_checkpoints - 1`; ValueError if no step is left after it."""
@@ -150,6 +159,16 @@ class Oracle(Strategy):
         )
 
 
+class OracleMasked(Strategy):
+    """The circuit at the end of a masked run of static of the same budget and seed."""
+
+    name = "oracle-masked"
+
+    def initial(self) -> set[str]:
+        c = self.context
+        return circuit(c.node_scores(c.masked_reference()), c.config.components)
+
+
 class Dynamic(Strategy):
     """Static, then the current circuit every `every` steps (re-localizing, no forecast)."""
 
@@ -175,7 +194,20 @@ class Last(Strategy):
         return circuit(scores(), self.context.config.components) if step == self.switch else None
 
 
-BUILT_IN: dict[str, type[Strategy]] = {s.name: s for s in (Free, Static, Random, Last, Dynamic, Oracle)}
+class Gradient(Last):
+    """Static, then once, at the switch step, the K heads and MLPs of largest gradient norm of
+    the task loss (ties broken as `foresight.circuits.circuit` breaks them)."""
+
+    name = "gradient"
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        c = self.context
+        return circuit(c.gradient_norms(model), c.config.components) if step == self.switch else None
+
+
+BUILT_IN: dict[str, type[Strategy]] = {
+    s.name: s for s in (Free, Static, Random, Last, Dynamic, Oracle, OracleMasked, Gradient)
+}
 FORECASTING: dict[str, str] = {
     "predictive": "predictors.strategies:Predictive",
     "predictive-dynamic": "predictors.strategies:PredictiveDynamic",
