@@ -9,7 +9,7 @@ at every re-selection step where predictive-dynamic re-forecasts). The forecaste
 is leave-one-family-out: `--forecaster` (a LightGBM model of `predictors.registry`) trained on
 the corpus runs of every other task family (`foresight.tasks.task_family`; prefix 3 checkpoints,
 horizon: the final checkpoint, K = 8), saved under
-runs/study-foresight/forecasters/{name}/seed{seed}/{corpus fingerprint}/{family}
+runs/study-foresight/forecasters/{name}/k{prefix}-seed{seed}/{corpus fingerprint}/{family}
 (`predictors.problem.corpus_fingerprint`: a changed corpus trains new forecasters). The
 comparisons share the corpus's spacing (a checkpoint every 4 steps, 160 steps), so the warm-up
 is steps 0-12. Writes
@@ -40,16 +40,18 @@ LIGHTGBM = [m for m in LEARNED if m.startswith("lgbm")]
 FORECASTERS = Path("runs/study-foresight/forecasters")
 
 
-def held_out_forecasters(corpus: Path, name: str, seed: int = 0) -> Callable[[str], Path]:
-    """task -> the directory of forecaster `name` trained on the runs of every other task family
-    (built on first use)."""
-    problem = ForecastProblem(PREFIX, "final", CONFIG.components)
+def held_out_forecasters(
+    corpus: Path, name: str, seed: int = 0, prefix: int = PREFIX
+) -> Callable[[str], Path]:
+    """task -> the directory of forecaster `name` at `prefix` trained on the runs of every other
+    task family (built on first use)."""
+    problem = ForecastProblem(prefix, "final", CONFIG.components)
     runs = cache(load_corpus)  # read on the first forecaster built, not for --report-only
     fingerprint = cache(corpus_fingerprint)
 
     def forecaster_for(task: str) -> Path:
         family = task_family(task)
-        directory = FORECASTERS / name / f"seed{seed}" / fingerprint(corpus)[:16] / family
+        directory = FORECASTERS / name / f"k{prefix}-seed{seed}" / fingerprint(corpus)[:16] / family
         if not (directory / SPEC_FILE).is_file():
             training = [r for r in runs(corpus) if task_family(r.task) != family]
             save_forecaster(make_forecaster(name, problem, seed).fit(training), directory)
