@@ -6,7 +6,8 @@ and mode, components (the number selected at the end), selected (their names) an
 trainable_parameters, the step metrics of `finetune`, and its final accuracy_before,
 accuracy_after and wall_s logged once (so the UI charts them as bars).
 The parent holds `comparison.md` (`foresight.report`): held-out accuracy per strategy (mean and
-95% t-interval over seeds), trainable parameters, wall time, and paired t-tests over seeds of the
+95% t-interval over seeds), trainable parameters, wall time, and paired tests over seeds (exact
+sign-flip p, Holm; `foresight.stats`) of the
 `foresight.report.PAIRS` that ran (predictive vs static, predictive vs random, static vs random, ...);
 `foresight.mlflow_ui.log_comparison` puts the same as summary metrics, tables and a figure on it.
 `log_trial` (one child run) and `log_summary` (the parent's report) are shared with `foresight.sweep`.
