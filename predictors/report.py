@@ -42,8 +42,8 @@ def seed_tests(
 ) -> pd.DataFrame:
     """One row per (fit_seed, regime, model, control): the learned model's mean Jaccard `jaccard`,
     `foresight.stats.paired_test` columns with the family as the cluster, p_task (the task as the
-    cluster), p_holm and p_task_holm (Holm per fit seed and regime over every (model, control)
-    row), significant and significant_task (adjusted p < alpha)."""
+    cluster), p_holm and p_task_holm (Holm per fit seed and regime over every learned model x
+    control, those without this fit seed counted as made), significant and significant_task (adjusted p < alpha)."""
     models = [m for m in LEARNED if m in set(per_run["model"])]
     regimes = [ALL_REGIMES, *sorted(per_run["regime"].unique())]
     rows = []
@@ -67,8 +67,9 @@ def seed_tests(
                     )
     tests = pd.DataFrame(rows)
     family = tests.groupby(["fit_seed", "regime"])
-    tests["p_holm"] = family["p"].transform(lambda p: holm(p.to_numpy()))
-    tests["p_task_holm"] = family["p_task"].transform(lambda p: holm(p.to_numpy()))
+    made = len(models) * len(controls)  # a model without this fit seed still counts as compared
+    tests["p_holm"] = family["p"].transform(lambda p: holm(p.to_numpy(), made - len(p)))
+    tests["p_task_holm"] = family["p_task"].transform(lambda p: holm(p.to_numpy(), made - len(p)))
     tests["significant"] = tests["p_holm"] < alpha
     tests["significant_task"] = tests["p_task_holm"] < alpha
     return tests
