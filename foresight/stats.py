@@ -37,11 +37,12 @@ def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def sign_flip_p(diffs: np.ndarray, n_resamples: int = N_RESAMPLES, seed: int = 0) -> float:
     """Two-sided p of the mean of `diffs` (one value per cluster) under random sign flips; exact
-    when 2^len(diffs) <= n_resamples; NaN for no values, 1.0 when every value is 0."""
+    when 2^len(diffs) <= n_resamples; NaN for no values, 1.0 when every value is 0 or there is
+    one cluster (both of its sign patterns are as extreme as the observed one)."""
     diffs = np.asarray(diffs, dtype=float)
     if len(diffs) == 0:
         return math.nan
-    if not diffs.any():
+    if len(diffs) == 1 or not diffs.any():
         return 1.0
     result = permutation_test(
         (diffs,),

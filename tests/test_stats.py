@@ -38,6 +38,7 @@ def test_sign_flip_is_exact_for_few_clusters() -> None:
     # all of 10 clusters positive: only the all-positive and all-negative patterns are as extreme
     assert sign_flip_p(np.linspace(0.1, 1.0, 10)) == pytest.approx(2 / 2**10)
     assert sign_flip_p(np.zeros(4)) == 1.0 and np.isnan(sign_flip_p(np.array([])))
+    assert sign_flip_p(np.array([0.7])) == enumerated_p(np.array([0.7])) == 1.0
 
 
 def test_planted_effect_is_found() -> None:
