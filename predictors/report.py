@@ -43,7 +43,8 @@ def seed_tests(
     """One row per (fit_seed, regime, model, control): the learned model's mean Jaccard `jaccard`,
     `foresight.stats.paired_test` columns with the family as the cluster, p_task (the task as the
     cluster), p_holm and p_task_holm (Holm per fit seed and regime over every learned model x
-    control, those without this fit seed counted as made), significant and significant_task (adjusted p < alpha)."""
+    control, those without this fit seed counted as made), significant and significant_task
+    (adjusted p < alpha)."""
     models = [m for m in LEARNED if m in set(per_run["model"])]
     regimes = [ALL_REGIMES, *sorted(per_run["regime"].unique())]
     rows = []
