@@ -219,6 +219,22 @@ def attribute_command(
     run(model, task, method, level, top, n_pairs, seed, dtype, device)
 
 
+@app.command("export")
+def export_command(
+    trajectory: Path = typer.Option(..., help="a trajectory directory (foresight track writes them)"),
+    step: int = typer.Option(..., help="the checkpoint's training step"),
+    fmt: str = typer.Option("eap-ig", "--format", help="eap-ig: the EAP-IG library's graph JSON (MIB)"),
+    out: Path = typer.Option(None, help="output file (default: ./TRAJECTORY-stepS.eap-ig.json)"),
+    k: int = typer.Option(None, help="circuit members (default: the tracker's circuit size)"),
+    d_model: int = typer.Option(None, help="hidden size (default: read from the model's config)"),
+) -> None:
+    """Write a stored checkpoint's scores and circuit in another tool's format."""
+    from trackers.export import export_to_file
+
+    out = out or Path(f"{trajectory.name}-step{step}.{fmt}.json")
+    console.print(f"wrote {export_to_file(trajectory, step, out, fmt, k, d_model)}")
+
+
 forecast = typer.Typer(help="Train, evaluate and apply circuit forecasters.", no_args_is_help=True)
 app.add_typer(forecast, name="forecast")
 
