@@ -46,7 +46,9 @@ SELECTIONS = ("top-k", "greedy")
 class Evaluator(Protocol):
     """What the curves need: the faithfulness of a circuit at a level."""
 
-    def faithfulness(self, circuit: Collection[str], level: str) -> float: ...
+    def faithfulness(self, circuit: Collection[str], level: str) -> float:
+        """(m(C) - m(empty)) / (m(full) - m(empty)) of `circuit` at `level`."""
+        ...
 
 
 def budget(fraction: float, n_items: int) -> int:
