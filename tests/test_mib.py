@@ -19,6 +19,15 @@ from foresight.graph import Graph
 V, B, T = 40, 6, 6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: these small models run slower on two threads of a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_batch() -> tuple[nn.Module, PairBatch]:
     """A tiny random float64 GPT-2 (2 layers, 4 heads) and random pairs."""
