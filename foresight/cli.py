@@ -206,9 +206,14 @@ def attribute_command(
     seed: int = typer.Option(0),
     dtype: Dtype = "float32",
     device: Device = "auto",
+    faithfulness: str = typer.Option("curve", help="curve (top-k circuits) or mib (MIB's CPR and CMD)"),
 ) -> None:
     """Attribute a task: the top components and the faithfulness curve."""
+    from foresight.attribution.cli import FAITHFULNESS
     from foresight.attribution.cli import attribute_command as run
+
+    if faithfulness not in FAITHFULNESS:
+        raise ValueError(f"--faithfulness {faithfulness!r}: one of {', '.join(FAITHFULNESS)}")
 
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
@@ -216,7 +221,7 @@ def attribute_command(
     check.check_placement(dtype, device)
     check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
     check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
-    run(model, task, method, level, top, n_pairs, seed, dtype, device)
+    run(model, task, method, level, top, n_pairs, seed, dtype, device, faithfulness)
 
 
 @app.command("export")

@@ -120,3 +120,27 @@ def test_node_level_uses_heads_and_mlps(tiny_batch) -> None:
     assert result.cpr_curve.n.tolist() == [int(b * n_members) for b in MIB_GRID]
     assert result.cpr_curve.faithfulness.iloc[-1] == pytest.approx(1.0, abs=1e-6)
     assert torch.isfinite(torch.tensor(result.cpr)) and result.cmd >= 0
+
+
+def test_signed_ranking_follows_the_metric_direction() -> None:
+    """With the clean metric below the corrupted one, the components that carry the task have
+    positive scores, and the signed ranking takes them first."""
+    names = ["a->x", "b->x", "c->x"]
+    up = Scores(Graph(1, 1), "edge", "eap", "logit_diff", names, np.array([-3.0, 1.0, -2.0]), 1.0, 0.0)
+    down = Scores(Graph(1, 1), "edge", "eap", "logit_diff", names, np.array([3.0, -1.0, 2.0]), 0.0, 1.0)
+    assert select(up, 2, absolute=False) == select(down, 2, absolute=False) == ["a->x", "c->x"]
+
+
+def test_attribute_cli_prints_cpr_and_cmd(tiny_model_dir, monkeypatch, capsys) -> None:
+    from foresight.cli import main
+
+    args = ["attribute", "--task", "ioi", "--model", str(tiny_model_dir), "--level", "edge",
+            "--n-pairs", "4", "--top", "2", "--faithfulness", "mib"]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["foresight", *args])
+    main()
+    out = capsys.readouterr().out
+    assert "MIB, top-k: CPR" in out and "MIB, greedy: CPR" in out and "100.0%" in out
+    monkeypatch.setattr("sys.argv", ["foresight", *args[:-1], "auc"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2 and "--faithfulness 'auc'" in capsys.readouterr().err

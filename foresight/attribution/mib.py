@@ -16,8 +16,10 @@ patched to its corrupted value (`faithfulness.CircuitEvaluator`). Over MIB's bud
 - CMD = trapezoid area under |1 - f(b)|, circuits ranked by |score| (lower better).
 
 Sign: a Foresight score is metric(patched) - metric(clean), so a component that carries the
-task has a negative score; MIB attributes the negated metric (`loss=True`), so its signed
-ranking ("absolute=False") is by contribution = -score, largest first.
+task moves the metric towards m(empty): its score has the sign of m(empty) - m(full). MIB
+attributes the negated logit difference (`loss=True`, clean above corrupted), so its signed
+ranking ("absolute=False") is by contribution = -score * sign(m(full) - m(empty)), largest
+first (the same as MIB's wherever the clean metric is above the corrupted one).
 """
 
 from __future__ import annotations
@@ -56,14 +58,19 @@ def budget(fraction: float, n_items: int) -> int:
     return int(fraction * n_items)
 
 
-def _keys(scores: Mapping[str, float], absolute: bool) -> dict[str, float]:
-    """The ranking key of every candidate: |score|, or the contribution -score."""
-    return {n: abs(v) if absolute else -v for n, v in scores.items() if is_candidate(n)}
+def _keys(scores: Mapping[str, float], absolute: bool, direction: float) -> dict[str, float]:
+    """The ranking key of every candidate: |score|, or the contribution -score * direction."""
+    return {n: abs(v) if absolute else -v * direction for n, v in scores.items() if is_candidate(n)}
 
 
-def top_n(scores: Mapping[str, float], n: int, absolute: bool) -> list[str]:
-    """The n candidates of largest key (|score| or -score), ties by name."""
-    return rank(_keys(scores, absolute), magnitude=False)[:n]
+def direction(scores: Scores) -> float:
+    """sign(m(full) - m(empty)) of the scores' metric (+1 where they are equal)."""
+    return -1.0 if scores.metric_value < scores.corrupted_value else 1.0
+
+
+def top_n(scores: Mapping[str, float], n: int, absolute: bool, direction: float = 1.0) -> list[str]:
+    """The n candidates of largest key (|score|, or -score * direction), ties by name."""
+    return rank(_keys(scores, absolute, direction), magnitude=False)[:n]
 
 
 def _input_of(sender: str, n_layers: int) -> str | None:
@@ -74,10 +81,12 @@ def _input_of(sender: str, n_layers: int) -> str | None:
     return sender if kind == "mlp" else None
 
 
-def greedy(scores: Mapping[str, float], n_layers: int, n: int, absolute: bool) -> list[str]:
+def greedy(
+    scores: Mapping[str, float], n_layers: int, n: int, absolute: bool, direction: float = 1.0
+) -> list[str]:
     """n edges grown from `logits` (module docstring), in the order they were chosen; ties
     by name. Stops early only if fewer than n edges can be reached."""
-    keys = _keys(scores, absolute)
+    keys = _keys(scores, absolute, direction)
     into: dict[str, list[str]] = {}
     for edge in keys:
         into.setdefault(components.edge_ends(edge)[1], []).append(edge)
@@ -102,8 +111,8 @@ def select(scores: Scores, n: int, absolute: bool, selection: str = "top-k") -> 
     if selection == "greedy":
         if scores.level != "edge":
             raise ValueError("greedy selection grows edge circuits: it needs edge scores")
-        return greedy(scores.as_dict(), scores.graph.n_layers, n, absolute)
-    return top_n(scores.as_dict(), n, absolute)
+        return greedy(scores.as_dict(), scores.graph.n_layers, n, absolute, direction(scores))
+    return top_n(scores.as_dict(), n, absolute, direction(scores))
 
 
 def curve(
