@@ -41,6 +41,7 @@ from foresight.gradients import ComponentGradients
 from foresight.graph import Graph
 from foresight.mlflow_log import SafeLogger
 from foresight.tasks.base import Example, Task
+from trackers.mib_log import MibLog
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 
@@ -63,6 +64,8 @@ class TrackerSettings:
     accuracy and the faithfulness of the current, step-0 and previous circuits (Circuit
     Stability); without, those scalars and metrics are absent (the forecasting strategies
     observe so: no forecaster feature reads them).
+    With `mib` (off by default) a checkpoint also logs MIB's CPR and CMD of its scores, with
+    their curves, as an MLflow table (`trackers.mib_log`).
     """
 
     every: int = 10
@@ -76,6 +79,7 @@ class TrackerSettings:
     seed: int = 0
     lookahead: bool = False
     evaluate: bool = True
+    mib: bool = False
 
     def __post_init__(self) -> None:
         if self.lookahead and self.method != "eap":
@@ -158,6 +162,7 @@ class CircuitTracker(TrainerCallback):
         self.gradients: ComponentGradients | None = None
         self._previous_parameters: dict[str, torch.Tensor] | None = None
         self.logger = logger
+        self.mib = MibLog(logger) if settings.mib else None
         self.out_dir = Path(out_dir)
         self.history: list[dict[str, float]] = []
         self.states: dict[str, _TaskState] = {}
@@ -264,6 +269,9 @@ class CircuitTracker(TrainerCallback):
             evaluated, metrics = self._evaluate(model, state, runs, current)
             scalars |= evaluated
             step_metrics |= {f"{name}/{key}": value for key, value in metrics.items()}
+        if self.mib is not None:
+            levels = {"node": node_scores, "edge": edge_scores}
+            step_metrics |= self.mib.checkpoint(model, runs, levels, s.method, state.writer.path, name, step)
         for kind in ("all", "head", "mlp"):
             step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
             step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)

@@ -184,3 +184,27 @@ def mib_metrics(
     with eval_mode(model):
         evaluator = CircuitEvaluator.of_batch(model, batch, scores.metric, batch_size)
         return evaluate_mib(evaluator, scores, selection, grid)
+
+
+def mib_frame(evaluator: Evaluator, scores: Scores, grid: Sequence[float] = MIB_GRID) -> pd.DataFrame:
+    """CPR, CMD and both curves of `scores` for every selection that its level has (top-k;
+    greedy for edges), one row per budget: columns level, selection, fraction, n, f_signed,
+    f_abs, cpr, cmd."""
+    frames = []
+    for selection in SELECTIONS if scores.level == "edge" else ("top-k",):
+        result = evaluate_mib(evaluator, scores, selection, grid)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "level": scores.level,
+                    "selection": selection,
+                    "fraction": result.cpr_curve.fraction,
+                    "n": result.cpr_curve.n,
+                    "f_signed": result.cpr_curve.faithfulness,
+                    "f_abs": result.cmd_curve.faithfulness,
+                    "cpr": result.cpr,
+                    "cmd": result.cmd,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
