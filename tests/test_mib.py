@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_model
+from tiny_models import random_pairs, tiny_model
 from torch import nn
 
 from foresight.attribution import attribute
@@ -16,28 +16,13 @@ from foresight.attribution.scores import Scores
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
 
-V, B, T = 40, 6, 6
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: these small models run slower on two threads of a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def tiny_batch() -> tuple[nn.Module, PairBatch]:
-    """A tiny random float64 GPT-2 (2 layers, 4 heads) and random pairs."""
-    model = tiny_model("gpt2", seed=3, scale=3.0, dtype=torch.float64, vocab=V)
-    g = torch.Generator().manual_seed(5)
-    clean = torch.randint(3, V, (B, T), generator=g)
-    corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(3, V, (B,), generator=g)
-    answer, wrong = torch.randint(3, V, (B,), generator=g), torch.randint(3, V, (B,), generator=g)
-    return model, PairBatch(clean, corrupted, torch.full((B,), T - 1), answer, wrong)
+    """A tiny random float64 GPT-2 (2 layers, 4 heads) and 6 random pairs of 6 tokens."""
+    return tiny_model("gpt2", seed=3, scale=3.0, dtype=torch.float64, vocab=40), random_pairs(
+        40, 6, 6, seed=5
+    )
 
 
 class AdditiveEvaluator:

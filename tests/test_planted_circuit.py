@@ -32,6 +32,8 @@ THRESHOLDS = {
     ("eap", "edge"): (0.75, 0.95),
 }
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def recovery(scores: dict[str, float], planted: set[str]) -> tuple[float, float]:
     """(precision@|planted|, AUROC) of the candidates ranked by |score| against `planted`."""
@@ -39,15 +41,6 @@ def recovery(scores: dict[str, float], planted: set[str]) -> tuple[float, float]
     precision = len(set(ranked[: len(planted)]) & planted) / len(planted)
     auroc = roc_auc_score([n in planted for n in ranked], [abs(scores[n]) for n in ranked])
     return precision, float(auroc)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: these small models run slower on two threads of a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
