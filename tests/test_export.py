@@ -60,6 +60,7 @@ def trajectory(tmp_path: Path) -> Path:
     manifest = {"run_id": "r", "graph": graph.to_dict(), "model": "nowhere", "task": "t", "seed": 0}
     writer = TrajectoryWriter(tmp_path / "traj", manifest | {"tracker": {"circuit_size": 7}})
     writer.write_checkpoint(3, scores_table(edges | nodes, graph.n_layers, "eap"), {"metric": 1.0})
+    writer.write_checkpoint(5, scores_table(nodes, graph.n_layers, "eap"), {"metric": 1.0})  # nodes only
     return tmp_path / "traj"
 
 
@@ -100,6 +101,22 @@ def test_export_round_trip(trajectory: Path, tmp_path: Path, run_cli) -> None:
     _, node_scores, _ = from_eapig(document, "node")
     np.testing.assert_allclose([node_scores[n] for n in Graph(2, 4).senders()],
                                nodes[Graph(2, 4).senders()].to_numpy(), rtol=1e-12)  # fmt: skip
+
+
+def test_export_of_a_node_level_checkpoint(trajectory: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "nodes.json"
+    code, err = run_cli("export", "--trajectory", str(trajectory), "--step", "5", "--out", str(out),
+                        "--d-model", "16", "--k", "3")  # fmt: skip
+    assert code == 0, err
+    document = json.loads(out.read_text())
+    stored = load_checkpoint(trajectory, 5).set_index("component")["score"]
+    _, scores, members = from_eapig(document, "node")
+    np.testing.assert_allclose([scores[n] for n in scores], stored[list(scores)].to_numpy(), rtol=1e-12)
+    assert members == circuit(stored.to_dict(), 3)
+    # an edge is in the graph when both its ends are (input and logits always)
+    head = sorted(members)[0]
+    assert document["edges"][f"{head}->logits"]["in_graph"]
+    assert all(e["score"] == 0.0 for e in document["edges"].values())
 
 
 def test_export_rejects_bad_input(trajectory: Path, tmp_path: Path, run_cli) -> None:
