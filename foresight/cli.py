@@ -214,7 +214,6 @@ def attribute_command(
 
     if faithfulness not in FAITHFULNESS:
         raise ValueError(f"--faithfulness {faithfulness!r}: one of {', '.join(FAITHFULNESS)}")
-
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
     check.check_method(method, level)
