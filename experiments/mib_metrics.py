@@ -3,6 +3,7 @@ on the shipped models, with random scores as the floor.
 
     python experiments/mib_metrics.py                                   # both shipped models
     python experiments/mib_metrics.py --model PATH --tasks ioi          # e.g. GPT-2 small on disk
+    python experiments/mib_metrics.py --from-curves experiments/results/mib_metrics_curves.csv
 
 Prints a markdown table (CPR: higher better; CMD: lower better; top-k and greedy selection)
 and writes it to `--out`, with the curves of every run (`--curves`, CSV: model, task, method,
@@ -61,17 +62,15 @@ def run(model_name: str, tasks: list[str], n_pairs: int, random_seeds: int) -> p
 def table(curves: pd.DataFrame) -> str:
     """The markdown table: CPR and CMD per model, task, method and selection (random: mean over
     seeds), with the clean-minus-corrupted gap each faithfulness is normalised by."""
-    summary = curves.groupby(["model", "task", "method", "selection", "seed"], sort=False)[
-        ["cpr", "cmd"]
-    ].first()
-    summary = (
-        summary.groupby(["model", "task", "method", "selection"], sort=False).mean().unstack("selection")
-    )
-    lines = ["| model | task | method | CPR top-k | CMD top-k | CPR greedy | CMD greedy |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    keys = ["model", "task", "method", "selection"]
+    per_run = curves.groupby([*keys, "seed"], sort=False)[["cpr", "cmd", "gap"]].first()
+    summary = per_run.groupby(keys, sort=False).mean().unstack("selection")
+    header = "| model | task | gap | method | CPR top-k | CMD top-k | CPR greedy | CMD greedy |"
+    lines = [header, "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for (model, task, method), row in summary.iterrows():
         cells = [f"{row[(m, s)]:.3f}" for s in ("top-k", "greedy") for m in ("cpr", "cmd")]
-        lines.append(f"| {model} | {task} | {method} | " + " | ".join(cells) + " |")
+        gap = f"{row[('gap', 'top-k')]:.3f}"
+        lines.append(f"| {model} | {task} | {gap} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -83,14 +82,19 @@ def main() -> None:
     parser.add_argument("--random-seeds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/mib_metrics.md"))
     parser.add_argument("--curves", type=Path, default=Path("experiments/results/mib_metrics_curves.csv"))
+    parser.add_argument("--from-curves", type=Path, help="rebuild the table from a curves CSV, no run")
     args = parser.parse_args()
     torch.manual_seed(0)
-    curves = pd.concat([run(m, args.tasks, args.pairs, args.random_seeds) for m in args.model])
+    if args.from_curves is not None:
+        curves = pd.read_csv(args.from_curves)
+    else:
+        curves = pd.concat([run(m, args.tasks, args.pairs, args.random_seeds) for m in args.model])
     text = table(curves)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
-    curves.to_csv(args.curves, index=False)
+    if args.from_curves is None:
+        curves.to_csv(args.curves, index=False)
 
 
 if __name__ == "__main__":
