@@ -18,7 +18,7 @@ Heads (4 per layer, d_head 12; MLPs are all zeros, so they output exactly 0):
   random value/output maps TOK -> DIST.
 - a1.h1..h3: uniform attention, random maps DIST and PREV -> NOISE.
 
-Task: prompt [x0, A, B, x3, x4, A], answer B. Two corruptions (half of the pairs each):
+Task (`PlantedTask`, words t0..t7): prompt <bos> x0 A B x3 x4 A, answer B. Two corruptions (half of the pairs each):
 "first A" (position 1 takes a new token; wrong answer: a token not in the prompt): the
 induction match is lost, which only the path embed -> a0.h0 -> a1.h0 -> logits explains;
 "B" (position 2 takes B', the wrong answer): the copied value changes, carried by
@@ -31,9 +31,13 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from foresight.encoding import PairBatch
+from foresight.encoding import PairBatch, encode_pairs
+from foresight.tasks.base import AttributionPair, Example, Task
+from foresight.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
-N_TOKENS, VOCAB, N_POS, D, HEADS, D_HEAD = 8, 10, 8, 48, 4, 12
+WORDS = [f"t{i}" for i in range(8)] + ["n8", "n9"]  # content tokens, noise tokens
+FIRST = len(SPECIAL_TOKENS)  # the id of t0 (the word-level tokenizer puts its specials first)
+N_TOKENS, VOCAB, N_POS, D, HEADS, D_HEAD = 8, FIRST + len(WORDS), 8, 48, 4, 12
 TOK, POS, PREV, OUT, DIST, NOISE, ANCHOR, SINK = 0, 8, 16, 24, 32, 44, 46, 47
 PLANTED_NODES = {"a0.h0", "a1.h0"}
 PLANTED_EDGES = {"embed->a0", "a0.h0->a1", "embed->a1", "a1.h0->logits"}
@@ -61,7 +65,8 @@ def planted_model(seed: int = 0, beta: float = 60.0, anchor: float = 10.0) -> GP
     """The planted model (module docstring) in float64 and eval mode; `beta` sets how sharp the
     planted heads attend, the distractors' random maps come from `seed`."""
     config = GPT2Config(vocab_size=VOCAB, n_embd=D, n_layer=2, n_head=HEADS, n_positions=N_POS,
-                        tie_word_embeddings=False, attn_implementation="eager")  # fmt: skip
+                        tie_word_embeddings=False, attn_implementation="eager",
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip (no dropout in SFT)
     model = GPT2LMHeadModel(config).double().eval()
     g = torch.Generator().manual_seed(seed)
 
@@ -85,7 +90,7 @@ def planted_model(seed: int = 0, beta: float = 60.0, anchor: float = 10.0) -> GP
             *(b.ln_2 for b in model.transformer.h),
         ):
             ln.weight.fill_(1.0)
-        model.transformer.wte.weight[:N_TOKENS, TOK : TOK + N_TOKENS] = torch.eye(N_TOKENS)
+        model.transformer.wte.weight[FIRST : FIRST + N_TOKENS, TOK : TOK + N_TOKENS] = torch.eye(N_TOKENS)
         model.transformer.wpe.weight[:, POS : POS + N_POS] = torch.eye(N_POS)
         model.transformer.wpe.weight[:, ANCHOR] = anchor
         zero = torch.zeros(D, D_HEAD, dtype=torch.float64)
@@ -119,26 +124,48 @@ def planted_model(seed: int = 0, beta: float = 60.0, anchor: float = 10.0) -> GP
             out[:, NOISE : NOISE + 2] = 0.3 * rand(D_HEAD, 2)
             _set_attention(layer1, head, zero.clone(), zero.clone(), reads, out)
         unembed = torch.zeros(D, VOCAB, dtype=torch.float64)
-        unembed[OUT : OUT + N_TOKENS, :N_TOKENS] = 10 * torch.eye(N_TOKENS)
-        unembed[NOISE : NOISE + 2, N_TOKENS:] = rand(2, 2)
+        unembed[OUT : OUT + N_TOKENS, FIRST : FIRST + N_TOKENS] = 30 * torch.eye(N_TOKENS)
+        unembed[NOISE : NOISE + 2, FIRST + N_TOKENS :] = 0.3 * rand(2, 2)
         model.lm_head.weight.copy_(_zero_sum(unembed).T)
     return model
 
 
+class PlantedTask(Task):
+    """The planted induction task as a Foresight task (words t0..t7; the two corruptions of
+    the module docstring alternate)."""
+
+    name = "planted"
+
+    def _draws(self, n: int, seed: int) -> list[list[str]]:
+        g = torch.Generator().manual_seed(seed)
+        return [[WORDS[i] for i in torch.randperm(N_TOKENS, generator=g)[:7].tolist()] for _ in range(n)]
+
+    def attribution_pairs(self, n: int, seed: int = 0) -> list[AttributionPair]:
+        """n pairs: even ones corrupt the first A (wrong: a word not in the prompt), odd ones B."""
+        pairs = []
+        for i, (x0, a, b, x3, x4, new, other) in enumerate(self._draws(n, seed)):
+            clean = [x0, a, b, x3, x4, a]
+            bad = list(clean)
+            bad[1 + i % 2] = new
+            pairs.append(AttributionPair(" ".join(clean), " ".join(bad), b, other if i % 2 == 0 else new))
+        return pairs
+
+    def eval_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """n prompts [x0, A, B, x3, x4, A] with answer B."""
+        return [
+            Example(" ".join([x0, a, b, x3, x4, a]), b) for x0, a, b, x3, x4, _, _ in self._draws(n, seed + 1)
+        ]
+
+    def sft_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """The same distribution as `eval_examples`, from another seed."""
+        return self.eval_examples(n, seed + 1000)
+
+
+def planted_tokenizer():  # noqa: ANN201
+    """The word-level tokenizer of the planted model (<bos> first, so prompts are 7 tokens)."""
+    return build_tokenizer(WORDS)
+
+
 def planted_pairs(n: int, seed: int = 0) -> PairBatch:
-    """n pairs of the planted task (module docstring), the two corruptions alternating."""
-    g = torch.Generator().manual_seed(seed)
-    clean, corrupted, answer, wrong = [], [], [], []
-    for i in range(n):
-        x0, a, b, x3, x4, new, other = torch.randperm(N_TOKENS, generator=g)[:7].tolist()
-        prompt = [x0, a, b, x3, x4, a]
-        bad = list(prompt)
-        if i % 2 == 0:  # the first A: the induction match is lost
-            bad[1] = new
-            answer.append(b), wrong.append(other)
-        else:  # B: the copied value changes
-            bad[2] = new
-            answer.append(b), wrong.append(new)
-        clean.append(prompt), corrupted.append(bad)
-    t = lambda rows: torch.tensor(rows, dtype=torch.long)  # noqa: E731
-    return PairBatch(t(clean), t(corrupted), torch.full((n,), 5), t(answer), t(wrong))
+    """n encoded pairs of `PlantedTask`."""
+    return encode_pairs(planted_tokenizer(), PlantedTask().attribution_pairs(n, seed))

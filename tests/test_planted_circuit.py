@@ -8,17 +8,30 @@ precision@k takes k = the planted set's size, AUROC scores every candidate by |s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from planted import PLANTED_EDGES, PLANTED_NODES, planted_model, planted_pairs
+from planted import (
+    FIRST,
+    PLANTED_EDGES,
+    PLANTED_NODES,
+    PlantedTask,
+    planted_model,
+    planted_pairs,
+    planted_tokenizer,
+)
 from sklearn.metrics import roc_auc_score
 
+from foresight.architectures import graph_of
 from foresight.attribution import attribute, faithfulness
 from foresight.circuit_metrics import circuit_distance
 from foresight.circuits import circuit, ranked_candidates
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
+from trackers.store import load_trajectory
+from trackers.tracker import CircuitTracker, TrackerSettings
 
 # (method, level) -> (min precision@k, min AUROC). Measured: patching and eap-ig recover the
 # planted sets exactly, eap the nodes; at edge level first-order eap ranks a distractor edge
@@ -87,33 +100,44 @@ def bootstrap_floor(model: torch.nn.Module, pairs: PairBatch, level: str, k: int
     return float(np.quantile(distances, 0.95))
 
 
-def test_planted_circuit_survives_sft_on_a_second_task(setup) -> None:
-    """SFT (all parameters, Adam, lr 1e-3, 30 steps) on a second task that the distractors can
-    carry: tell noise token 8 from 9 by the parity of the first token (loss on the two noise
-    logits). At every 10th step eap-ig's top-2 nodes and top-4 edges are the planted sets, and
-    Circuit Distance to step 0 stays within the bootstrap noise floor of step 0."""
+def test_tracker_keeps_the_planted_circuit_through_sft_on_a_second_task(setup, tmp_path: Path) -> None:
+    """`CircuitTracker` (eap-ig, node and edge level, k = 2) on a plain PyTorch SFT loop (all
+    parameters, Adam, lr 3e-4, 40 steps) on a second task that the distractors can carry: tell
+    noise word n8 from n9 by the parity of the first word (loss on the two noise logits). At
+    every checkpoint (every 10 steps) the stored top-2 nodes and top-4 edges are the planted sets,
+    and the tracker's Circuit Distance to step 0 stays within the bootstrap noise floor of step 0.
+    (The second task raises the noise logits, so the planted task's top-1 accuracy over the
+    whole vocabulary falls; its logit difference, what the circuit computes, does not vanish.)"""
     _, pairs = setup
     model = planted_model()
-    floors = {
-        "node": bootstrap_floor(model, pairs, "node", 2),
-        "edge": bootstrap_floor(model, pairs, "edge", 4),
-    }
-    start = {"node": PLANTED_NODES, "edge": PLANTED_EDGES}
+    floor = bootstrap_floor(model, pairs, "node", 2)
+    settings = TrackerSettings(every=10, method="eap-ig", n_pairs=16, n_eval=32, circuit_size=2)
+    manifest = {"run_id": "planted", "model": "planted", "seed": 0, "strategy": "free", "config": {}}
+    tracker = CircuitTracker(
+        [PlantedTask()], planted_tokenizer(), graph_of(model), tmp_path, manifest, settings
+    )
     g = torch.Generator().manual_seed(2)
-    tokens = torch.stack([torch.randperm(8, generator=g)[:6] for _ in range(64)])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    words = torch.stack([torch.randperm(8, generator=g)[:6] for _ in range(64)])
+    tokens = torch.cat([torch.full((64, 1), planted_tokenizer().bos_token_id), FIRST + words], 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     losses = []
-    for step in range(31):
-        if step % 10 == 0:
-            model.eval()
-            for level, planted in start.items():
-                now = circuit(attribute(model, pairs, method="eap-ig", level=level).as_dict(), len(planted))
-                assert now == planted, (step, level, now)
-                assert circuit_distance(start[level], now) <= floors[level]
+    for step in range(41):
+        if settings.is_checkpoint(step):
+            tracker.take_checkpoint(model, step)
         model.train()
-        loss = torch.nn.functional.cross_entropy(model(tokens).logits[:, -1, 8:], tokens[:, 0] % 2)
+        loss = torch.nn.functional.cross_entropy(model(tokens).logits[:, -1, FIRST + 8 :], words[:, 0] % 2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]  # the second task was learned
+    assert losses[-1] < 0.7 * losses[0]  # the second task was learned (1.03 -> 0.59)
+    table = load_trajectory(tmp_path / "planted")
+    assert sorted(table.step.unique()) == [0, 10, 20, 30, 40]
+    for step, rows in table.groupby("step"):
+        for level, planted in (("node", PLANTED_NODES), ("edge", PLANTED_EDGES)):
+            scores = rows[rows.level == level].set_index("component").score
+            assert circuit(scores.to_dict(), len(planted)) == planted, (step, level)
+    metrics = tracker.metrics_frame("planted")
+    assert (metrics.metric > 0.5 * metrics.metric.iloc[0]).all(), metrics.metric
+    assert (metrics.cd_start_all <= floor).all(), metrics.cd_start_all
+    assert metrics.accuracy.iloc[0] == 1.0  # the model solves the planted task before SFT
