@@ -18,10 +18,10 @@ Heads (4 per layer, d_head 12; MLPs are all zeros, so they output exactly 0):
   random value/output maps TOK -> DIST.
 - a1.h1..h3: uniform attention, random maps DIST and PREV -> NOISE.
 
-Task (`PlantedTask`, words t0..t7): prompt <bos> x0 A B x3 x4 A, answer B. Two corruptions (half of the pairs each):
-"first A" (position 1 takes a new token; wrong answer: a token not in the prompt): the
-induction match is lost, which only the path embed -> a0.h0 -> a1.h0 -> logits explains;
-"B" (position 2 takes B', the wrong answer): the copied value changes, carried by
+Task (`PlantedTask`, words t0..t7): prompt <bos> x0 A B x3 x4 A, answer B. Two corruptions
+(half of the pairs each): "first A" (the first A becomes a new word; wrong answer: a word not
+in the prompt) loses the induction match, which only the path embed -> a0.h0 -> a1.h0 -> logits
+explains; "B" (B becomes B', the wrong answer) changes the copied value, carried by
 embed -> a1.h0 -> logits. The planted circuit is therefore the heads a0.h0, a1.h0 and the
 edges embed->a0, a0.h0->a1, embed->a1, a1.h0->logits.
 """
@@ -64,9 +64,10 @@ def _set_attention(layer: torch.nn.Module, head: int, wq: torch.Tensor, wk: torc
 def planted_model(seed: int = 0, beta: float = 60.0, anchor: float = 10.0) -> GPT2LMHeadModel:
     """The planted model (module docstring) in float64 and eval mode; `beta` sets how sharp the
     planted heads attend, the distractors' random maps come from `seed`."""
+    # no dropout: SFT on it is deterministic
     config = GPT2Config(vocab_size=VOCAB, n_embd=D, n_layer=2, n_head=HEADS, n_positions=N_POS,
                         tie_word_embeddings=False, attn_implementation="eager",
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip (no dropout in SFT)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
     model = GPT2LMHeadModel(config).double().eval()
     g = torch.Generator().manual_seed(seed)
 
