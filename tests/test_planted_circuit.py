@@ -34,8 +34,8 @@ from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
 
 # (method, level) -> (min precision@k, min AUROC). Measured: patching and eap-ig recover the
-# planted sets exactly, eap the nodes; at edge level first-order eap ranks a distractor edge
-# into a1 above a0.h0->a1 (p@4 0.75, AUROC 0.983).
+# planted sets exactly, eap the nodes; at edge level first-order eap ranks the distractor edges
+# a0.h3->a1 and a0.h2->a1 above embed->a0 (p@4 0.75, AUROC 0.983).
 THRESHOLDS = {
     ("patching", "node"): (1.0, 1.0),
     ("patching", "edge"): (1.0, 1.0),
