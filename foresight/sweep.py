@@ -37,12 +37,13 @@ from transformers import TrainerCallback
 
 from foresight.mlflow_log import (
     check_params,
-    check_reachable,
     get_or_create_experiment,
     open_run,
     resolve_tracking_uri,
 )
+from foresight.output_dirs import record_sweep
 from foresight.report import strategy_frame
+from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.compare import log_summary, log_trial, shared_params
 from foresight.updater.config import FinetuneConfig
 
@@ -250,7 +251,8 @@ def run_sweep(
     """Run (or resume) the sweep on Ray (see the module docstring), logging to MLflow
     (MLFLOW_TRACKING_URI, else ./mlflow.db); `progress`: a progress bar of trials on stderr."""
     uri = resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
+    record_sweep(config.out, config.experiment)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     experiment_id = get_or_create_experiment(config.experiment)

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from foresight.output_dirs import claim_sweep
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
@@ -189,21 +191,24 @@ def _check_weights_cover(path: Path, config: PretrainedConfig, stored: set[str])
 def model_graph(model: str, attribution: bool = True) -> Graph:
     """The graph of `model`, read from its config.json (`foresight.models.model_graph`), after
     checking its files: a tokenizer, weights that are complete (safetensors sizes, a complete
-    pytorch_model.bin) and that cover every parameter the config describes. No weights are loaded.
+    pytorch_model.bin) and that cover every parameter the config describes, a causal LM whose
+    embedding covers its tokenizer (`foresight.model_compat`). No weights are loaded.
 
     ModelLoadError / ModelFileError if the directory, its config, tokenizer or weights are
     missing or broken, or its model_type is no causal LM that transformers knows (or, with
     `attribution`, one without an architecture in the registry)."""
     from transformers import AutoConfig
 
+    from foresight.model_compat import check_model_tokenizer
+    from foresight.models import load_tokenizer, resolve_model_path
     from foresight.models import model_graph as config_graph
-    from foresight.models import resolve_model_path
 
     graph = config_graph(model, attribution)
     path = resolve_model_path(model)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise ModelFileError(f"model directory {path}: no tokenizer ({' or '.join(TOKENIZER_FILES)})")
     config = AutoConfig.from_pretrained(path, local_files_only=True)
+    check_model_tokenizer(path, config, load_tokenizer(model))
     stored = _weight_keys(path)
     if stored is not None:
         _check_weights_cover(path, config, stored)
@@ -446,6 +451,7 @@ def check_sweep(path: Path) -> SweepConfig:
         experiment, tuple(tasks), tuple(strategies), tuple(seeds), settings, Path(out), forecasters, retries
     )
     check_out_dir(f"{path}: out", config.out)
+    claim_sweep(f"{path}: out", config.out, tasks, experiment)
     graph = model_graph(settings.model)
     check_k(f"{path}: finetune.components", settings.components, settings.model, graph)
     for task in tasks:
