@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from foresight import size_bounds
 from foresight import validation as check
 from foresight.output_dirs import claim_output
 
@@ -86,6 +87,7 @@ def evaluate_command(
     check.model_graph(model, attribution=False)
     names = task or task_names()
     specs = check.check_tasks(names, model)
+    size_bounds.check_eval_n(n, model, specs)
     lm, tokenizer = load_model(model, dtype, device)
     rows = []
     for name, spec in zip(names, specs, strict=True):
@@ -119,6 +121,7 @@ def sft_command(
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
+    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
     distributed.start(device)
     lm, tokenizer = load_model(model, dtype, device)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
@@ -168,7 +171,9 @@ def track_command(
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
-    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
+    tasks = check.check_tasks(task, model)
+    check.check_n_pairs(n_pairs, model, tasks)
+    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
     claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
     sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
@@ -241,11 +246,13 @@ def forecast_train(
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
+    from predictors.precheck import check_request
 
     check.check_seed(seed)
     check.check_out_dir("--out", out)
     claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
     name = "lgbm" if model == "lightgbm" else model
+    check_request(trajectories, prefix, horizon, circuit_size, [name], hold_out or [])
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
 
@@ -260,7 +267,9 @@ def forecast_eval(
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
     from predictors.cli import eval_command
+    from predictors.precheck import check_request
 
+    check_request(trajectories, prefix, horizon, circuit_size, model or [])
     eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)
 
 

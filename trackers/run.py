@@ -33,11 +33,11 @@ from foresight.mlflow_log import (
 from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
+from foresight.size_bounds import available_memory
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
-from foresight.validation import available_memory
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
