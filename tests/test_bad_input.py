@@ -723,17 +723,6 @@ CASES = [
         ["forecast", "train", "--trajectories", "{data}/corpus", "--out", "{data}/existing-run/fc"],
         ["--out {data}/existing-run/fc: lies inside {data}/existing-run, the directory of a tracked run"],
     ),
-    # forecasting requests refused before the corpus is read (timed in test_slow_rejections)
-    (
-        "train-unknown-model",
-        ["forecast", "train", "--trajectories", "{data}/corpus", "--model", "nosuch", "--out", "fc"],
-        ["--model 'nosuch': choose from"],
-    ),
-    (
-        "eval-unknown-model",
-        ["forecast", "eval", "--trajectories", "{data}/corpus", "--model", "nosuch"],
-        ["--model 'nosuch': choose from"],
-    ),
 ]
 
 

@@ -72,6 +72,12 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` trained to its last step: its model is saved (`MODEL_DIR`,
+    written when training ends)."""
+    return (run_dir / MODEL_DIR).is_dir()
+
+
 def _read_record(run_dir: Path) -> dict:
     """The run record of a run to resume; RunDirError if there is none, it is unreadable, or
     the run finished (resuming it would train past its last step and replace its model)."""
@@ -84,7 +90,7 @@ def _read_record(run_dir: Path) -> dict:
         raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
     if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
         raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
-    if (run_dir / MODEL_DIR).is_dir():  # saved when training ends, after its last step
+    if finished(run_dir):
         raise RunDirError(
             f"{run_dir}: the run finished (its model is in {MODEL_DIR}/): nothing to resume; "
             "track into another --name to train again"
