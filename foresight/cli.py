@@ -249,8 +249,8 @@ def forecast_train(
     from predictors.precheck import check_request
 
     check.check_seed(seed)
-    check.check_out_dir("--out", out)
     claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
+    check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
     check_request(trajectories, prefix, horizon, circuit_size, [name], hold_out or [])
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)

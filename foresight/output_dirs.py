@@ -33,11 +33,20 @@ def marker(path: Path) -> str | None:
     return next((name for name in MARKERS if (path / name).is_file()), None)
 
 
+def _exists(path: Path) -> bool:
+    """Whether `path` exists (False, not an OSError, for a name too long to look up)."""
+    try:
+        path.lstat()
+    except OSError:
+        return False
+    return True
+
+
 def check_name_lengths(option: str, path: Path) -> None:
     """OutputDirError if a component of `path` that does not exist yet is longer (in bytes) than
     the file system of its nearest existing ancestor allows (NAME_MAX)."""
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not _exists(existing) and existing != existing.parent:
         existing = existing.parent
     try:
         limit = os.pathconf(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX")

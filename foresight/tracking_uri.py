@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from foresight.mlflow_log import TrackingUnavailable, check_reachable
 
@@ -69,11 +69,17 @@ def writable_location(path: Path) -> str | None:
     return None
 
 
+def _socket_given(query: str) -> bool:
+    """Whether a database URI's query names its host or socket (e.g. a Unix socket directory),
+    which the TCP probe does not check."""
+    return any(key in ("host", "hostaddr", "unix_socket") for key, _ in parse_qsl(query))
+
+
 def check_tracking_uri(uri: str, timeout: float = TIMEOUT) -> None:
     """TrackingUriError unless MLflow can log to `uri` (see the module docstring): a known
     scheme; an http(s) server that answers (`foresight.mlflow_log.check_reachable`); a database
-    server listening at its host and port; a SQLite file that can be written (or created);
-    not a file store, unless MLFLOW_ALLOW_FILE_STORE asks for one."""
+    server listening at its host and port (unless the query names a socket); a SQLite file that
+    can be written (or created); not a file store, unless MLFLOW_ALLOW_FILE_STORE asks for one."""
     shown = redacted(uri)
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+")[0]
@@ -89,7 +95,7 @@ def check_tracking_uri(uri: str, timeout: float = TIMEOUT) -> None:
             check_reachable(uri, timeout)
         except TrackingUnavailable as e:
             raise TrackingUriError(f"MLFLOW_TRACKING_URI: {e}") from None
-    elif scheme in DATABASE_PORTS:
+    elif scheme in DATABASE_PORTS and not _socket_given(parts.query):
         host, port = parts.hostname or "localhost", parts.port or DATABASE_PORTS[scheme]
         why = probe_tcp(host, port, timeout)
         if why is not None:
