@@ -172,7 +172,7 @@ def track_command(
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    check.check_n_pairs(n_pairs, model, tasks)
+    size_bounds.check_n_pairs(n_pairs, model, tasks)
     size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
     claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
@@ -222,7 +222,7 @@ def attribute_command(
     check.check_method(method, level)
     check.check_placement(dtype, device)
     check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
-    check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
+    size_bounds.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
     run(model, task, method, level, top, n_pairs, seed, dtype, device)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from foresight.output_dirs import claim_sweep
-from foresight.size_bounds import check_n_pairs, check_no_repeated_lines  # noqa: F401 (check_n_pairs: the CLI's)
+from foresight.size_bounds import check_no_repeated_lines
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
