@@ -19,7 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from foresight import size_bounds
 from foresight import validation as check
+from foresight.output_dirs import claim_output
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -85,6 +87,7 @@ def evaluate_command(
     check.model_graph(model, attribution=False)
     names = task or task_names()
     specs = check.check_tasks(names, model)
+    size_bounds.check_eval_n(n, model, specs)
     lm, tokenizer = load_model(model, dtype, device)
     rows = []
     for name, spec in zip(names, specs, strict=True):
@@ -118,6 +121,7 @@ def sft_command(
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
+    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
     distributed.start(device)
     lm, tokenizer = load_model(model, dtype, device)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
@@ -167,8 +171,11 @@ def track_command(
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
-    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
+    tasks = check.check_tasks(task, model)
+    size_bounds.check_n_pairs(n_pairs, model, tasks)
+    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
     run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
+    claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
     sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
@@ -219,7 +226,7 @@ def attribute_command(
     check.check_method(method, level)
     check.check_placement(dtype, device)
     check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
-    check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
+    size_bounds.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
     run(model, task, method, level, top, n_pairs, seed, dtype, device, faithfulness)
 
 
@@ -255,13 +262,17 @@ def forecast_train(
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
     hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
+    overwrite: bool = typer.Option(False, help="replace the forecaster that --out holds"),
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
+    from predictors.precheck import check_request
 
     check.check_seed(seed)
+    claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
     check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
+    check_request(trajectories, prefix, horizon, circuit_size, [name], hold_out or [])
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
 
@@ -276,7 +287,9 @@ def forecast_eval(
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
     from predictors.cli import eval_command
+    from predictors.precheck import check_request
 
+    check_request(trajectories, prefix, horizon, circuit_size, model or [])
     eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)
 
 
@@ -362,6 +375,7 @@ def compare_command(
     check.check_seeds(seeds)
     check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    claim_output("--out", out, "compare", hint=" (choose another --out)")
     check.check_empty_out("--out", out, "comparison")
     config = FinetuneConfig(
         model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
@@ -410,7 +424,8 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_store, resolve_tracking_uri, sync
+    from foresight.tracking_uri import check_tracking_uri
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
@@ -423,7 +438,7 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
             raise ValueError(f"{record_file}: unreadable run record ({e})") from None
     uri = uri or resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
     check_store(uri)
     try:
         uploaded = sync(run_dir, MlflowClient(uri))
@@ -442,11 +457,12 @@ def report_command(
     """Rebuild a study's results table from its MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     import mlflow
 
-    from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
+    from foresight.mlflow_log import check_store, resolve_tracking_uri
     from foresight.report import report
+    from foresight.tracking_uri import check_tracking_uri
 
     uri = resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
     check_store(uri)
     mlflow.set_tracking_uri(uri)
     text = report(experiment)

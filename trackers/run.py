@@ -25,7 +25,6 @@ from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
 from foresight.mlflow_log import (
     SafeLogger,
-    check_reachable,
     check_store,
     get_or_create_experiment,
     open_run,
@@ -34,10 +33,11 @@ from foresight.mlflow_log import (
 from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
+from foresight.size_bounds import available_memory
 from foresight.tasks import JsonlTask, Task, get_task
+from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
-from foresight.validation import available_memory
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
@@ -72,8 +72,15 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` trained to its last step: its model is saved (`MODEL_DIR`,
+    written when training ends)."""
+    return (run_dir / MODEL_DIR).is_dir()
+
+
 def _read_record(run_dir: Path) -> dict:
-    """The run record of a run to resume; RunDirError if there is none or it is unreadable."""
+    """The run record of a run to resume; RunDirError if there is none, it is unreadable, or
+    the run finished (resuming it would train past its last step and replace its model)."""
     record_file = run_dir / RUN_FILE
     if not record_file.is_file():
         raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
@@ -83,6 +90,11 @@ def _read_record(run_dir: Path) -> dict:
         raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
     if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
         raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
+    if finished(run_dir):
+        raise RunDirError(
+            f"{run_dir}: the run finished (its model is in {MODEL_DIR}/): nothing to resume; "
+            "track into another --name to train again"
+        )
     return record
 
 
@@ -161,7 +173,7 @@ def track(
     lock, refused = None, None
     if main:
         try:
-            check_reachable(uri)
+            check_tracking_uri(uri)
             if record is not None:
                 check_store(uri)
             lock = _claim(run_dir, resume)
