@@ -16,6 +16,7 @@ import pytest
 import torch
 import trl  # the [trl] extra, which `make test` installs
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 from peft import LoraConfig, get_peft_model
 from transformers import DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
@@ -241,6 +242,7 @@ def test_for_model_in_a_plain_trainer_logs_to_the_trainers_mlflow_run(
     under LoRA only adapter weights train and the base weights stay as they were."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"mine-{mode}")
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)  # restored after
     mlflow.set_tracking_uri(store)
     model, tokenizer = load_model(str(chat_model), "float64", "cpu")
     if mode == "lora":
