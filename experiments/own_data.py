@@ -40,8 +40,7 @@ def table(tracker: CircuitTracker) -> pd.DataFrame:
     columns = {f"{TASKS[0]} accuracy": a.accuracy, f"{TASKS[1]} accuracy": b.accuracy}
     columns |= {f"{TASKS[0]} CD": a.cd_start_all, f"{TASKS[1]} CD": b.cd_start_all}
     columns[f"CC({TASKS[0]}, {TASKS[1]})"] = a[f"cc_{TASKS[1]}"]
-    frame = pd.DataFrame(columns).reset_index()
-    return frame.astype({"step": int})
+    return pd.DataFrame(columns).reset_index()
 
 
 def main() -> None:
@@ -81,7 +80,7 @@ def main() -> None:
     start = time.perf_counter()
     trainer.train()
     result = table(tracker)
-    text = result.to_markdown(index=False, floatfmt=".3f")
+    text = result.to_markdown(index=False, floatfmt=[".0f"] + [".3f"] * (result.shape[1] - 1))
     heading = (
         f"TRL SFTTrainer on {len(rows)} generated conversations ({DATA.name}), default model, "
         f"{args.steps} steps of batch {args.batch_size}, lr {args.lr}, seed {args.seed}; tracked: "

@@ -59,20 +59,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama in float64 (so that TRL's fused loss and the Trainer's cross-entropy
+def chat_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """conftest's tiny Llama in float64 (so that TRL's fused loss and the Trainer's cross-entropy
     agree far below the tolerance) with the word-level tokenizer and the MARKED chat template."""
     tokenizer = build_tokenizer()
     tokenizer.chat_template = MARKED
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
     path = tmp_path_factory.mktemp("chat-llama")
-    LlamaForCausalLM(config).to(torch.float64).save_pretrained(path)
+    LlamaForCausalLM.from_pretrained(tiny_model_dir).to(torch.float64).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
