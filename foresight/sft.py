@@ -3,8 +3,8 @@
 The loss is the cross-entropy of the answer token only (the prompt is
 context). Several tasks are mixed by interleaving their examples. Instead of task
 examples, a tokenized dataset (`foresight.sft_data`: input_ids and labels) can be the
-training data. `mode` "lora" trains PEFT LoRA adapters (`apply_lora`) instead of every weight. The Trainer's
-log dictionaries go to `train_log.jsonl` in its output directory, never to the
+training data. `mode` "lora" trains PEFT LoRA adapters (`apply_lora`) instead of every
+weight. The Trainer's log dictionaries go to `train_log.jsonl` in its output directory, never to the
 terminal; on a terminal, a progress bar shows the step, the loss and what the
 caller's `status` adds (e.g. held-out accuracy).
 """

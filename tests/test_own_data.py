@@ -36,7 +36,7 @@ MARKED = (
 )
 PLAIN = MARKED.replace("{% generation %}", "").replace("{% endgeneration %}", "")
 WORDS = ["red", "blue", "green", "cat", "dog", "tree", "river", "moon", "sun", "star"]
-STEPS, EVERY, BATCH, LR, N_PAIRS = 4, 2, 8, 1e-2, 8
+STEPS, EVERY, BATCH, LR, N_PAIRS = 2, 2, 8, 1e-2, 8
 
 
 def conversations(n: int, seed: int = 0) -> list[dict]:
@@ -128,11 +128,11 @@ def test_trl_sft_trainer_with_for_model_writes_the_trajectories_of_track(
     trainer.train()
 
     cli, via_trl = (checkpoints(tmp_path / run / "trajectories" / "ioi") for run in ("cli", "trl"))
-    assert list(cli.step.unique()) == [0, 2, 4]
+    assert list(cli.step.unique()) == [0, 2]
     assert cli[["step", "level", "component"]].equals(via_trl[["step", "level", "component"]])
     scale = cli.score.abs().groupby([cli.step, cli.level]).transform("max")
     assert ((cli.score - via_trl.score).abs() <= 1e-6 * scale).all()
-    moved = cli[cli.step == 4].score.to_numpy() - cli[cli.step == 0].score.to_numpy()
+    moved = cli[cli.step == 2].score.to_numpy() - cli[cli.step == 0].score.to_numpy()
     assert abs(moved).max() > 1e-3 * scale.max()  # training moved the scores: the check can fail
 
     manifest = json.loads((tmp_path / "cli" / "trajectories" / "ioi" / MANIFEST).read_text())
@@ -227,14 +227,15 @@ def _trained(model: torch.nn.Module, names: list[str], before: dict[str, torch.T
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
-def test_for_model_in_a_plain_trainer_logs_to_the_trainers_mlflow_run(
+def test_for_model_in_a_plain_trainer_logs_to_one_mlflow_run(
     mode: str, chat_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:
-    """A transformers Trainer with report_to mlflow, full or LoRA (PEFT): the tracker writes its
-    trajectory (regime mode recorded) and logs into the run the Trainer opened, no second run;
-    under LoRA only adapter weights train and the base weights stay as they were."""
+    """A transformers Trainer, full or LoRA (PEFT): the tracker writes its trajectory (regime
+    mode recorded) and logs into one MLflow run: the Trainer's own where it opened one (full:
+    report_to mlflow), else one it opens and ends (lora); under LoRA only adapter weights
+    train and the base weights stay as they were."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"mine-{mode}")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)  # restored after
     mlflow.set_tracking_uri(store)
     model, tokenizer = load_model(str(chat_model), "float64", "cpu")
@@ -242,10 +243,13 @@ def test_for_model_in_a_plain_trainer_logs_to_the_trainers_mlflow_run(
         model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "o_proj"], lora_dropout=0.0))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     data = load_sft_data(write_jsonl(tmp_path / "chat.jsonl", conversations(16)), tokenizer)
-    tracker = CircuitTracker.for_model(model, tokenizer, ["ioi"], tmp_path / "run", every=2, n_pairs=4)
+    tracker = CircuitTracker.for_model(
+        model, tokenizer, ["ioi"], tmp_path / "run", every=2, n_pairs=4, levels=("node",), n_eval=20
+    )
     args = TrainingArguments(
         output_dir=str(tmp_path / "trainer"), max_steps=2, per_device_train_batch_size=8, learning_rate=1e-2,
-        report_to=["mlflow"], use_cpu=True, save_strategy="no", disable_tqdm=True, logging_steps=1,
+        report_to=["mlflow"] if mode == "full" else [], use_cpu=True, save_strategy="no",
+        disable_tqdm=True, logging_steps=1,
     )  # fmt: skip
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
     Trainer(
@@ -258,10 +262,19 @@ def test_for_model_in_a_plain_trainer_logs_to_the_trainers_mlflow_run(
     manifest = json.loads((tmp_path / "run" / "trajectories" / "ioi" / MANIFEST).read_text())
     assert manifest["regime"]["mode"] == mode and manifest["run_id"] == "run-ioi"
     client = MlflowClient()
-    (run,) = client.search_runs([client.get_experiment_by_name(f"mine-{mode}").experiment_id])
+    trajectories = str((tmp_path / "run" / "trajectories").resolve())
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`foresight.trajectories` = '{trajectories}'",
+    )
+    (run,) = runs
     assert mlflow_names({"ioi/accuracy": 0.0}).keys() <= run.data.metrics.keys()
-    assert run.data.tags["foresight.trajectories"] == str((tmp_path / "run" / "trajectories").resolve())
-    assert "loss" in run.data.metrics  # the Trainer's own MLflowCallback logged to the same run
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["trajectories"]
+    if mode == "full":  # the Trainer's own MLflowCallback logged to the same run
+        assert client.get_experiment(run.info.experiment_id).name == "mine" and "epoch" in run.data.metrics
+    else:
+        assert client.get_experiment(run.info.experiment_id).name == "foresight-track"
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert set(_trained(model, names, before)) == set(names)
     if mode == "lora":
@@ -280,7 +293,7 @@ def test_track_with_lora_and_grad_accum_on_text_rows(
     data = write_jsonl(tmp_path / "text.jsonl", rows)
     code = run_cli(
         monkeypatch, "track", "--model", tiny_model_dir, "--task", "ioi", "--train-data", data,
-        "--steps", 2, "--every", 1, "--batch-size", 4, "--n-pairs", 4, "--out", tmp_path, "--name", "lora",
+        "--steps", 2, "--every", 2, "--batch-size", 4, "--n-pairs", 4, "--out", tmp_path, "--name", "lora",
         "--device", "cpu", "--mode", "lora", "--lora-rank", 2, "--lora-targets", "q_proj,v_proj",
         "--grad-accum", 2, "--tracking-copy", "off",
     )  # fmt: skip
@@ -288,6 +301,6 @@ def test_track_with_lora_and_grad_accum_on_text_rows(
     manifest = json.loads((tmp_path / "lora" / "trajectories" / "ioi" / MANIFEST).read_text())
     assert manifest["regime"]["mode"] == "lora" and manifest["config"]["grad_accum"] == 2
     assert manifest["train_data"]["format"] == "text" and manifest["train_data"]["rows"] == 10
-    assert sorted(load_trajectory(tmp_path / "lora" / "trajectories" / "ioi").step.unique()) == [0, 1, 2]
+    assert sorted(load_trajectory(tmp_path / "lora" / "trajectories" / "ioi").step.unique()) == [0, 2]
     adapter = json.loads((tmp_path / "lora" / "model" / "adapter_config.json").read_text())
     assert adapter["r"] == 2 and set(adapter["target_modules"]) == {"q_proj", "v_proj"}
