@@ -164,7 +164,7 @@ def track_command(
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
     from foresight.models import load_tokenizer
-    from foresight.sft import SFTConfig
+    from foresight.sft import SFTConfig, check_lora
     from foresight.sft_data import load_sft_data
     from trackers.run import TRACKING_COPY, track
     from trackers.tracker import TrackerSettings
@@ -196,6 +196,7 @@ def track_command(
         steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
         grad_accum=grad_accum, mode=mode, lora_rank=lora_rank, lora_targets=targets,
     )  # fmt: skip
+    check_lora(model, sft)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )

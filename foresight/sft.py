@@ -12,8 +12,9 @@ caller's `status` adds (e.g. held-out accuracy).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -76,7 +77,34 @@ def apply_lora(model: PreTrainedModel, config: SFTConfig) -> PreTrainedModel:
     try:
         return get_peft_model(model, lora)
     except ValueError as e:  # e.g. a target module the model does not have
-        raise ValueError(f"--lora-targets {','.join(targets or [])}: {e}") from None
+        raise ValueError(f"--lora-targets {','.join(targets or ['(default)'])}: {e}") from None
+
+
+def check_lora(model: str, config: SFTConfig) -> None:
+    """ValueError (naming --lora-targets) if PEFT cannot put `config`'s adapters on model `model`
+    (a shipped name or directory), or one of the named targets matches no module of it (PEFT
+    itself fails only when none does): tried target by target on its meta-device skeleton,
+    before any weight is read."""
+    if config.mode != "lora":
+        return
+    from transformers import AutoConfig
+
+    from foresight.models import meta_skeleton, resolve_model_path
+
+    model_config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
+    for target in config.lora_targets or [None]:
+        one = replace(config, lora_targets=None if target is None else (target,))
+        with warnings.catch_warnings():  # PEFT's notes on the meta device are not for the user
+            warnings.simplefilter("ignore")
+            try:
+                apply_lora(meta_skeleton(model_config), one)
+            except ValueError as e:
+                if target is None:
+                    raise ValueError(f"{e} (model {model!r})") from None
+                named = ",".join(config.lora_targets)
+                raise ValueError(
+                    f"--lora-targets {named}: model {model!r} has no module {target!r}"
+                ) from None
 
 
 class ExampleDataset(Dataset):

@@ -167,6 +167,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _jsonl(root / "train_mixed.jsonl", [prompt, json.dumps({"text": "3 plus 4 equals 7"})])
     chat = {"messages": [{"role": "user", "content": "say red"}, {"role": "assistant", "content": "red"}]}
     _jsonl(root / "train_chat.jsonl", [json.dumps(chat)])
+    _jsonl(root / "train_ok.jsonl", [prompt])
     (root / "old-compare" / "comparison.md").write_text("# an earlier comparison\n")
     return root
 
@@ -622,6 +623,30 @@ CASES = [
         ["--max-length must be at least 1, not 0"],
     ),
     ("track-unknown-mode", ["track", "--task", "ioi", "--mode", "half"], ["mode 'half': choose from"]),
+    (
+        "track-resume-on-other-training-data",
+        [
+            "track",
+            "--task",
+            "ioi",
+            "--out",
+            "{data}",
+            "--name",
+            "existing-run",
+            "--resume",
+            "--train-data",
+            "{data}/train_ok.jsonl",
+        ],
+        [
+            "{data}/existing-run: started on the tasks' own examples, resumed on --train-data "
+            "{data}/train_ok.jsonl (digest",
+        ],
+    ),
+    (
+        "track-lora-target-the-model-lacks",
+        ["track", "--task", "ioi", "--mode", "lora", "--lora-targets", "q_proj,qq_proj"],
+        ["--lora-targets q_proj,qq_proj: model 'default' has no module 'qq_proj'"],
+    ),
 ]
 
 

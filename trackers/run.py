@@ -86,6 +86,17 @@ def _read_record(run_dir: Path) -> dict:
     return record
 
 
+def _check_same_data(record: dict, train_data: SFTData | None, run_dir: Path) -> None:
+    """RunDirError unless a resumed run trains on the data it started with (same digest)."""
+    recorded = (record.get("train_data") or {}).get("digest")
+    given = None if train_data is None else train_data.digest
+    if recorded != given:
+        was = f"--train-data {record['train_data']['path']} (digest {recorded})" if recorded else None
+        now = f"--train-data {train_data.path} (digest {given})" if given else None
+        tasks = "the tasks' own examples"
+        raise RunDirError(f"{run_dir}: started on {was or tasks}, resumed on {now or tasks}")
+
+
 def _claim(run_dir: Path, resume: bool) -> int:
     """Take the run directory for this process: an exclusive, non-blocking flock on its `.lock`
     (released when the process ends, however it ends); returns the lock's file descriptor.
@@ -161,6 +172,8 @@ def track(
     distributed.start(sft.device)
     main = distributed.is_main()
     record = _read_record(run_dir) if resume else None
+    if record is not None:
+        _check_same_data(record, train_data, run_dir)
     uri = (
         os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
     )
