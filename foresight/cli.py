@@ -41,7 +41,7 @@ MLFLOW_ENV_DEFAULTS = {
 }
 
 Dtype = Annotated[
-    str, typer.Option(help="weights: float32, bfloat16 or float16 (scores accumulate in float32)")
+    str, typer.Option(help="weights: float32, bfloat16, float16 or float64 (scores accumulate in float32)")
 ]
 Device = Annotated[str, typer.Option(help="auto (the GPU if there is one), cpu, cuda or cuda:N")]
 
@@ -121,7 +121,8 @@ def sft_command(
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
+    shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
+    size_bounds.check_batch_size(batch_size, model, *shape)
     distributed.start(device)
     lm, tokenizer = load_model(model, dtype, device)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
@@ -153,34 +154,66 @@ def track_command(
     tracking_copy: str = typer.Option(
         "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
     ),
+    train_data: Path = typer.Option(
+        None,
+        help="train on this instead of the tasks' examples: JSONL (prompt/completion, messages or "
+        "text) or a datasets save_to_disk directory",
+    ),
+    max_length: int = typer.Option(None, help="cut every training row to its first N tokens"),
+    mode: str = typer.Option("full", help="full or lora (PEFT adapters; the adapted model is tracked)"),
+    lora_rank: int = typer.Option(8, help="LoRA rank (alpha is twice the rank)"),
+    lora_targets: str = typer.Option(None, help="LoRA modules, comma-separated (default: PEFT's)"),
+    grad_accum: int = typer.Option(1, help="batches per optimizer step"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
-    from foresight.sft import SFTConfig
+    from foresight.models import load_tokenizer
+    from foresight.sft import SFTConfig, check_lora
+    from foresight.sft_data import load_sft_data
     from trackers.run import TRACKING_COPY, track
     from trackers.tracker import TrackerSettings
 
-    check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
+    check.check_positive(
+        steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size, max_length=max_length,
+        lora_rank=lora_rank, grad_accum=grad_accum,
+    )  # fmt: skip
     check.check_every(every, steps)
     check.check_lr(lr)
     check.check_seed(seed)
     check.check_method(method)
-    check.check_placement(dtype, device, mode="full")
+    check.check_mode(mode)
+    check.check_placement(dtype, device, mode=mode)
     check.check_choice("--tracking-copy", tracking_copy, TRACKING_COPY)
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
     size_bounds.check_n_pairs(n_pairs, model, tasks)
-    size_bounds.check_batch_size(batch_size, model, tasks, SFTConfig.examples_per_task)
-    run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
+    data = None
+    if train_data is None:
+        shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
+    else:
+        data = load_sft_data(
+            train_data, load_tokenizer(model), max_length, context=check.context_length(model)
+        )
+        shape = (data.rows, data.longest)
+    size_bounds.check_batch_size(batch_size, model, *shape)
+    prefix = "" if data is None else f"{data.path.stem}-"
+    run_dir = out / (name or f"{prefix}{'+'.join(Path(t).stem for t in task)}-s{seed}")
     claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
-    sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
+    targets = None if lora_targets is None else tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+    sft = SFTConfig(
+        steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
+        grad_accum=grad_accum, mode=mode, lora_rank=lora_rank, lora_targets=targets,
+    )  # fmt: skip
+    check_lora(model, sft)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
-    result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
+    result = track(
+        task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy, train_data=data
+    )
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
     lines = [

@@ -142,13 +142,17 @@ def check_eval_n(n: int, model: str, tasks: Sequence[Task]) -> None:
     check_fits("--n", n, need, "evaluation")
 
 
-def check_batch_size(batch_size: int, model: str, tasks: Sequence[Task], examples_per_task: int) -> None:
-    """Refuse `--batch-size` larger than the training set (`examples_per_task` per task), or whose
-    training step (forward and backward over one batch) would not fit in the available memory."""
-    from foresight.models import load_tokenizer
-
-    examples = examples_per_task * len(tasks)
+def check_batch_size(batch_size: int, model: str, examples: int, tokens: int) -> None:
+    """Refuse `--batch-size` larger than the training set (`examples` rows), or whose training
+    step (forward and backward over one batch of `tokens`-token rows) would not fit in the
+    available memory."""
     if batch_size > examples:
         raise ValueError(f"--batch-size {batch_size}: larger than the {examples} training examples")
-    tokens = prompt_tokens(load_tokenizer(model), tasks, 16) + 1
     check_fits("--batch-size", batch_size, forward_bytes(model, batch_size, tokens, backward=True), "a step")
+
+
+def task_batch_shape(model: str, tasks: Sequence[Task], examples_per_task: int) -> tuple[int, int]:
+    """(training examples, tokens per row) of SFT on the tasks' own examples."""
+    from foresight.models import load_tokenizer
+
+    return examples_per_task * len(tasks), prompt_tokens(load_tokenizer(model), tasks, 16) + 1

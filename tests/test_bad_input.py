@@ -159,6 +159,18 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     checkpoint_file(root / "gap" / "t0-s0", 50).unlink()
     (root / "old-compare").mkdir()
+    prompt = json.dumps({"prompt": "3 plus 4 equals", "completion": " 7"})  # training data (--train-data)
+    _jsonl(root / "train_bad_json.jsonl", [prompt, "{oops"])
+    _jsonl(
+        root / "train_unknown_field.jsonl", [prompt, json.dumps({"prompt": "a", "completion": " b", "id": 3})]
+    )
+    _jsonl(
+        root / "train_empty_completion.jsonl", [prompt, json.dumps({"prompt": "3 plus", "completion": " "})]
+    )
+    _jsonl(root / "train_mixed.jsonl", [prompt, json.dumps({"text": "3 plus 4 equals 7"})])
+    chat = {"messages": [{"role": "user", "content": "say red"}, {"role": "assistant", "content": "red"}]}
+    _jsonl(root / "train_chat.jsonl", [json.dumps(chat)])
+    _jsonl(root / "train_ok.jsonl", [prompt])
     (root / "old-compare" / "comparison.md").write_text("# an earlier comparison\n")
 
     lm, tokenizer = load_model("default", "float32", "cpu")  # an embedding 10 rows short
@@ -722,6 +734,67 @@ CASES = [
         "train-inside-a-tracked-run",
         ["forecast", "train", "--trajectories", "{data}/corpus", "--out", "{data}/existing-run/fc"],
         ["--out {data}/existing-run/fc: lies inside {data}/existing-run, the directory of a tracked run"],
+    ),
+    # training data of its own (--train-data)
+    (
+        "track-train-data-bad-json",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_bad_json.jsonl"],
+        ["{data}/train_bad_json.jsonl:2: not valid JSON"],
+    ),
+    (
+        "track-train-data-unknown-field",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_unknown_field.jsonl"],
+        ["{data}/train_unknown_field.jsonl:2: unknown field 'id'"],
+    ),
+    (
+        "track-train-data-empty-completion",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_empty_completion.jsonl"],
+        ["{data}/train_empty_completion.jsonl:2: empty completion"],
+    ),
+    (
+        "track-train-data-two-formats",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_mixed.jsonl"],
+        ["{data}/train_mixed.jsonl:2: a text row among prompt-completion rows"],
+    ),
+    (
+        "track-train-data-messages-without-chat-template",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_chat.jsonl"],
+        ["{data}/train_chat.jsonl: rows hold messages, but the tokenizer has no chat template"],
+    ),
+    (
+        "track-train-data-missing",
+        ["track", "--task", "ioi", "--train-data", "{data}/nope.jsonl"],
+        ["{data}/nope.jsonl: no such file or directory"],
+    ),
+    (
+        "track-max-length-zero",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_chat.jsonl", "--max-length", "0"],
+        ["--max-length must be at least 1, not 0"],
+    ),
+    ("track-unknown-mode", ["track", "--task", "ioi", "--mode", "half"], ["mode 'half': choose from"]),
+    (
+        "track-resume-on-other-training-data",
+        [
+            "track",
+            "--task",
+            "ioi",
+            "--out",
+            "{data}",
+            "--name",
+            "existing-run",
+            "--resume",
+            "--train-data",
+            "{data}/train_ok.jsonl",
+        ],
+        [
+            "{data}/existing-run: started on the tasks' own examples, resumed on --train-data "
+            "{data}/train_ok.jsonl (digest",
+        ],
+    ),
+    (
+        "track-lora-target-the-model-lacks",
+        ["track", "--task", "ioi", "--mode", "lora", "--lora-targets", "q_proj,qq_proj"],
+        ["--lora-targets q_proj,qq_proj: model 'default' has no module 'qq_proj'"],
     ),
 ]
 

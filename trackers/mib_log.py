@@ -27,11 +27,9 @@ from foresight.mlflow_log import SafeLogger
 class MibLog:
     """Computes, writes and logs the MIB table of each checkpoint of one tracked run."""
 
-    def __init__(self, logger: SafeLogger | None) -> None:
-        self.logger = logger
-
     def checkpoint(
         self,
+        logger: SafeLogger | None,
         model: nn.Module,
         runs: PatchedRuns,
         levels: dict[str, pd.Series],
@@ -41,7 +39,7 @@ class MibLog:
         step: int,
     ) -> dict[str, float]:
         """The table of one checkpoint (`levels`: level -> scores in graph order), written and
-        logged; returns its CPR and CMD as step metrics."""
+        logged through `logger` (if any); returns its CPR and CMD as step metrics."""
         with eval_mode(model):
             evaluator = CircuitEvaluator(runs)
             frames = [
@@ -54,8 +52,8 @@ class MibLog:
         file = trajectory / "mib" / name
         file.parent.mkdir(parents=True, exist_ok=True)
         table.to_json(file, orient="split", index=False)
-        if self.logger is not None:
-            self.logger.log_artifact(file, f"mib/{task}")
+        if logger is not None:
+            logger.log_artifact(file, f"mib/{task}")
         metrics = {}
         for (level, selection), rows in table.groupby(["level", "selection"], sort=False):
             metrics[f"{task}/mib_cpr_{level}_{selection}"] = float(rows.cpr.iloc[0])
