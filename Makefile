@@ -13,9 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# the tests also need the optional extras psycopg (MLflow on PostgreSQL) and ray (sweeps)
+# the tests also need the optional extras psycopg (MLflow on PostgreSQL), ray (sweeps) and trl
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet $(TORCH) -e ".[dev,postgres,ray]"
+	$(BIN)/pip install --quiet $(TORCH) -e ".[dev,postgres,ray,trl]"
 	touch $@
 
 setup: $(VENV)/.installed

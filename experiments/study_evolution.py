@@ -7,11 +7,11 @@ every `every` steps from step 0 (node-level eap scores on 32 fixed pairs per tas
 top 10 heads and MLPs; the noise floor of CD from `--noise-floor` bootstrap resamples of the
 pairs at step 0, `trackers.tracker.TrackerSettings.noise_floor`), in MLflow experiment
 "study-evolution" with run directories runs/study-evolution/s{seed} (a run whose directory
-exists is resumed). Writes experiments/results/evolution.md (the `foresight report` table:
-every metric at the last checkpoint, mean ± sd over seeds, and how many runs migrated above
-the noise floor), evolution.png (per task, CD to step 0 of heads and of MLPs and CS to step 0
-over steps, mean over seeds) and evolution_cc.png (per task, Circuit Conflict with the other
-tasks over steps). Prints the wall time.
+exists is resumed, a finished one kept). Writes experiments/results/evolution.md (the
+`foresight report` table: every metric at the last checkpoint, mean ± sd over seeds, and how
+many runs migrated above the noise floor), evolution.png (per task, CD to step 0 of heads and
+of MLPs and CS to step 0 over steps, mean over seeds) and evolution_cc.png (per task, Circuit
+Conflict with the other tasks over steps). Prints the wall time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from foresight.mlflow_ui import CONFLICT, mlflow_name
 from foresight.report import evolution_frame, evolution_markdown, experiment_runs
 from foresight.sft import SFTConfig
 from foresight.tasks import task_names
-from trackers.run import RUN_FILE, track
+from trackers.run import RUN_FILE, finished, track
 from trackers.tracker import TrackerSettings
 
 EXPERIMENT = "study-evolution"
@@ -125,6 +125,8 @@ def main() -> None:
     start = time.perf_counter()
     for seed in [] if args.report_only else args.seeds:
         run_dir = ROOT / f"s{seed}"
+        if finished(run_dir):  # logged before: its runs are in the table below
+            continue
         run_start = time.perf_counter()
         sft = SFTConfig(steps=args.steps, seed=seed)
         track(tasks, run_dir, "default", sft, settings, (run_dir / RUN_FILE).is_file(), EXPERIMENT)

@@ -19,7 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from foresight import size_bounds
 from foresight import validation as check
+from foresight.output_dirs import claim_output
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -39,7 +41,7 @@ MLFLOW_ENV_DEFAULTS = {
 }
 
 Dtype = Annotated[
-    str, typer.Option(help="weights: float32, bfloat16 or float16 (scores accumulate in float32)")
+    str, typer.Option(help="weights: float32, bfloat16, float16 or float64 (scores accumulate in float32)")
 ]
 Device = Annotated[str, typer.Option(help="auto (the GPU if there is one), cpu, cuda or cuda:N")]
 
@@ -85,6 +87,7 @@ def evaluate_command(
     check.model_graph(model, attribution=False)
     names = task or task_names()
     specs = check.check_tasks(names, model)
+    size_bounds.check_eval_n(n, model, specs)
     lm, tokenizer = load_model(model, dtype, device)
     rows = []
     for name, spec in zip(names, specs, strict=True):
@@ -118,6 +121,8 @@ def sft_command(
     check.model_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
+    shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
+    size_bounds.check_batch_size(batch_size, model, *shape)
     distributed.start(device)
     lm, tokenizer = load_model(model, dtype, device)
     config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
@@ -149,31 +154,66 @@ def track_command(
     tracking_copy: str = typer.Option(
         "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
     ),
+    train_data: Path = typer.Option(
+        None,
+        help="train on this instead of the tasks' examples: JSONL (prompt/completion, messages or "
+        "text) or a datasets save_to_disk directory",
+    ),
+    max_length: int = typer.Option(None, help="cut every training row to its first N tokens"),
+    mode: str = typer.Option("full", help="full or lora (PEFT adapters; the adapted model is tracked)"),
+    lora_rank: int = typer.Option(8, help="LoRA rank (alpha is twice the rank)"),
+    lora_targets: str = typer.Option(None, help="LoRA modules, comma-separated (default: PEFT's)"),
+    grad_accum: int = typer.Option(1, help="batches per optimizer step"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
-    from foresight.sft import SFTConfig
+    from foresight.models import load_tokenizer
+    from foresight.sft import SFTConfig, check_lora
+    from foresight.sft_data import load_sft_data
     from trackers.run import TRACKING_COPY, track
     from trackers.tracker import TrackerSettings
 
-    check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
+    check.check_positive(
+        steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size, max_length=max_length,
+        lora_rank=lora_rank, grad_accum=grad_accum,
+    )  # fmt: skip
     check.check_every(every, steps)
     check.check_lr(lr)
     check.check_seed(seed)
     check.check_method(method)
-    check.check_placement(dtype, device, mode="full")
+    check.check_mode(mode)
+    check.check_placement(dtype, device, mode=mode)
     check.check_choice("--tracking-copy", tracking_copy, TRACKING_COPY)
     check.check_run_name(name)
     check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
     check.check_out_dir("--out", out)
-    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
-    run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
-    sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
+    tasks = check.check_tasks(task, model)
+    size_bounds.check_n_pairs(n_pairs, model, tasks)
+    data = None
+    if train_data is None:
+        shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
+    else:
+        data = load_sft_data(
+            train_data, load_tokenizer(model), max_length, context=check.context_length(model)
+        )
+        shape = (data.rows, data.longest)
+    size_bounds.check_batch_size(batch_size, model, *shape)
+    prefix = "" if data is None else f"{data.path.stem}-"
+    run_dir = out / (name or f"{prefix}{'+'.join(Path(t).stem for t in task)}-s{seed}")
+    claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
+    targets = None if lora_targets is None else tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+    sft = SFTConfig(
+        steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
+        grad_accum=grad_accum, mode=mode, lora_rank=lora_rank, lora_targets=targets,
+    )  # fmt: skip
+    check_lora(model, sft)
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
-    result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
+    result = track(
+        task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy, train_data=data
+    )
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
     lines = [
@@ -206,17 +246,37 @@ def attribute_command(
     seed: int = typer.Option(0),
     dtype: Dtype = "float32",
     device: Device = "auto",
+    faithfulness: str = typer.Option("curve", help="curve (top-k circuits) or mib (MIB's CPR and CMD)"),
 ) -> None:
     """Attribute a task: the top components and the faithfulness curve."""
+    from foresight.attribution.cli import FAITHFULNESS
     from foresight.attribution.cli import attribute_command as run
 
+    if faithfulness not in FAITHFULNESS:
+        raise ValueError(f"--faithfulness {faithfulness!r}: one of {', '.join(FAITHFULNESS)}")
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
     check.check_method(method, level)
     check.check_placement(dtype, device)
     check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
-    check.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
-    run(model, task, method, level, top, n_pairs, seed, dtype, device)
+    size_bounds.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
+    run(model, task, method, level, top, n_pairs, seed, dtype, device, faithfulness)
+
+
+@app.command("export")
+def export_command(
+    trajectory: Path = typer.Option(..., help="a trajectory directory (foresight track writes them)"),
+    step: int = typer.Option(..., help="the checkpoint's training step"),
+    fmt: str = typer.Option("eap-ig", "--format", help="eap-ig: the EAP-IG library's graph JSON (MIB)"),
+    out: Path = typer.Option(None, help="output file (default: ./TRAJECTORY-stepS.eap-ig.json)"),
+    k: int = typer.Option(None, help="circuit members (default: the tracker's circuit size)"),
+    d_model: int = typer.Option(None, help="hidden size (default: read from the model's config)"),
+) -> None:
+    """Write a stored checkpoint's scores and circuit in another tool's format."""
+    from trackers.export import export_to_file
+
+    out = out or Path(f"{trajectory.name}-step{step}.{fmt}.json")
+    console.print(f"wrote {export_to_file(trajectory, step, out, fmt, k, d_model)}")
 
 
 forecast = typer.Typer(help="Train, evaluate and apply circuit forecasters.", no_args_is_help=True)
@@ -235,13 +295,17 @@ def forecast_train(
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
     hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
+    overwrite: bool = typer.Option(False, help="replace the forecaster that --out holds"),
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from predictors.cli import train_command
+    from predictors.precheck import check_request
 
     check.check_seed(seed)
+    claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
     check.check_out_dir("--out", out)
     name = "lgbm" if model == "lightgbm" else model
+    check_request(trajectories, prefix, horizon, circuit_size, [name], hold_out or [])
     train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
 
 
@@ -256,7 +320,9 @@ def forecast_eval(
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
     from predictors.cli import eval_command
+    from predictors.precheck import check_request
 
+    check_request(trajectories, prefix, horizon, circuit_size, model or [])
     eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)
 
 
@@ -342,6 +408,7 @@ def compare_command(
     check.check_seeds(seeds)
     check.check_placement(dtype, device, mode)
     warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    claim_output("--out", out, "compare", hint=" (choose another --out)")
     check.check_empty_out("--out", out, "comparison")
     config = FinetuneConfig(
         model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
@@ -390,7 +457,8 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_store, resolve_tracking_uri, sync
+    from foresight.tracking_uri import check_tracking_uri
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
@@ -403,7 +471,7 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
             raise ValueError(f"{record_file}: unreadable run record ({e})") from None
     uri = uri or resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
     check_store(uri)
     try:
         uploaded = sync(run_dir, MlflowClient(uri))
@@ -433,11 +501,12 @@ def report_command(
     else:
         import mlflow
 
-        from foresight.mlflow_log import check_reachable, check_store, resolve_tracking_uri
+        from foresight.mlflow_log import check_store, resolve_tracking_uri
         from foresight.report import report
+        from foresight.tracking_uri import check_tracking_uri
 
         uri = resolve_tracking_uri()
-        check_reachable(uri)
+        check_tracking_uri(uri)
         check_store(uri)
         mlflow.set_tracking_uri(uri)
         text = report(experiment)

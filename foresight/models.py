@@ -35,6 +35,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
+    "float64": torch.float64,
 }
 DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
 

@@ -1,8 +1,10 @@
 """Supervised fine-tuning on task examples with the transformers Trainer.
 
 The loss is the cross-entropy of the answer token only (the prompt is
-context). Several tasks are mixed by interleaving their examples. The Trainer's
-log dictionaries go to `train_log.jsonl` in its output directory, never to the
+context). Several tasks are mixed by interleaving their examples. Instead of task
+examples, a tokenized dataset (`foresight.sft_data`: input_ids and labels) can be the
+training data. `mode` "lora" trains PEFT LoRA adapters (`apply_lora`) instead of every
+weight. The Trainer's log dictionaries go to `train_log.jsonl` in its output directory, never to the
 terminal; on a terminal, a progress bar shows the step, the loss and what the
 caller's `status` adds (e.g. held-out accuracy).
 """
@@ -10,15 +12,25 @@ caller's `status` adds (e.g. held-out accuracy).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import datasets
 import torch
+from peft import LoraConfig, get_peft_model
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    DataCollatorForSeq2Seq,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from foresight.encoding import answer_id, pad_right, prompt_ids
@@ -31,7 +43,10 @@ LOG_FILE = "train_log.jsonl"
 class SFTConfig:
     """Settings of one SFT run (the defaults are the README's standard run); `dtype` and
     `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
-    process (under torchrun the global batch is `batch_size` x processes)."""
+    process (under torchrun the global batch is `batch_size` x processes) and `grad_accum`
+    batches make one step. `mode` is full (every weight) or lora: PEFT LoRA adapters of rank
+    `lora_rank` (alpha 2 x rank, no dropout) on the modules named `lora_targets` (None: PEFT's
+    default for the model family, e.g. q_proj and v_proj for Llama)."""
 
     steps: int = 200
     batch_size: int = 32
@@ -42,6 +57,54 @@ class SFTConfig:
     seed: int = 0
     dtype: str = "float32"
     device: str = "auto"
+    grad_accum: int = 1
+    mode: str = "full"
+    lora_rank: int = 8
+    lora_targets: tuple[str, ...] | None = None
+
+
+def apply_lora(model: PreTrainedModel, config: SFTConfig) -> PreTrainedModel:
+    """`model` with PEFT LoRA adapters as `config` says (its other weights frozen); unchanged
+    in full mode."""
+    if config.mode == "full":
+        return model
+    if config.mode != "lora":
+        raise ValueError(f"mode {config.mode!r}: choose from full, lora")
+    targets = list(config.lora_targets) if config.lora_targets else None
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules=targets
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as e:  # e.g. a target module the model does not have
+        raise ValueError(f"--lora-targets {','.join(targets or ['(default)'])}: {e}") from None
+
+
+def check_lora(model: str, config: SFTConfig) -> None:
+    """ValueError (naming --lora-targets) if PEFT cannot put `config`'s adapters on model `model`
+    (a shipped name or directory), or one of the named targets matches no module of it (PEFT
+    itself fails only when none does): tried target by target on its meta-device skeleton,
+    before any weight is read."""
+    if config.mode != "lora":
+        return
+    from transformers import AutoConfig
+
+    from foresight.models import meta_skeleton, resolve_model_path
+
+    model_config = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
+    for target in config.lora_targets or [None]:
+        one = replace(config, lora_targets=None if target is None else (target,))
+        with warnings.catch_warnings():  # PEFT's notes on the meta device are not for the user
+            warnings.simplefilter("ignore")
+            try:
+                apply_lora(meta_skeleton(model_config), one)
+            except ValueError as e:
+                if target is None:
+                    raise ValueError(f"{e} (model {model!r})") from None
+                named = ",".join(config.lora_targets)
+                raise ValueError(
+                    f"--lora-targets {named}: model {model!r} has no module {target!r}"
+                ) from None
 
 
 class ExampleDataset(Dataset):
@@ -144,6 +207,7 @@ def make_trainer(
         None,
     ),
     status: Callable[[], Mapping[str, float]] | None = None,
+    train_data: datasets.Dataset | None = None,
 ) -> Trainer:
     """A Trainer for `config.steps` steps of answer-only SFT on `tasks`, on the model's device.
 
@@ -153,11 +217,14 @@ def make_trainer(
 
     `save_steps` enables Trainer checkpoints (for resuming); off by default. `optimizers`
     (optimizer, scheduler) replaces the ones the Trainer would build (None: build it).
-    Its log goes to `output_dir/train_log.jsonl` (`TrainingLog`, with `status` on the bar)."""
+    Its log goes to `output_dir/train_log.jsonl` (`TrainingLog`, with `status` on the bar).
+    With `train_data` (input_ids and labels, `foresight.sft_data`), the model trains on it
+    (rows right-padded per batch) instead of on the tasks' examples."""
     args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_steps,
@@ -175,12 +242,15 @@ def make_trainer(
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in the forward
         disable_tqdm=True,
     )
-    dataset = ExampleDataset(tokenizer, tasks, config.examples_per_task, config.seed)
+    if train_data is None:
+        dataset, collator = ExampleDataset(tokenizer, tasks, config.examples_per_task, config.seed), None
+    else:
+        dataset, collator = train_data, DataCollatorForSeq2Seq(tokenizer, padding=True)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=AnswerCollator(tokenizer.pad_token_id),
+        data_collator=collator or AnswerCollator(tokenizer.pad_token_id),
         callbacks=[*callbacks, TrainingLog(Path(output_dir) / LOG_FILE, status)],
         optimizers=optimizers,
     )

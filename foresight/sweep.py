@@ -37,12 +37,13 @@ from transformers import TrainerCallback
 
 from foresight.mlflow_log import (
     check_params,
-    check_reachable,
     get_or_create_experiment,
     open_run,
     resolve_tracking_uri,
 )
+from foresight.output_dirs import record_sweep
 from foresight.report import strategy_frame
+from foresight.tracking_uri import check_tracking_uri, probe_tcp
 from foresight.updater.compare import log_summary, log_trial, shared_params
 from foresight.updater.config import FinetuneConfig
 
@@ -244,13 +245,29 @@ def _close_parent(
         log_summary(task, frame, config.out / task)
 
 
+def check_ray_address(address: str | None) -> None:
+    """ValueError unless a cluster address given as HOST:PORT (or ray://HOST:PORT) accepts a
+    connection within a few seconds (`foresight.tracking_uri.probe_tcp`); None, `auto` and
+    `local` are Ray's to resolve."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--address {address}: not HOST:PORT (or auto)")
+    why = probe_tcp(host, int(port))
+    if why is not None:
+        raise ValueError(f"--address {address}: no Ray cluster answers at {host}:{port} ({why})")
+
+
 def run_sweep(
     config: SweepConfig, workers: int | None = None, address: str | None = None, progress: bool = True
 ) -> SweepResult:
     """Run (or resume) the sweep on Ray (see the module docstring), logging to MLflow
     (MLFLOW_TRACKING_URI, else ./mlflow.db); `progress`: a progress bar of trials on stderr."""
     uri = resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
+    check_ray_address(address)  # before any run is created or file written
+    record_sweep(config.out, config.experiment)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     experiment_id = get_or_create_experiment(config.experiment)

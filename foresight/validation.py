@@ -16,8 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from foresight.output_dirs import claim_sweep
+from foresight.size_bounds import check_no_repeated_lines
+
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig
 
     from foresight.graph import Graph
     from foresight.sweep import SweepConfig
@@ -189,21 +192,24 @@ def _check_weights_cover(path: Path, config: PretrainedConfig, stored: set[str])
 def model_graph(model: str, attribution: bool = True) -> Graph:
     """The graph of `model`, read from its config.json (`foresight.models.model_graph`), after
     checking its files: a tokenizer, weights that are complete (safetensors sizes, a complete
-    pytorch_model.bin) and that cover every parameter the config describes. No weights are loaded.
+    pytorch_model.bin) and that cover every parameter the config describes, a causal LM whose
+    embedding covers its tokenizer (`foresight.model_compat`). No weights are loaded.
 
     ModelLoadError / ModelFileError if the directory, its config, tokenizer or weights are
     missing or broken, or its model_type is no causal LM that transformers knows (or, with
     `attribution`, one without an architecture in the registry)."""
     from transformers import AutoConfig
 
+    from foresight.model_compat import check_model_tokenizer
+    from foresight.models import load_tokenizer, resolve_model_path
     from foresight.models import model_graph as config_graph
-    from foresight.models import resolve_model_path
 
     graph = config_graph(model, attribution)
     path = resolve_model_path(model)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise ModelFileError(f"model directory {path}: no tokenizer ({' or '.join(TOKENIZER_FILES)})")
     config = AutoConfig.from_pretrained(path, local_files_only=True)
+    check_model_tokenizer(path, config, load_tokenizer(model))
     stored = _weight_keys(path)
     if stored is not None:
         _check_weights_cover(path, config, stored)
@@ -235,6 +241,7 @@ def check_tasks(names: Sequence[str], model: str) -> list[Task]:
                 f"--task {name}: a second task named {task.name!r} (the first: {seen[task.name]})"
             )
         seen[task.name] = name
+    check_no_repeated_lines(tasks)
     if any(isinstance(task, JsonlTask) for task in tasks):
         tokenizer = load_tokenizer(model)
         limit = context_length(model)
@@ -242,57 +249,6 @@ def check_tasks(names: Sequence[str], model: str) -> list[Task]:
             if isinstance(task, JsonlTask):
                 task.validate(tokenizer, model=model, max_tokens=limit)
     return tasks
-
-
-def prompt_tokens(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task], n: int = 64) -> int:
-    """The longest attribution prompt, in tokens, among `n` pairs of each task."""
-    from foresight.encoding import prompt_ids
-
-    return max(len(prompt_ids(tokenizer, p.clean)) for task in tasks for p in task.attribution_pairs(n))
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable, else physical memory)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def attribution_bytes(model: str, n_pairs: int, tokens: int) -> int:
-    """An upper estimate of the memory that one attribution pass over `n_pairs` pairs of
-    `tokens` tokens takes (all pairs at once, as the tracker runs them): per pair and token,
-    the clean and corrupted activations of every node with their gradients, the forward's
-    intermediates (attention weights, MLP hidden states) kept for the backward, and the logits.
-    Measured on the default model (edge-level eap with the runs kept, peak RSS growth): 385 MiB
-    for 256 ioi pairs and 1.31 GiB for 1024, where this says 0.78 and 3.1 GiB; the margin
-    covers the rest of a checkpoint (gradients, faithfulness, the background model copy)."""
-    from transformers import AutoConfig
-
-    from foresight.models import resolve_model_path
-
-    c = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
-    d, layers, heads = c.hidden_size, c.num_hidden_layers, c.num_attention_heads
-    inner = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d
-    nodes = layers * (heads + 1) + 2
-    per_token = 2 * (3 * nodes * d + layers * (3 * heads * tokens + 3 * inner + 8 * d) + 3 * c.vocab_size)
-    return 4 * n_pairs * tokens * per_token
-
-
-def check_n_pairs(n_pairs: int, model: str, tasks: Sequence[Task]) -> None:
-    """Refuse `--n-pairs` whose attribution pass would not fit in the available memory."""
-    from foresight.models import load_tokenizer
-
-    need = attribution_bytes(model, n_pairs, prompt_tokens(load_tokenizer(model), tasks))
-    have = available_memory()
-    if need > have:
-        raise ValueError(
-            f"--n-pairs {n_pairs}: attribution would need about {need / 2**30:.1f} GiB, "
-            f"{have / 2**30:.1f} GiB are available"
-        )
 
 
 def check_forecaster(
@@ -446,6 +402,7 @@ def check_sweep(path: Path) -> SweepConfig:
         experiment, tuple(tasks), tuple(strategies), tuple(seeds), settings, Path(out), forecasters, retries
     )
     check_out_dir(f"{path}: out", config.out)
+    claim_sweep(f"{path}: out", config.out, tasks, experiment)
     graph = model_graph(settings.model)
     check_k(f"{path}: finetune.components", settings.components, settings.model, graph)
     for task in tasks:

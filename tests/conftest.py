@@ -38,6 +38,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: PreTrain
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module (tiny models run fastest so on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server with an empty database for MLflow (tests/postgres.py)."""

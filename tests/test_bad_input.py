@@ -27,11 +27,14 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
+from transformers import BertConfig, BertForMaskedLM
 
 import trackers.run
 from foresight.cli import MLFLOW_ENV_DEFAULTS, main
 from foresight.mlflow_log import PENDING_FILE, SafeLogger
-from foresight.models import SHIPPED
+from foresight.models import SHIPPED, load_model
+from foresight.output_dirs import SWEEP_FILE
+from foresight.tracking_uri import check_tracking_uri
 from predictors.cli import train_command
 from predictors.synthetic import synthetic_trajectories, write_corpus
 from trackers.store import MANIFEST, SCALARS_KEY, checkpoint_file
@@ -156,7 +159,34 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     checkpoint_file(root / "gap" / "t0-s0", 50).unlink()
     (root / "old-compare").mkdir()
+    prompt = json.dumps({"prompt": "3 plus 4 equals", "completion": " 7"})  # training data (--train-data)
+    _jsonl(root / "train_bad_json.jsonl", [prompt, "{oops"])
+    _jsonl(
+        root / "train_unknown_field.jsonl", [prompt, json.dumps({"prompt": "a", "completion": " b", "id": 3})]
+    )
+    _jsonl(
+        root / "train_empty_completion.jsonl", [prompt, json.dumps({"prompt": "3 plus", "completion": " "})]
+    )
+    _jsonl(root / "train_mixed.jsonl", [prompt, json.dumps({"text": "3 plus 4 equals 7"})])
+    chat = {"messages": [{"role": "user", "content": "say red"}, {"role": "assistant", "content": "red"}]}
+    _jsonl(root / "train_chat.jsonl", [json.dumps(chat)])
+    _jsonl(root / "train_ok.jsonl", [prompt])
     (root / "old-compare" / "comparison.md").write_text("# an earlier comparison\n")
+
+    lm, tokenizer = load_model("default", "float32", "cpu")  # an embedding 10 rows short
+    lm.resize_token_embeddings(len(tokenizer) - 10)
+    lm.save_pretrained(root / "small-embedding")
+    tokenizer.save_pretrained(root / "small-embedding")
+    encoder = BertForMaskedLM(
+        BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32)
+    )  # fmt: skip
+    encoder.save_pretrained(root / "bert-mlm")
+    tokenizer.save_pretrained(root / "bert-mlm")
+    twenty = [{"clean": f"{a} + {b} =", "corrupted": f"{a} + {b + 1} =", "answer": str(a + b),
+               "wrong": str(a + b + 1), "split": "eval"} for a in range(5) for b in range(4)]  # fmt: skip
+    _jsonl(root / "twenty.jsonl", [json.dumps(GOOD[0]), *map(json.dumps, twenty)])
+    _jsonl(root / "copies.jsonl", [json.dumps(GOOD[0])] + [json.dumps(GOOD[1])] * 20)
     return root
 
 
@@ -574,6 +604,198 @@ CASES = [
         ["--tracking-copy"],
     ),
     ("compare-absent-gpu", ["compare", "--task", "ioi", "--device", "cuda:99"], ["--device 'cuda:99': "]),
+    # sizes bounded by the data and by memory
+    (
+        "evaluate-n-beyond-the-distinct-lines",
+        ["evaluate", "--task", "{data}/twenty.jsonl", "--n", "500"],
+        ["--n 500: task 'twenty' has 20 distinct held-out lines ({data}/twenty.jsonl)"],
+    ),
+    (
+        "evaluate-twenty-copies-of-one-line",
+        ["evaluate", "--task", "{data}/copies.jsonl", "--n", "8"],
+        ["{data}/copies.jsonl:3: repeats line 2 (20 copies of one pair"],
+    ),
+    (
+        "evaluate-n-beyond-memory",
+        ["evaluate", "--task", "ioi", "--n", "100000000"],
+        ["--n 100000000: evaluation would need about", "GiB are available"],
+    ),
+    (
+        "track-batch-size-beyond-the-data",
+        ["track", "--task", "ioi", "--steps", "4", "--every", "2", "--batch-size", "10000000"],
+        ["--batch-size 10000000: larger than the 4000 training examples"],
+    ),
+    # the model against its tokenizer
+    (
+        "evaluate-embedding-smaller-than-the-vocabulary",
+        ["evaluate", "--model", "{data}/small-embedding", "--task", "ioi", "--n", "4"],
+        ["model directory {data}/small-embedding: the embedding has", "rows, the tokenizer"],
+    ),
+    (
+        "track-embedding-smaller-than-the-vocabulary",
+        ["track", "--model", "{data}/small-embedding", "--task", "ioi", "--steps", "4", "--every", "2"],
+        ["model directory {data}/small-embedding: the embedding has"],
+    ),
+    (
+        "evaluate-an-encoder-as-a-causal-lm",
+        ["evaluate", "--model", "{data}/bert-mlm", "--task", "ioi", "--n", "4"],
+        ["model directory {data}/bert-mlm: BertForMaskedLM is not a causal LM"],
+    ),
+    # settings that would give a wrong answer silently
+    (
+        "compare-a-strategy-twice",
+        [
+            "compare",
+            "--task",
+            "ioi",
+            "--strategies",
+            "free,free",
+            "--seeds",
+            "1",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            "cmp",
+        ],
+        ["--strategies free,free: names 'free' twice"],
+    ),  # fmt: skip
+    (
+        "finetune-dynamic-that-never-reselects",
+        ["finetune", "--task", "ioi", "--strategy", "dynamic", "--steps", "4", "--every", "8", "--out", "ft"],
+        ["every 8 with steps 4: strategy dynamic", "would never re-select"],
+    ),
+    (
+        "compare-dynamic-that-never-reselects",
+        [
+            "compare",
+            "--task",
+            "ioi",
+            "--strategies",
+            "free,dynamic",
+            "--seeds",
+            "1",
+            "--steps",
+            "4",
+            "--every",
+            "8",
+            "--out",
+            "cmp",
+        ],
+        ["every 8 with steps 4: strategy dynamic"],
+    ),  # fmt: skip
+    # output directories: names and owners
+    (
+        "track-name-over-the-file-system-limit",
+        ["track", "--task", "ioi", "--steps", "4", "--every", "2", "--name", "x" * 300],
+        ["--out runs/xxx", "has 300 bytes, the file system allows"],
+    ),
+    (
+        "compare-into-a-tracked-run",
+        [
+            "compare",
+            "--task",
+            "ioi",
+            "--seeds",
+            "1",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            "{data}/existing-run",
+        ],
+        ["--out {data}/existing-run: holds a tracked run (foresight track) (run.json)"],
+    ),  # fmt: skip
+    (
+        "track-into-a-comparison",
+        [
+            "track",
+            "--task",
+            "ioi",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            "{data}",
+            "--name",
+            "old-compare",
+        ],
+        ["--out {data}/old-compare: holds a comparison (foresight compare)"],
+    ),
+    (
+        "train-into-an-existing-forecaster",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--out", "{data}/forecaster"],
+        ["--out {data}/forecaster: holds a forecaster already (pass --overwrite to replace it)"],
+    ),
+    (
+        "train-inside-a-tracked-run",
+        ["forecast", "train", "--trajectories", "{data}/corpus", "--out", "{data}/existing-run/fc"],
+        ["--out {data}/existing-run/fc: lies inside {data}/existing-run, the directory of a tracked run"],
+    ),
+    # training data of its own (--train-data)
+    (
+        "track-train-data-bad-json",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_bad_json.jsonl"],
+        ["{data}/train_bad_json.jsonl:2: not valid JSON"],
+    ),
+    (
+        "track-train-data-unknown-field",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_unknown_field.jsonl"],
+        ["{data}/train_unknown_field.jsonl:2: unknown field 'id'"],
+    ),
+    (
+        "track-train-data-empty-completion",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_empty_completion.jsonl"],
+        ["{data}/train_empty_completion.jsonl:2: empty completion"],
+    ),
+    (
+        "track-train-data-two-formats",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_mixed.jsonl"],
+        ["{data}/train_mixed.jsonl:2: a text row among prompt-completion rows"],
+    ),
+    (
+        "track-train-data-messages-without-chat-template",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_chat.jsonl"],
+        ["{data}/train_chat.jsonl: rows hold messages, but the tokenizer has no chat template"],
+    ),
+    (
+        "track-train-data-missing",
+        ["track", "--task", "ioi", "--train-data", "{data}/nope.jsonl"],
+        ["{data}/nope.jsonl: no such file or directory"],
+    ),
+    (
+        "track-max-length-zero",
+        ["track", "--task", "ioi", "--train-data", "{data}/train_chat.jsonl", "--max-length", "0"],
+        ["--max-length must be at least 1, not 0"],
+    ),
+    ("track-unknown-mode", ["track", "--task", "ioi", "--mode", "half"], ["mode 'half': choose from"]),
+    (
+        "track-resume-on-other-training-data",
+        [
+            "track",
+            "--task",
+            "ioi",
+            "--out",
+            "{data}",
+            "--name",
+            "existing-run",
+            "--resume",
+            "--train-data",
+            "{data}/train_ok.jsonl",
+        ],
+        [
+            "{data}/existing-run: started on the tasks' own examples, resumed on --train-data "
+            "{data}/train_ok.jsonl (digest",
+        ],
+    ),
+    (
+        "track-lora-target-the-model-lacks",
+        ["track", "--task", "ioi", "--mode", "lora", "--lora-targets", "q_proj,qq_proj"],
+        ["--lora-targets q_proj,qq_proj: model 'default' has no module 'qq_proj'"],
+    ),
 ]
 
 
@@ -609,7 +831,7 @@ def test_existing_run_directory_is_left_untouched(cli: Callable[..., Result], da
     result = cli(
         "track", "--task", "ioi", "--steps", "1", "--every", "1", "--out", data, "--name", "existing-run"
     )
-    assert_one_error_line(result, f"{run}: holds a run already", "--resume")
+    assert_one_error_line(result, f"{run}: holds a tracked run already", "--resume")
     assert digest(run) == before
 
 
@@ -618,7 +840,7 @@ def test_failed_training_keeps_the_forecaster_already_saved(
 ) -> None:
     saved = shutil.copytree(data / "forecaster", tmp_path / "fc")
     before = digest(saved)
-    result = cli("forecast", "train", "--trajectories", data / "nan", "--out", saved)
+    result = cli("forecast", "train", "--trajectories", data / "nan", "--out", saved, "--overwrite")
     assert_one_error_line(result, "non-finite score nan")
     assert digest(saved) == before
 
@@ -882,3 +1104,181 @@ def test_an_error_on_a_fresh_store_is_one_line_without_mlflow_info_lines(tmp_pat
     )
     assert (tmp_path / "fresh.db").stat().st_size > 0  # the store was initialised
     assert_one_error_line(Result(done.returncode, done.stdout, done.stderr), "no MLflow experiment 'nosuch'")
+
+
+def _read_only(statvfs: Callable[..., os.statvfs_result]) -> Callable[..., os.statvfs_result]:
+    """os.statvfs as on a file system mounted read-only (this test's user may write anywhere)."""
+
+    def fake(path: object) -> os.statvfs_result:
+        real = statvfs(path)
+        return os.statvfs_result((*real[:8], real.f_flag | os.ST_RDONLY, *real[9:]))
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("uri", "fragments"),
+    [
+        ("postgresql://user:secret@127.0.0.1:{port}/db", ["postgresql://user:***@", "no database answers"]),
+        ("file://{tmp}/mlruns", ["MLflow no longer logs to a file store"]),
+        ("{tmp}/mlruns", ["MLflow no longer logs to a file store"]),
+        ("foo://bar", ["unknown scheme 'foo'"]),
+        (
+            "sqlite:///{tmp}/a-file/mlflow.db",
+            ["the SQLite store cannot be written", "a-file is not a directory"],
+        ),
+        ("sqlite:///{tmp}/mlflow.db", ["the SQLite store cannot be written", "read-only file system"]),
+    ],
+    ids=[
+        "postgres-nothing-listening",
+        "file-store",
+        "plain-path",
+        "unknown-scheme",
+        "below-a-file",
+        "read-only",
+    ],
+)
+@pytest.mark.parametrize("command", ["track", "compare", "report"])
+def test_a_tracking_uri_that_cannot_take_runs_is_one_line_and_leaves_nothing(
+    cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    uri: str,
+    fragments: list[str],
+    command: str,
+) -> None:
+    """Scheme, reachability (a database with nothing listening fails in seconds, not after
+    MLflow's retries) and writability, checked before a model loads: no run directory, no
+    .lock, no store."""
+    (tmp_path / "a-file").write_text("")
+    uri = uri.format(port=free_port(), tmp=tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if "read-only file system" in fragments:
+        monkeypatch.setattr(os, "statvfs", _read_only(os.statvfs))
+    args = {
+        "track": ["track", "--task", "ioi", "--steps", "4", "--every", "2", "--out", tmp_path / "runs"],
+        "compare": ["compare", "--task", "ioi", "--seeds", "1", "--steps", "4", "--every", "2", "--out",
+                    tmp_path / "cmp"],
+        "report": ["report", "--experiment", "x"],
+    }[command]  # fmt: skip
+    assert_one_error_line(cli(*args), "MLFLOW_TRACKING_URI", *fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_database_with_nothing_listening_is_refused_in_seconds() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="no database answers"):
+        check_tracking_uri(f"postgresql://u:p@127.0.0.1:{free_port()}/db")
+    assert time.perf_counter() - start < 5
+
+
+def test_resuming_a_finished_run_changes_nothing(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """It used to train one step past --steps and replace model/."""
+    args = ["track", "--task", "ioi", "--steps", "2", "--every", "1", "--n-pairs", "4", "--batch-size", "4",
+            "--out", tmp_path / "runs", "--name", "r", "--tracking-copy", "off"]  # fmt: skip
+    assert cli(*args).code == 0
+    run = tmp_path / "runs" / "r"
+    before, store = digest(run), digest(tmp_path)
+    assert (run / "model").is_dir()
+    assert_one_error_line(cli(*args, "--resume"), f"{run}: the run finished", "nothing to resume")
+    assert digest(run) == before
+    assert digest(tmp_path) == store  # the MLflow store too
+
+
+def _sweep_config(tmp_path: Path, out: Path) -> Path:
+    config = {"experiment": "sweep-bad", "tasks": ["ioi"], "strategies": ["free"], "seeds": [0]}
+    config |= {"out": str(out), "finetune": {"steps": 2, "every": 1, "batch_size": 4, "n_eval": 8}}
+    (tmp_path / "sweep.json").write_text(json.dumps(config))
+    return tmp_path / "sweep.json"
+
+
+def test_a_sweep_around_an_earlier_comparison_leaves_it_intact(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """`out` set to the folder around `compare --out X/ioi`: the sweep's task ioi would have
+    deleted and rewritten that comparison's trial directory and its comparison.md."""
+    earlier = tmp_path / "X" / "ioi"
+    (earlier / "free-s0").mkdir(parents=True)
+    (earlier / "free-s0" / "metrics.csv").write_text("step,accuracy\n2,0.5\n")
+    (earlier / "comparison.md").write_text("# the earlier comparison\n")
+    config = _sweep_config(tmp_path, tmp_path / "X")
+    before = digest(tmp_path)
+    line = assert_one_error_line(cli("sweep", config, "--workers", "1"), f"{earlier} holds a comparison")
+    assert "would overwrite" in line
+    assert digest(tmp_path) == before
+    assert not (tmp_path / "X" / SWEEP_FILE).exists()
+
+
+def test_a_sweep_inside_a_tracked_run_is_refused(
+    cli: Callable[..., Result], data: Path, tmp_path: Path
+) -> None:
+    config = _sweep_config(tmp_path, data / "existing-run" / "sweep")
+    before = digest(data / "existing-run")
+    assert_one_error_line(cli("sweep", config, "--workers", "1"), "lies inside", "tracked run")
+    assert digest(data / "existing-run") == before
+    assert sorted(tmp_path.iterdir()) == [config]
+
+
+def test_a_ray_address_with_nothing_there_fails_fast_before_any_run(
+    cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    """It used to wait past 150 s and leave a RUNNING parent run in a new store."""
+    config = _sweep_config(tmp_path, tmp_path / "out")
+    port = free_port()
+    start = time.perf_counter()
+    result = cli("sweep", config, "--address", f"127.0.0.1:{port}")
+    assert time.perf_counter() - start < 60  # the checks of the config included
+    assert_one_error_line(result, f"--address 127.0.0.1:{port}: no Ray cluster answers")
+    assert sorted(tmp_path.iterdir()) == [config]  # no store, no out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--model", "nosuch", "--out", "fc"], "--model 'nosuch'"),
+        (["train", "--hold-out", "nosuch", "--out", "fc"], "--hold-out nosuch"),
+        (["train", "--prefix", "9", "--out", "fc"], "--prefix 9"),
+        (["eval", "--model", "nosuch"], "--model 'nosuch'"),
+        (["eval", "--prefix", "9"], "--prefix 9"),
+    ],
+    ids=["train-model", "train-hold-out", "train-prefix", "eval-model", "eval-prefix"],
+)
+def test_forecasting_requests_are_refused_before_the_corpus_is_read(
+    cli: Callable[..., Result],
+    data: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    args: list[str],
+    fragment: str,
+) -> None:
+    """Reading a 180-run corpus took 68-73 s before these were refused; now they are refused from
+    the manifests and file names (the corpus loader fails this test if called), in < 5 s of CPU."""
+    import predictors.cli
+
+    def never(root: object) -> None:
+        raise AssertionError("the corpus was read")
+
+    monkeypatch.setattr(predictors.cli, "load_corpus", never)
+    start = time.process_time()
+    result = cli("forecast", args[0], "--trajectories", data / "corpus", *args[1:])
+    assert time.process_time() - start < 5
+    assert_one_error_line(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_word_near_the_end_of_a_large_jsonl_is_refused_in_seconds(tmp_path: Path) -> None:
+    """100,000 lines, an unknown word on line 99,991: 31-35 s before; < 5 s of CPU now."""
+    from foresight.validation import check_tasks
+
+    lines = []
+    for i in range(100_000):
+        digits = " ".join(str(i))
+        word = "zebra" if i == 99_990 else str(i % 10)
+        lines.append(json.dumps({"clean": f"{digits} + {word} =", "corrupted": f"{digits} + {(i + 1) % 10} =",
+                                 "answer": str(i % 10), "wrong": str((i + 1) % 10),
+                                 "split": "eval" if i % 2 else "train"}))  # fmt: skip
+    path = Path(_jsonl(tmp_path / "large.jsonl", lines))
+    start = time.process_time()
+    with pytest.raises(ValueError, match=f"{path}:99991: .*does not know 'zebra'"):
+        check_tasks([str(path)], "default")
+    assert time.process_time() - start < 5

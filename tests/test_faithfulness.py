@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_model
+from tiny_models import random_pairs, tiny_model
 from torch import nn
 
 from foresight.architectures import graph_of
@@ -31,12 +31,7 @@ def build(family: str) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def batch() -> PairBatch:
-    g = torch.Generator().manual_seed(5)
-    clean = torch.randint(3, V, (B, T), generator=g)
-    corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(3, V, (B,), generator=g)
-    answer, wrong = torch.randint(3, V, (B,), generator=g), torch.randint(3, V, (B,), generator=g)
-    return PairBatch(clean, corrupted, torch.full((B,), T - 1), answer, wrong)
+    return random_pairs(V, B, T, seed=5)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "neox"])

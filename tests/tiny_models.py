@@ -32,6 +32,8 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from foresight.encoding import PairBatch
+
 
 def _llama(vocab: int, width: int, layers: int, heads: int, kv_heads: int, **extra: Any) -> PretrainedConfig:
     return LlamaConfig(
@@ -143,3 +145,14 @@ def assert_only_components_moved(
         assert torch.equal(after[key][~inside], value[~inside]), key
         moved |= bool((after[key][inside] != value[inside]).any())
     assert moved, "no selected weight moved"
+
+
+def random_pairs(vocab: int, n: int, length: int, seed: int) -> PairBatch:
+    """n random pairs of `length` tokens (ids 3..vocab-1) whose corrupted prompt differs at
+    position 2, with random answer and wrong tokens."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(3, vocab, (n, length), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.randint(3, vocab, (n,), generator=g)
+    answer, wrong = torch.randint(3, vocab, (n,), generator=g), torch.randint(3, vocab, (n,), generator=g)
+    return PairBatch(clean, corrupted, torch.full((n,), length - 1), answer, wrong)

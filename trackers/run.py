@@ -25,7 +25,6 @@ from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
 from foresight.mlflow_log import (
     SafeLogger,
-    check_reachable,
     check_store,
     get_or_create_experiment,
     open_run,
@@ -33,20 +32,21 @@ from foresight.mlflow_log import (
 )
 from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
 from foresight.models import load_model
-from foresight.sft import SFTConfig, make_trainer
+from foresight.sft import SFTConfig, apply_lora, make_trainer
+from foresight.sft_data import SFTData, log_training_data
+from foresight.size_bounds import available_memory
 from foresight.tasks import JsonlTask, Task, get_task
+from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
-from foresight.validation import available_memory
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
-from trackers.tracker import CircuitTracker, TrackerSettings
+from trackers.tracker import EXPERIMENT, CircuitTracker, TrackerSettings
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 MODEL_DIR = "model"
 TRACKING_COPY = ("auto", "on", "off")  # `track(tracking_copy=...)`: see its docstring
-EXPERIMENT = "foresight-track"
 SAVE_EVERY_CHECKPOINTS = 10  # a resumed run replays at most this many tracking intervals
 
 
@@ -72,8 +72,15 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` trained to its last step: its model is saved (`MODEL_DIR`,
+    written when training ends)."""
+    return (run_dir / MODEL_DIR).is_dir()
+
+
 def _read_record(run_dir: Path) -> dict:
-    """The run record of a run to resume; RunDirError if there is none or it is unreadable."""
+    """The run record of a run to resume; RunDirError if there is none, it is unreadable, or
+    the run finished (resuming it would train past its last step and replace its model)."""
     record_file = run_dir / RUN_FILE
     if not record_file.is_file():
         raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
@@ -83,7 +90,23 @@ def _read_record(run_dir: Path) -> dict:
         raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
     if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
         raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
+    if finished(run_dir):
+        raise RunDirError(
+            f"{run_dir}: the run finished (its model is in {MODEL_DIR}/): nothing to resume; "
+            "track into another --name to train again"
+        )
     return record
+
+
+def _check_same_data(record: dict, train_data: SFTData | None, run_dir: Path) -> None:
+    """RunDirError unless a resumed run trains on the data it started with (same digest)."""
+    recorded = (record.get("train_data") or {}).get("digest")
+    given = None if train_data is None else train_data.digest
+    if recorded != given:
+        was = f"--train-data {record['train_data']['path']} (digest {recorded})" if recorded else None
+        now = f"--train-data {train_data.path} (digest {given})" if given else None
+        tasks = "the tasks' own examples"
+        raise RunDirError(f"{run_dir}: started on {was or tasks}, resumed on {now or tasks}")
 
 
 def _claim(run_dir: Path, resume: bool) -> int:
@@ -128,8 +151,14 @@ def track(
     experiment: str = EXPERIMENT,
     save_every: int | None = None,
     tracking_copy: str = "auto",
+    train_data: SFTData | None = None,
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
+
+    The training data are the tasks' own examples, or `train_data` (checked and tokenized by
+    `foresight.sft_data`; its description goes to every manifest and run.json, and the data to
+    the MLflow run's inputs). `sft.mode` lora trains PEFT adapters, and the tracker
+    attributes the adapted model.
 
     The tracking server (MLFLOW_TRACKING_URI; else, with `resume`, the URI that `run.json`
     recorded; else ./mlflow.db) is checked before anything is written, so an unreachable one
@@ -155,13 +184,15 @@ def track(
     distributed.start(sft.device)
     main = distributed.is_main()
     record = _read_record(run_dir) if resume else None
+    if record is not None:
+        _check_same_data(record, train_data, run_dir)
     uri = (
         os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
     )
     lock, refused = None, None
     if main:
         try:
-            check_reachable(uri)
+            check_tracking_uri(uri)
             if record is not None:
                 check_store(uri)
             lock = _claim(run_dir, resume)
@@ -174,26 +205,32 @@ def track(
     try:
         torch.manual_seed(sft.seed)
         lm, tokenizer = load_model(model, sft.dtype, sft.device)
+        lm = apply_lora(lm, sft)
         task_objects = [get_task(t) for t in tasks]
         for task in task_objects:
             if isinstance(task, JsonlTask):
                 task.validate(tokenizer, model=model)
         if not main:
             run_id, experiment_id = distributed.broadcast(None)
-            _train(run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every)
+            _train(
+                run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every,
+                train_data=train_data,
+            )  # fmt: skip
             return TrackedRun(run_dir, run_id, experiment_id, uri, None)
         background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
         mlflow.set_tracking_uri(uri)
         experiment_id = get_or_create_experiment(experiment)
-        run_id = _open_run(run_dir, record, uri, experiment, model, tasks, sft, settings)
+        run_id = _open_run(run_dir, record, uri, experiment, model, tasks, sft, settings, train_data)
         distributed.broadcast((run_id, experiment_id))
         logger = TrackedRunLogger(run_id, run_dir)
         if record is None:
             set_description(logger, describe_tracked_run(tasks))
+            if train_data is not None and not logger.offline:
+                log_training_data(train_data, run_id, logger.client)
         try:
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
-                background,
+                background, train_data,
             )  # fmt: skip
         except KeyboardInterrupt:
             logger.end_run("KILLED")
@@ -217,16 +254,25 @@ def _open_run(
     tasks: Sequence[str],
     sft: SFTConfig,
     settings: TrackerSettings,
+    train_data: SFTData | None = None,
 ) -> str:
     """Open (or, with a `record`, reopen) the MLflow run with its params; a new run's record
     goes to `run.json`. Returns the run id."""
     params = {"model": model, "tasks": ",".join(tasks), "seed": sft.seed, "lr": sft.lr}
     params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
+    if sft.grad_accum != 1 or sft.mode != "full":
+        params |= {"grad_accum": sft.grad_accum, "mode": sft.mode}
+    if sft.mode == "lora":
+        params |= {"lora_rank": sft.lora_rank, "lora_targets": ",".join(sft.lora_targets or ["default"])}
+    if train_data is not None:
+        params |= {"train_data": str(train_data.path), "train_data_digest": train_data.digest}
     params |= {"dtype": sft.dtype, "device": sft.device, "processes": distributed.world_size()}
     params |= {"method": settings.method, "circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
     run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
     if record is None:
         config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
+        if train_data is not None:
+            config["train_data"] = train_data.describe()
         record = {"run_id": run_id, "tracking_uri": uri, **config}
         (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
     return run_id
@@ -250,13 +296,16 @@ def _train(
     logger: SafeLogger | None,
     save_every: int | None,
     background: bool = False,
+    train_data: SFTData | None = None,
 ) -> CircuitTracker | None:
     """The tracked training of `track`, with its figures and trajectories logged through `logger`;
     without a logger (a rank other than 0), the same training untracked."""
     tracker = None
     if logger is not None:
         manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
-        manifest |= {"config": asdict(sft), "regime": {"mode": "full", "strategy": "free", "lr": sft.lr}}
+        manifest |= {"config": asdict(sft), "regime": {"mode": sft.mode, "strategy": "free", "lr": sft.lr}}
+        if train_data is not None:
+            manifest["train_data"] = train_data.describe()
         tracker = CircuitTracker(
             task_objects, tokenizer, graph_of(lm), run_dir / "trajectories", manifest, settings, logger,
             resume, background=background,
@@ -271,6 +320,7 @@ def _train(
         [] if tracker is None else [tracker],
         save_steps=save_steps,
         status=None if tracker is None else lambda: _accuracy(tracker),
+        train_data=None if train_data is None else train_data.dataset,
     )
     last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
     trainer.train(resume_from_checkpoint=last)

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from foresight.architectures import base_model, graph_of
 from foresight.attribution.api import attribute_with_runs
 from foresight.attribution.faithfulness import CircuitEvaluator
 from foresight.attribution.lookahead import node_score_derivative
@@ -39,9 +40,12 @@ from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
 from foresight.graph import Graph
-from foresight.mlflow_log import SafeLogger
+from foresight.mlflow_log import SafeLogger, open_run
+from foresight.mlflow_ui import TrackedRunLogger
 from foresight.noise_floor import noise_floor
+from foresight.tasks import JsonlTask, get_task
 from foresight.tasks.base import Example, Task
+from trackers.mib_log import MibLog
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 
@@ -64,6 +68,8 @@ class TrackerSettings:
     accuracy and the faithfulness of the current, step-0 and previous circuits (Circuit
     Stability); without, those scalars and metrics are absent (the forecasting strategies
     observe so: no forecaster feature reads them).
+    With `mib` (off by default) a checkpoint also logs MIB's CPR and CMD of its scores, with
+    their curves, as an MLflow table (`trackers.mib_log`).
     With `noise_floor` = B > 0, the first checkpoint also computes the noise floor of CD and CS
     (`foresight.noise_floor`: B bootstrap resamples of the pairs), stores its thresholds as
     checkpoint scalars (cd_floor_p95_{all,head,mlp}, cs_floor_p05) and every checkpoint logs
@@ -81,6 +87,7 @@ class TrackerSettings:
     seed: int = 0
     lookahead: bool = False
     evaluate: bool = True
+    mib: bool = False
     noise_floor: int = 0
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class TrackerSettings:
             return True
         return step in self.steps if self.steps is not None else step % self.every == 0
 
+
+EXPERIMENT = "foresight-track"  # the MLflow experiment of tracked runs
 
 CORPUS_SETTINGS = TrackerSettings(
     every=4, levels=("node",), n_pairs=32, n_eval=100, circuit_size=10, seed=0, lookahead=True
@@ -165,6 +174,9 @@ class CircuitTracker(TrainerCallback):
         self.gradients: ComponentGradients | None = None
         self._previous_parameters: dict[str, torch.Tensor] | None = None
         self.logger = logger
+        self.mib = MibLog() if settings.mib else None
+        self.mlflow_experiment: str | None = None  # set by `for_model`: attach a run at train begin
+        self._own_run = False
         self.out_dir = Path(out_dir)
         self.history: list[dict[str, float]] = []
         self.states: dict[str, _TaskState] = {}
@@ -185,6 +197,62 @@ class CircuitTracker(TrainerCallback):
             examples = task.eval_examples(settings.n_eval, seed=settings.seed)
             self.states[task.name] = _TaskState(task, pairs, examples, writer)
             self._restore(self.states[task.name])
+
+    @classmethod
+    def for_model(
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        tasks: Sequence[str | Task],
+        out: str | Path,
+        every: int = 10,
+        run_id: str | None = None,
+        resume: bool = False,
+        background: bool = False,
+        mlflow: bool = True,
+        **settings: Any,
+    ) -> CircuitTracker:
+        """A tracker of `model` (a Hugging Face causal LM, or its PEFT model) as a callback of the
+        caller's own Trainer (transformers `Trainer`, TRL `SFTTrainer`, full or LoRA fine-tuning).
+
+        `tasks` are built-in task names, .jsonl task files (checked against `tokenizer`) or
+        Tasks; the graph comes from the model; settings are `TrackerSettings(every=every,
+        **settings)`; the trajectories go to `{out}/trajectories/{task}` with the run id `run_id`
+        (default: the name of `out`) and the regime lora (a PEFT model) or full. With `mlflow`,
+        at train begin it logs to the MLflow run then active (the Trainer's own, under
+        `report_to="mlflow"`), or else opens a run of its own in experiment `foresight-track`
+        (ended at train end); at train end the trajectories go to that run's artifacts."""
+        out = Path(out)
+        config = base_model(model).config
+        name = getattr(config, "_name_or_path", "") or config.model_type
+        task_objects = [t if isinstance(t, Task) else get_task(str(t)) for t in tasks]
+        for task in task_objects:
+            if isinstance(task, JsonlTask):
+                task.validate(tokenizer, model=name)
+        tracker_settings = TrackerSettings(every=every, **settings)
+        mode = "lora" if hasattr(model, "peft_config") else "full"
+        manifest = {"run_id": run_id or out.resolve().name, "model": name, "seed": tracker_settings.seed}
+        manifest |= {"strategy": "free", "regime": {"mode": mode, "strategy": "free", "lr": None}}
+        tracker = cls(
+            task_objects, tokenizer, graph_of(model), out / "trajectories", manifest, tracker_settings,
+            resume=resume, background=background,
+        )  # fmt: skip
+        tracker.mlflow_experiment = EXPERIMENT if mlflow else None
+        return tracker
+
+    def _attach_mlflow(self, run_name: str) -> None:
+        """Log from now on to the active MLflow run, or to a new run of `mlflow_experiment`."""
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None:
+            run_id, self._own_run = open_run(self.mlflow_experiment, run_name), True
+        else:
+            run_id = active.info.run_id
+        self.logger = TrackedRunLogger(run_id, self.out_dir.parent)
+        tags = {"foresight.trajectories": str(self.out_dir.resolve())}
+        tags["foresight.run_id"] = next(iter(self.states.values())).writer.manifest["mlflow_run_id"]
+        self.logger.set_tags(tags)
 
     @property
     def background(self) -> bool:
@@ -281,6 +349,11 @@ class CircuitTracker(TrainerCallback):
             evaluated, metrics = self._evaluate(model, state, runs, current)
             scalars |= evaluated
             step_metrics |= {f"{name}/{key}": value for key, value in metrics.items()}
+        if self.mib is not None:
+            levels = {"node": node_scores, "edge": edge_scores}
+            step_metrics |= self.mib.checkpoint(
+                self.logger, model, runs, levels, s.method, state.writer.path, name, step
+            )
         for kind in ("all", "head", "mlp"):
             step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
             step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)
@@ -346,6 +419,8 @@ class CircuitTracker(TrainerCallback):
 
     # TrainerCallback hooks
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
+        if self.mlflow_experiment is not None and self.logger is None and state.is_world_process_zero:
+            self._attach_mlflow(self.out_dir.parent.name)
         if self.settings.is_checkpoint(state.global_step):
             self._take(model, state.global_step)
 
@@ -361,3 +436,7 @@ class CircuitTracker(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.wait()
+        if self.mlflow_experiment is not None and self.logger is not None:
+            self.logger.log_artifact(self.out_dir, "trajectories")
+            if self._own_run:
+                self.logger.end_run("FINISHED")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from foresight.attribution.api import attribute
 from foresight.attribution.faithfulness import faithfulness_curve
+from foresight.attribution.mib import mib_metrics
+from foresight.attribution.scores import Scores
 from foresight.circuits import ranked_candidates
-from foresight.encoding import encode_pairs
+from foresight.encoding import PairBatch, encode_pairs
 from foresight.models import load_model
+
+FAITHFULNESS = ("curve", "mib")
 
 
 def curve_ks(n: int, top: int) -> list[int]:
@@ -23,10 +28,20 @@ def curve_ks(n: int, top: int) -> list[int]:
 
 
 def attribute_command(
-    model: str, task: str, method: str, level: str, top: int, n_pairs: int, seed: int, dtype: str, device: str
+    model: str,
+    task: str,
+    method: str,
+    level: str,
+    top: int,
+    n_pairs: int,
+    seed: int,
+    dtype: str,
+    device: str,
+    faithfulness: str = "curve",
 ) -> None:
     """Attribute `task` on `model` (loaded in `dtype` on `device`), print the `top` components and
-    the faithfulness of the top-k circuits for a range of k."""
+    the faithfulness of the top-k circuits for a range of k (`faithfulness` "curve"), or MIB's
+    CPR and CMD with their curves ("mib")."""
     from foresight.tasks import get_task
 
     lm, tokenizer = load_model(model, dtype, device)
@@ -44,8 +59,25 @@ def attribute_command(
         row = frame.loc[name]
         table.add_row(str(i), name, row["kind"], str(row["layer"]), str(row["head"]), f"{row['score']:+.5f}")
     console.print(table)
+    if faithfulness == "mib":
+        print_mib(console, lm, batch, scores)
+        return
     curve = faithfulness_curve(lm, batch, scores, curve_ks(len(ranked), min(top, len(ranked))))
     table = Table("k", "faithfulness", title="faithfulness of the top-k circuit")
     for k, value in zip(curve.k, curve.faithfulness, strict=True):
         table.add_row(str(k), f"{value:.3f}")
     console.print(table)
+
+
+def print_mib(console: Console, lm: nn.Module, batch: PairBatch, scores: Scores) -> None:
+    """MIB's CPR and CMD of `scores` (top-k, and greedy for edges) with their curves."""
+    selections = ("top-k", "greedy") if scores.level == "edge" else ("top-k",)
+    for selection in selections:
+        result = mib_metrics(lm, batch, scores, selection=selection)
+        title = f"MIB, {selection}: CPR {result.cpr:.3f} (higher better), CMD {result.cmd:.3f} (lower better)"
+        table = Table("budget", "members", "f (signed)", "f (|score|)", title=title)
+        signed, magnitude = result.cpr_curve, result.cmd_curve
+        for i in range(len(signed)):
+            table.add_row(f"{signed.fraction[i]:.1%}", str(signed.n[i]),
+                          f"{signed.faithfulness[i]:.3f}", f"{magnitude.faithfulness[i]:.3f}")  # fmt: skip
+        console.print(table)

@@ -23,9 +23,10 @@ import mlflow
 import pandas as pd
 from transformers import TrainerCallback
 
-from foresight.mlflow_log import SafeLogger, check_reachable, resolve_tracking_uri, start_run
+from foresight.mlflow_log import SafeLogger, resolve_tracking_uri, start_run
 from foresight.mlflow_ui import log_comparison
 from foresight.report import comparison_markdown, paired_tests, summarise
+from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import FinetuneResult, finetune
 
@@ -110,9 +111,14 @@ def compare(
 ) -> Comparison:
     """Run `finetune(task, config.with_run(strategy, seed))` for every strategy and seed,
     logging to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db); see the module docstring."""
+    twice = sorted({s for s in strategies if list(strategies).count(s) > 1})
+    if twice:
+        raise ValueError(
+            f"--strategies {','.join(strategies)}: names {twice[0]!r} twice (each runs once per seed)"
+        )
     runs = [config.with_run(strategy, seed) for strategy in strategies for seed in seeds]  # checked first
     uri = resolve_tracking_uri()
-    check_reachable(uri)
+    check_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
     out = Path(out_dir)
     params = {"task": task, "strategies": ",".join(strategies), "seeds": ",".join(map(str, seeds))}

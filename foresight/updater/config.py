@@ -49,7 +49,7 @@ class FinetuneConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        from foresight.updater.strategies import STRATEGIES  # the registry imports this module
+        from foresight.updater.strategies import RESELECTING, STRATEGIES  # the registry imports this module
 
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -58,6 +58,11 @@ class FinetuneConfig:
         for name in ("components", "steps", "batch_size", "rank", "every", "n_pairs", "n_eval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.strategy in RESELECTING and self.every >= self.steps:
+            raise ValueError(
+                f"every {self.every} with steps {self.steps}: strategy {self.strategy} re-selects at "
+                "steps every, 2 x every, ... before the last, so it would never re-select"
+            )
         for name in ("log_every", "warmup_checkpoints"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

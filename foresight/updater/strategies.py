@@ -213,6 +213,7 @@ FORECASTING: dict[str, str] = {
     "predictive-dynamic": "predictors.strategies:PredictiveDynamic",
 }
 STRATEGIES: tuple[str, ...] = (*BUILT_IN, *FORECASTING)
+RESELECTING: tuple[str, ...] = (*(n for n, s in BUILT_IN.items() if s.reselects), "predictive-dynamic")
 
 
 def strategy_class(name: str) -> type[Strategy]:
