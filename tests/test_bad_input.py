@@ -785,6 +785,8 @@ CASES = [
             "--resume",
             "--train-data",
             "{data}/train_ok.jsonl",
+            "--batch-size",
+            "1",
         ],
         [
             "{data}/existing-run: started on the tasks' own examples, resumed on --train-data "
