@@ -71,9 +71,7 @@ class Graph:
 
     def edge_names(self) -> list[tuple[str, str]]:
         """Every (sender, receiver) pair of the graph, senders in order, receivers in order."""
-        senders, receivers = self.senders(), self.receivers()
-        rows, cols = _edge_index(self.n_layers, self.n_heads, self.parallel)
-        return [(senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True)]
+        return list(_edge_names(self))
 
     def edge_labels(self) -> list[str]:
         """Edge names as "sender->receiver" strings, in `edge_names` order."""
@@ -118,6 +116,14 @@ def _edge_index(n_layers: int, n_heads: int, parallel: bool) -> tuple[tuple[int,
         rows += [s] * (n_receivers - first)
         cols += range(first, n_receivers)
     return tuple(rows), tuple(cols)
+
+
+@cache
+def _edge_names(graph: Graph) -> tuple[tuple[str, str], ...]:
+    """`Graph.edge_names` (computed once per graph)."""
+    senders, receivers = graph.senders(), graph.receivers()
+    rows, cols = _edge_index(graph.n_layers, graph.n_heads, graph.parallel)
+    return tuple((senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True))
 
 
 @cache
