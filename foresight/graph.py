@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 from foresight import components as names
@@ -62,13 +63,19 @@ class Graph:
         """The heads and MLPs (the possible circuit members), in sender order."""
         return names.members(self.senders())
 
+    def edge_index(self) -> tuple[list[int], list[int]]:
+        """(sender indices, receiver indices) of every edge, in `edge_names` order (indices in
+        `senders` and `receivers` order)."""
+        rows, cols = _edge_index(self.n_layers, self.n_heads, self.parallel)
+        return list(rows), list(cols)
+
     def edge_names(self) -> list[tuple[str, str]]:
         """Every (sender, receiver) pair of the graph, senders in order, receivers in order."""
-        return [(s, r) for s in self.senders() for r in self.receivers() if self.has_edge(s, r)]
+        return list(_edge_names(self))
 
     def edge_labels(self) -> list[str]:
         """Edge names as "sender->receiver" strings, in `edge_names` order."""
-        return [names.edge(s, r) for s, r in self.edge_names()]
+        return list(_edge_labels(self))
 
     def has_edge(self, sender: str, receiver: str) -> bool:
         """Whether `sender` writes to the residual stream before `receiver` reads it."""
@@ -93,3 +100,33 @@ class Graph:
         """SHA-256 of the canonical JSON of `to_dict` (equal graphs, equal fingerprints): the one
         identity check of "same graph" (trajectories, forecasters and models all compare it)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+@cache
+def _edge_index(n_layers: int, n_heads: int, parallel: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`Graph.edge_index` from the layer arithmetic of `Graph.has_edge` (computed once per shape):
+    sender s (embed: layer -1) feeds every receiver from the first one after its write on, i.e.
+    from a{L+1} (index 2L + 2), or from m{L} (2L + 1) for a head without a parallel residual."""
+    per_layer, n_receivers = n_heads + 1, 2 * n_layers + 1
+    rows: list[int] = []
+    cols: list[int] = []
+    for s in range(1 + n_layers * per_layer):
+        layer, slot = divmod(s - 1, per_layer) if s else (-1, -1)
+        first = 2 * layer + 1 if 0 <= slot < n_heads and not parallel else 2 * layer + 2
+        rows += [s] * (n_receivers - first)
+        cols += range(first, n_receivers)
+    return tuple(rows), tuple(cols)
+
+
+@cache
+def _edge_names(graph: Graph) -> tuple[tuple[str, str], ...]:
+    """`Graph.edge_names` (computed once per graph)."""
+    senders, receivers = graph.senders(), graph.receivers()
+    rows, cols = _edge_index(graph.n_layers, graph.n_heads, graph.parallel)
+    return tuple((senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True))
+
+
+@cache
+def _edge_labels(graph: Graph) -> tuple[str, ...]:
+    """`Graph.edge_labels` (computed once per graph)."""
+    return tuple(names.edge(s, r) for s, r in graph.edge_names())

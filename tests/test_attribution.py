@@ -458,3 +458,16 @@ def test_metrics_and_frame(batch: PairBatch) -> None:
         attribute(model, batch, metric="accuracy")
     with pytest.raises(ValueError, match="unknown method"):
         attribute(model, batch, method="acdc")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_runner_logits_are_each_rows_last_position(family: str, batch: PairBatch) -> None:
+    """The runner's logits [B, V] are the full forward's logits at each row's own last position
+    (the rows' last positions differ), on every installed transformers release."""
+    model = build(family)
+    acts = Runner(model).forward(batch.clean, batch.last)
+    with torch.no_grad():
+        full = model(input_ids=batch.clean).logits
+    assert batch.last.unique().numel() > 1
+    assert acts.logits.shape == (B, V)
+    torch.testing.assert_close(acts.logits, full[torch.arange(B), batch.last], rtol=1e-10, atol=1e-10)

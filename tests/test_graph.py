@@ -43,6 +43,21 @@ def test_edges_are_exactly_the_writes_before_reads(parallel: bool) -> None:
     assert graph.edge_labels()[0] == "embed->a0"
 
 
+@pytest.mark.parametrize(("n_layers", "n_heads", "parallel"), [(3, 2, False), (3, 2, True), (5, 4, False)])
+def test_edge_order_and_index_follow_has_edge(n_layers: int, n_heads: int, parallel: bool) -> None:
+    """Edges in sender-then-receiver order, exactly those that `has_edge` admits; the index
+    points at their names and the labels spell them."""
+    graph = Graph(n_layers=n_layers, n_heads=n_heads, parallel=parallel)
+    senders, receivers = graph.senders(), graph.receivers()
+    expected = [(s, r) for s in senders for r in receivers if graph.has_edge(s, r)]
+    assert graph.edge_names() == expected
+    rows, cols = graph.edge_index()
+    assert [(senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True)] == expected
+    assert graph.edge_labels() == [f"{s}->{r}" for s, r in expected]
+    graph.edge_labels().clear()  # callers get copies
+    assert len(graph.edge_labels()) == len(expected)
+
+
 def test_nodes_and_positions() -> None:
     graph = Graph(n_layers=2, n_heads=3)
     names = graph.node_names()

@@ -240,11 +240,5 @@ def _interpolate(clean: Acts, corr: Acts, alpha: float) -> Callable[[torch.Tenso
 
 def edge_index(runner: Runner) -> tuple[torch.Tensor, torch.Tensor]:
     """(sender indices, receiver indices) of the graph's edges, in edge order."""
-    graph = runner.graph
-    senders = {n: i for i, n in enumerate(graph.senders())}
-    receivers = {n: j for j, n in enumerate(graph.receivers())}
-    pairs = graph.edge_names()
-    return (
-        torch.tensor([senders[s] for s, _ in pairs]),
-        torch.tensor([receivers[r] for _, r in pairs]),
-    )
+    senders, receivers = runner.graph.edge_index()
+    return torch.tensor(senders), torch.tensor(receivers)

@@ -94,6 +94,19 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = flag
 
 
+def _last_positions(last: torch.Tensor) -> Callable:
+    """A forward pre-hook for the LM head that keeps, of its input [B, T, d], each row's
+    position `last` [B] only ([B, 1, d]): the head then computes [B, 1, V] logits, not
+    [B, T, V] (the same on every transformers release, unlike `logits_to_keep`)."""
+
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return (hidden[rows, last.to(hidden.device)][:, None], *args[1:])
+
+    return hook
+
+
 class Runner:
     """Runs the adapted model on token batches with recording/patching hooks."""
 
@@ -195,8 +208,9 @@ class Runner:
                 ]
                 for j, module in enumerate([*modules, ad.final_norm]):
                     handles.append(module.register_forward_pre_hook(on_read(j), with_kwargs=True))
-            keep = last.to(ids.device)[:, None]  # the LM head runs on the last positions only
-            out = ad.model(input_ids=ids, use_cache=False, logits_to_keep=keep)
+            head = ad.model.get_output_embeddings()
+            handles.append(head.register_forward_pre_hook(_last_positions(last)))
+            out = ad.model(input_ids=ids, use_cache=False)
             acts.logits = out.logits[:, 0].to(ids.device)
         finally:
             for handle in handles:
