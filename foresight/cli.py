@@ -149,6 +149,7 @@ def track_command(
     tracking_copy: str = typer.Option(
         "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
     ),
+    save_model: bool = typer.Option(False, help="save the fine-tuned model (safetensors) to RUN_DIR/model"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
@@ -173,7 +174,9 @@ def track_command(
     settings = TrackerSettings(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
-    result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
+    result = track(
+        task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy, save_model=save_model
+    )
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
     lines = [

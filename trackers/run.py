@@ -2,10 +2,10 @@
 
 A run directory holds `run.json` (the MLflow run id, tracking URI and run settings),
 `.lock` (held, with an OS file lock, by the process that runs in it),
-`trajectories/{task}/` (one trajectory per tracked task), `model/` (the fine-tuned model
-and its tokenizer, at the end), `trainer/` (Trainer checkpoints, for `--resume`),
-`figures/` and, if the tracking server went away, `pending_mlflow.jsonl` for
-`foresight sync`.
+`trajectories/{task}/` (one trajectory per tracked task), `model/` (with `save_model`: the
+fine-tuned model, safetensors, and its tokenizer, at the end), `trainer/` (Trainer
+checkpoints, for `--resume`), `figures/` and, if the tracking server went away,
+`pending_mlflow.jsonl` for `foresight sync`.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def track(
     experiment: str = EXPERIMENT,
     save_every: int | None = None,
     tracking_copy: str = "auto",
+    save_model: bool = False,
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
 
@@ -139,7 +140,8 @@ def track(
     and the tracker and MLflow run continue the same trajectories and run id.
     With `tracking_copy` on, checkpoints are taken in the background, on a copy of the model,
     while training goes on; off, training waits for each checkpoint; auto (the default): on
-    when the copy fits (`tracking_copy_fits`).
+    when the copy fits (`tracking_copy_fits`). With `save_model`, the fine-tuned model and its
+    tokenizer are saved (`save_pretrained`, safetensors) to `run_dir/model` at the end.
     Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
     steps (default: every `SAVE_EVERY_CHECKPOINTS`th tracking checkpoint of an evenly
     spaced cadence, else none). A resumed run replays the steps after its last Trainer
@@ -180,7 +182,19 @@ def track(
                 task.validate(tokenizer, model=model)
         if not main:
             run_id, experiment_id = distributed.broadcast(None)
-            _train(run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every)
+            _train(
+                run_dir,
+                model,
+                lm,
+                tokenizer,
+                task_objects,
+                sft,
+                settings,
+                resume,
+                None,
+                save_every,
+                save_model,
+            )
             return TrackedRun(run_dir, run_id, experiment_id, uri, None)
         background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
         mlflow.set_tracking_uri(uri)
@@ -193,7 +207,7 @@ def track(
         try:
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
-                background,
+                save_model, background,
             )  # fmt: skip
         except KeyboardInterrupt:
             logger.end_run("KILLED")
@@ -249,10 +263,12 @@ def _train(
     resume: bool,
     logger: SafeLogger | None,
     save_every: int | None,
+    save_model: bool = False,
     background: bool = False,
 ) -> CircuitTracker | None:
     """The tracked training of `track`, with its figures and trajectories logged through `logger`;
-    without a logger (a rank other than 0), the same training untracked."""
+    without a logger (a rank other than 0), the same training untracked. If training fails, the
+    checkpoints already taken are still written (`CircuitTracker.drain`)."""
     tracker = None
     if logger is not None:
         manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
@@ -273,11 +289,17 @@ def _train(
         status=None if tracker is None else lambda: _accuracy(tracker),
     )
     last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(run_dir / MODEL_DIR))  # the Trainer writes from rank 0 only
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except BaseException:
+        if tracker is not None:
+            tracker.drain()
+        raise
     if tracker is None:
         return None
-    tokenizer.save_pretrained(run_dir / MODEL_DIR)
+    if save_model:  # rank 0 only: the weights are the same on every rank
+        lm.save_pretrained(run_dir / MODEL_DIR)
+        tokenizer.save_pretrained(run_dir / MODEL_DIR)
     for task in task_objects:
         frame = tracker.metrics_frame(task.name)
         if len(frame):
