@@ -1,12 +1,16 @@
-"""Device-to-host transfers per tracked checkpoint: a fixed number, not one per component."""
+"""What a tracked checkpoint costs beyond its passes: device-to-host transfers (a fixed number,
+not one per component), what is built once per run, and the writer thread."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from tiny_models import tiny_model
 from transfers import count_transfers
 
@@ -15,7 +19,11 @@ from foresight.architectures.parameters import ComponentMap
 from foresight.circuit_metrics import circuit_conflict, circuit_conflict_of_dots
 from foresight.encoding import encode_pairs
 from foresight.gradients import ComponentGradients, gradient_dots, gradient_norms
+from foresight.sft import SFTConfig
 from foresight.tasks import get_task
+from trackers.background import SerialJobs
+from trackers.run import track
+from trackers.store import TrajectoryWriter
 from trackers.tracker import CircuitTracker, TrackerSettings
 
 SETTINGS = TrackerSettings(n_pairs=8, n_eval=16, circuit_size=3)
@@ -78,3 +86,71 @@ def test_component_gradients_are_the_owned_entries_of_the_parameter_gradients(to
         masks = component_map.parameter_masks([component])
         expected = torch.cat([full[k][m].flatten() for k, m in sorted(masks.items()) if m.any()])
         torch.testing.assert_close(grads[component], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_serial_jobs_run_in_order_and_surface_the_first_error() -> None:
+    jobs, done = SerialJobs("test"), []
+    for i in range(5):
+        jobs.submit(done.append, i)
+    jobs.wait()
+    assert done == [0, 1, 2, 3, 4]
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    gate = threading.Event()
+    jobs.submit(gate.wait)  # holds the queue while the next two are queued
+    jobs.submit(fail)
+    jobs.submit(done.append, 5)  # queued behind the failure: not run
+    gate.set()
+    with pytest.raises(OSError, match="disk full"):
+        jobs.wait()
+    assert done == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="an earlier job failed"):
+        jobs.submit(done.append, 6)
+        jobs.wait()
+
+
+def test_a_failed_trajectory_write_fails_the_run(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write on the writer thread that fails is raised by track, not swallowed."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+
+    def fail(self, step, table, scalars) -> None:  # noqa: ANN001
+        raise OSError(f"no space left for step {step}")
+
+    monkeypatch.setattr(TrajectoryWriter, "write_checkpoint", fail)
+    sft = SFTConfig(steps=2, batch_size=8, examples_per_task=16)
+    with pytest.raises(OSError, match="no space left for step 0"):
+        track(
+            ["ioi"], tmp_path / "run", str(tiny_model_dir), sft, TrackerSettings(every=2, n_pairs=8, n_eval=8)
+        )
+
+
+def test_masks_and_the_mlflow_store_are_built_once_per_run(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three checkpoints on background model copies: one ComponentGradients (its index vectors),
+    one SQLite store set-up, and no dense parameter mask at all; no model saved by default."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    built: Counter = Counter()
+
+    def counting(name: str, original):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            built[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(SqlAlchemyStore, "__init__", counting("store", SqlAlchemyStore.__init__))
+    monkeypatch.setattr(ComponentGradients, "__init__", counting("gradients", ComponentGradients.__init__))
+    monkeypatch.setattr(ComponentMap, "parameter_masks", counting("dense", ComponentMap.parameter_masks))
+    sft = SFTConfig(steps=4, batch_size=8, examples_per_task=16)
+    settings = TrackerSettings(every=2, n_pairs=8, n_eval=8, circuit_size=3)
+    run = track(["ioi"], tmp_path / "run", str(tiny_model_dir), sft, settings, tracking_copy="on")
+    assert run.tracker.states["ioi"].writer.steps() == [0, 2, 4]
+    assert built == {"store": 1, "gradients": 1}
+    assert not (tmp_path / "run" / "model").exists()
