@@ -73,7 +73,8 @@ def gpt2_small(directory: Path) -> str:
     tokenizer = load_tokenizer(SHIPPED["default"])
     torch.manual_seed(0)
     config = GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=256, vocab_size=len(tokenizer))
-    config.pad_token_id = tokenizer.pad_token_id
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(config, name, getattr(tokenizer, name))
     GPT2LMHeadModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
