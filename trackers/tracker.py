@@ -218,7 +218,7 @@ class CircuitTracker(TrainerCallback):
     def _checkpoint_and_queue(self, model: PreTrainedModel, step: int) -> None:
         """Take checkpoint `step` and queue its logging and files on the writer thread."""
         metrics: dict[str, float] = {}
-        gradients: dict[str, dict[str, torch.Tensor]] = {}
+        gradients: dict[str, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
         pending = []
         for state in self.states.values():
             if state.writer.has(step):
@@ -230,9 +230,13 @@ class CircuitTracker(TrainerCallback):
             self._previous_parameters = {
                 n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
             }
+        for task, (_, norms) in gradients.items() if len(gradients) > 1 else ():
+            bad = next((c for c, norm in norms.items() if not np.isfinite(norm)), None)
+            if bad is not None:  # Circuit Conflict is undefined
+                raise ValueError(f"task {task}: non-finite gradient for component {bad!r}")
         for a, b in itertools.combinations(gradients, 2):
             ca, cb = self.states[a].circuit, self.states[b].circuit
-            dots = gradient_dots(gradients[a], gradients[b], ca & cb)
+            dots = gradient_dots(gradients[a][0], gradients[b][0], ca & cb)
             metrics[f"cc/{a}/{b}"] = circuit_conflict_of_dots(dots, ca, cb)
         if metrics:
             self.history.append({"step": step, **metrics})
@@ -268,14 +272,15 @@ class CircuitTracker(TrainerCallback):
         model: PreTrainedModel,
         step: int,
         state: _TaskState,
-        gradients: dict[str, dict[str, torch.Tensor]],
+        gradients: dict[str, tuple[dict[str, torch.Tensor], dict[str, float]]],
     ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float]]:
-        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written)."""
+        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written); its
+        component gradients (on the device) and their norms go to `gradients[task]`."""
         s, name = self.settings, state.task.name
         start = time.perf_counter()
         node_scores, edge_scores, metric_value, runs = node_and_edge_scores(model, state.pairs, self.graph, s)
         self.gradients = self.gradients or ComponentGradients(model)
-        grads = gradients[name] = self.gradients(model, state.pairs)
+        grads = self.gradients(model, state.pairs)
         current = circuit(node_scores, s.circuit_size)
         if state.start_circuit is None:
             state.start_circuit, state.start_scores = current, node_scores
@@ -296,9 +301,7 @@ class CircuitTracker(TrainerCallback):
         state.circuit = state.previous_circuit = current
         state.previous_scores = node_scores
         grad_norms = gradient_norms(grads)
-        bad = next((c for c, norm in grad_norms.items() if not np.isfinite(norm)), None)
-        if bad is not None:
-            raise ValueError(f"task {name}: non-finite gradient for component {bad!r}")
+        gradients[name] = grads, grad_norms
         all_scores = pd.concat([node_scores, edge_scores]).to_dict()
         lookahead = self._lookahead(model, state.pairs)
         scalars["wall_s"] = time.perf_counter() - start
