@@ -107,18 +107,27 @@ def circuit_conflict(
         for name, g in grads.items():
             if not np.all(np.isfinite(g)):
                 raise ValueError(f"task {task}: non-finite gradient for component {name!r}")
-    shared = set(circuit_a) & set(circuit_b)
-    union = set(circuit_a) | set(circuit_b)
-    if not union:
-        return 0.0
-    conflicting = 0
-    for name in sorted(shared):
+    dots = {}
+    for name in sorted(set(circuit_a) & set(circuit_b)):
         if name not in grads_a or name not in grads_b:
             raise ValueError(f"component {name!r} is in both circuits but has no gradient for both tasks")
         ga = np.asarray(grads_a[name], dtype=np.float64).ravel()
         gb = np.asarray(grads_b[name], dtype=np.float64).ravel()
         if ga.shape != gb.shape:
             raise ValueError(f"component {name!r}: gradient shapes differ ({ga.size} vs {gb.size})")
-        if float(ga @ gb) < 0:  # the cosine has the sign of the dot product
-            conflicting += 1
-    return conflicting / len(union)
+        dots[name] = float(ga @ gb)
+    return circuit_conflict_of_dots(dots, circuit_a, circuit_b)
+
+
+def circuit_conflict_of_dots(
+    dots: Mapping[str, float], circuit_a: Collection[str], circuit_b: Collection[str]
+) -> float:
+    """CC(A, B) of `circuit_conflict` from the dot products g_A(c) . g_B(c) of the components
+    in both circuits (the cosine has the sign of the dot product; 0 for a zero gradient).
+    Empty union -> 0.0; ValueError if a shared component has no dot product."""
+    shared = set(circuit_a) & set(circuit_b)
+    union = set(circuit_a) | set(circuit_b)
+    missing = sorted(shared - dots.keys())
+    if missing:
+        raise ValueError(f"component {missing[0]!r} is in both circuits but has no gradient for both tasks")
+    return sum(dots[name] < 0 for name in shared) / len(union) if union else 0.0

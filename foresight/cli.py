@@ -164,6 +164,7 @@ def track_command(
     lora_rank: int = typer.Option(8, help="LoRA rank (alpha is twice the rank)"),
     lora_targets: str = typer.Option(None, help="LoRA modules, comma-separated (default: PEFT's)"),
     grad_accum: int = typer.Option(1, help="batches per optimizer step"),
+    save_model: bool = typer.Option(False, help="save the fine-tuned model (safetensors) to RUN_DIR/model"),
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
@@ -212,7 +213,15 @@ def track_command(
         every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
     )
     result = track(
-        task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy, train_data=data
+        task,
+        run_dir,
+        model,
+        sft,
+        settings,
+        resume=resume,
+        tracking_copy=tracking_copy,
+        train_data=data,
+        save_model=save_model,
     )
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return

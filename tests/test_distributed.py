@@ -29,6 +29,7 @@ from trackers.store import load_trajectory
 pytestmark = pytest.mark.server  # starts subprocesses for a minute or two
 SCALE_TOLERANCE = 1e-3
 TRACK = ["--task", "ioi", "--steps", "6", "--every", "2", "--n-pairs", "8", "--circuit-size", "3"]
+TRACK += ["--save-model"]  # the tests compare the saved weights
 COLUMNS = ["score", "grad_norm", "accuracy", "metric", "faithfulness"]
 
 

@@ -2,10 +2,10 @@
 
 A run directory holds `run.json` (the MLflow run id, tracking URI and run settings),
 `.lock` (held, with an OS file lock, by the process that runs in it),
-`trajectories/{task}/` (one trajectory per tracked task), `model/` (the fine-tuned model
-and its tokenizer, at the end), `trainer/` (Trainer checkpoints, for `--resume`),
-`figures/` and, if the tracking server went away, `pending_mlflow.jsonl` for
-`foresight sync`.
+`trajectories/{task}/` (one trajectory per tracked task), `model/` (with `save_model`: the
+fine-tuned model, safetensors, and its tokenizer, at the end), `trainer/` (Trainer
+checkpoints, for `--resume`), `figures/` and, if the tracking server went away,
+`pending_mlflow.jsonl` for `foresight sync`.
 """
 
 from __future__ import annotations
@@ -73,9 +73,20 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
 
 
 def finished(run_dir: Path) -> bool:
-    """Whether the run in `run_dir` trained to its last step: its model is saved (`MODEL_DIR`,
-    written when training ends)."""
-    return (run_dir / MODEL_DIR).is_dir()
+    """Whether the run in `run_dir` trained to its last step (its run record says so: `_mark_finished`)."""
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and record.get("finished") is True
+
+
+def _mark_finished(run_dir: Path) -> None:
+    """Record in `run.json` (replaced atomically) that the run trained to its last step."""
+    record = json.loads((run_dir / RUN_FILE).read_text()) | {"finished": True}
+    partial = run_dir / f"{RUN_FILE}.partial"
+    partial.write_text(json.dumps(record, indent=2))
+    os.replace(partial, run_dir / RUN_FILE)
 
 
 def _read_record(run_dir: Path) -> dict:
@@ -92,8 +103,7 @@ def _read_record(run_dir: Path) -> dict:
         raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
     if finished(run_dir):
         raise RunDirError(
-            f"{run_dir}: the run finished (its model is in {MODEL_DIR}/): nothing to resume; "
-            "track into another --name to train again"
+            f"{run_dir}: the run finished: nothing to resume; track into another --name to train again"
         )
     return record
 
@@ -152,6 +162,7 @@ def track(
     save_every: int | None = None,
     tracking_copy: str = "auto",
     train_data: SFTData | None = None,
+    save_model: bool = False,
 ) -> TrackedRun:
     """Fine-tune `model` on `tasks` with the circuits of every task tracked.
 
@@ -168,7 +179,8 @@ def track(
     and the tracker and MLflow run continue the same trajectories and run id.
     With `tracking_copy` on, checkpoints are taken in the background, on a copy of the model,
     while training goes on; off, training waits for each checkpoint; auto (the default): on
-    when the copy fits (`tracking_copy_fits`).
+    when the copy fits (`tracking_copy_fits`). With `save_model`, the fine-tuned model and its
+    tokenizer are saved (`save_pretrained`, safetensors) to `run_dir/model` at the end.
     Trainer checkpoints (what `resume` restarts from) are saved every `save_every`
     steps (default: every `SAVE_EVERY_CHECKPOINTS`th tracking checkpoint of an evenly
     spaced cadence, else none). A resumed run replays the steps after its last Trainer
@@ -214,7 +226,7 @@ def track(
             run_id, experiment_id = distributed.broadcast(None)
             _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, None, save_every,
-                train_data=train_data,
+                save_model=save_model, train_data=train_data,
             )  # fmt: skip
             return TrackedRun(run_dir, run_id, experiment_id, uri, None)
         background = tracking_copy == "on" or (tracking_copy == "auto" and tracking_copy_fits(lm))
@@ -230,7 +242,7 @@ def track(
         try:
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
-                background, train_data,
+                save_model, background, train_data,
             )  # fmt: skip
         except KeyboardInterrupt:
             logger.end_run("KILLED")
@@ -238,6 +250,7 @@ def track(
         except BaseException:
             logger.end_run("FAILED")
             raise
+        _mark_finished(run_dir)
         logger.end_run("FINISHED")
     finally:
         if lock is not None:
@@ -295,11 +308,13 @@ def _train(
     resume: bool,
     logger: SafeLogger | None,
     save_every: int | None,
+    save_model: bool = False,
     background: bool = False,
     train_data: SFTData | None = None,
 ) -> CircuitTracker | None:
     """The tracked training of `track`, with its figures and trajectories logged through `logger`;
-    without a logger (a rank other than 0), the same training untracked."""
+    without a logger (a rank other than 0), the same training untracked. If training fails, the
+    checkpoints already taken are still written (`CircuitTracker.drain`)."""
     tracker = None
     if logger is not None:
         manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
@@ -323,11 +338,17 @@ def _train(
         train_data=None if train_data is None else train_data.dataset,
     )
     last = _last_complete_checkpoint(run_dir / "trainer") if resume else None
-    trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(run_dir / MODEL_DIR))  # the Trainer writes from rank 0 only
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except BaseException:
+        if tracker is not None:
+            tracker.drain()
+        raise
     if tracker is None:
         return None
-    tokenizer.save_pretrained(run_dir / MODEL_DIR)
+    if save_model:  # rank 0 only: the weights are the same on every rank
+        lm.save_pretrained(run_dir / MODEL_DIR)
+        tokenizer.save_pretrained(run_dir / MODEL_DIR)
     for task in task_objects:
         frame = tracker.metrics_frame(task.name)
         if len(frame):

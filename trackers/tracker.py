@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,19 +33,27 @@ from foresight.attribution.faithfulness import CircuitEvaluator
 from foresight.attribution.lookahead import node_score_derivative
 from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import eval_mode
-from foresight.circuit_metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
+from foresight.circuit_metrics import (
+    circuit_conflict_of_dots,
+    circuit_distance,
+    circuit_stability,
+    score_stability,
+)
 from foresight.circuits import circuit
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
-from foresight.gradients import ComponentGradients
+from foresight.gradients import ComponentGradients, gradient_dots, gradient_norms
 from foresight.graph import Graph
 from foresight.mlflow_log import SafeLogger, open_run
 from foresight.mlflow_ui import TrackedRunLogger
 from foresight.noise_floor import noise_floor
 from foresight.tasks import JsonlTask, get_task
 from foresight.tasks.base import Example, Task
+from trackers.background import SerialJobs
 from trackers.mib_log import MibLog
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,10 +158,17 @@ class CircuitTracker(TrainerCallback):
     """Tracks the circuits of `tasks` during training: as a Trainer callback, or by
     calling `take_checkpoint(model, step)` from a plain PyTorch loop.
 
-    With `background`, the Trainer callback takes each checkpoint on a copy of the model
-    in a worker thread while training goes on (one checkpoint at a time, in step order;
-    training waits only when the previous checkpoint is still running, and before every
-    Trainer save, so a saved Trainer checkpoint never runs ahead of the trajectory)."""
+    Per checkpoint, the per-component gradient norms, the gradient dot products of each task
+    pair (Circuit Conflict) and the scores each come to the host in one transfer.
+    As a Trainer callback, the trajectory files and MLflow metrics are written by a writer
+    thread, in step order, while training goes on (at most one checkpoint's writes queued
+    behind the one being written); the Trainer waits for them before every Trainer save and
+    at the end of training, so a saved Trainer checkpoint never runs ahead of the
+    trajectory, and `wait` re-raises a failed write. `take_checkpoint` returns with its
+    checkpoint written. With `background`, the Trainer callback also takes each checkpoint
+    on a copy of the model in a worker thread while training goes on (one checkpoint at a
+    time, in step order; training waits only when the previous checkpoint is still
+    running)."""
 
     def __init__(
         self,
@@ -169,8 +183,8 @@ class CircuitTracker(TrainerCallback):
         background: bool = False,
     ):
         self.settings, self.graph, self.tokenizer = settings, graph, tokenizer
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="tracker") if background else None
-        self._pending: deque[Future] = deque()
+        self._worker = SerialJobs("tracker") if background else None
+        self._writes = SerialJobs("tracker-writes")
         self.gradients: ComponentGradients | None = None
         self._previous_parameters: dict[str, torch.Tensor] | None = None
         self.logger = logger
@@ -273,9 +287,15 @@ class CircuitTracker(TrainerCallback):
             setattr(state, f"{slot}_circuit", circuit(scores, self.settings.circuit_size))
 
     def take_checkpoint(self, model: PreTrainedModel, step: int) -> None:
-        """Take checkpoint `step` for every task that does not have it yet."""
+        """Take checkpoint `step` for every task that does not have it yet; returns when it
+        is written and logged."""
+        self._checkpoint_and_queue(model, step)
+        self._writes.wait()
+
+    def _checkpoint_and_queue(self, model: PreTrainedModel, step: int) -> None:
+        """Take checkpoint `step` and queue its logging and files on the writer thread."""
         metrics: dict[str, float] = {}
-        gradients: dict[str, dict[str, np.ndarray]] = {}
+        gradients: dict[str, tuple[dict[str, torch.Tensor], dict[str, float]]] = {}
         pending = []
         for state in self.states.values():
             if state.writer.has(step):
@@ -287,11 +307,21 @@ class CircuitTracker(TrainerCallback):
             self._previous_parameters = {
                 n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
             }
+        for task, (_, norms) in gradients.items() if len(gradients) > 1 else ():
+            bad = next((c for c, norm in norms.items() if not np.isfinite(norm)), None)
+            if bad is not None:  # Circuit Conflict is undefined
+                raise ValueError(f"task {task}: non-finite gradient for component {bad!r}")
         for a, b in itertools.combinations(gradients, 2):
-            cc = circuit_conflict(gradients[a], gradients[b], self.states[a].circuit, self.states[b].circuit)
-            metrics[f"cc/{a}/{b}"] = cc
+            ca, cb = self.states[a].circuit, self.states[b].circuit
+            dots = gradient_dots(gradients[a][0], gradients[b][0], ca & cb)
+            metrics[f"cc/{a}/{b}"] = circuit_conflict_of_dots(dots, ca, cb)
         if metrics:
             self.history.append({"step": step, **metrics})
+        self._writes.wait(pending=1)  # bounds what a crash can lose: re-taken on resume
+        self._writes.submit(self._write, step, metrics, pending)
+
+    def _write(self, step: int, metrics: dict[str, float], pending: list) -> None:
+        """Log a checkpoint's metrics, then write its files (on the writer thread)."""
         if self.logger is not None and metrics:
             self.logger.log_metrics(metrics, step)
         # written after logging: a crash in between is replayed on resume, and the
@@ -319,14 +349,15 @@ class CircuitTracker(TrainerCallback):
         model: PreTrainedModel,
         step: int,
         state: _TaskState,
-        gradients: dict[str, dict[str, np.ndarray]],
+        gradients: dict[str, tuple[dict[str, torch.Tensor], dict[str, float]]],
     ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float]]:
-        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written)."""
+        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written); its
+        component gradients (on the device) and their norms go to `gradients[task]`."""
         s, name = self.settings, state.task.name
         start = time.perf_counter()
         node_scores, edge_scores, metric_value, runs = node_and_edge_scores(model, state.pairs, self.graph, s)
         self.gradients = self.gradients or ComponentGradients(model)
-        grads = gradients[name] = self.gradients(model, state.pairs)
+        grads = self.gradients(model, state.pairs)
         current = circuit(node_scores, s.circuit_size)
         scalars: dict[str, float] = {"metric": metric_value}
         if state.start_circuit is None:
@@ -362,7 +393,8 @@ class CircuitTracker(TrainerCallback):
                 step_metrics[f"{name}/migrated_{kind}"] = float(above)
         state.circuit = state.previous_circuit = current
         state.previous_scores = node_scores
-        grad_norms = {c: float(np.linalg.norm(g)) for c, g in grads.items()}
+        grad_norms = gradient_norms(grads)
+        gradients[name] = grads, grad_norms
         all_scores = pd.concat([node_scores, edge_scores]).to_dict()
         lookahead = self._lookahead(model, state.pairs)
         scalars["wall_s"] = time.perf_counter() - start
@@ -399,23 +431,33 @@ class CircuitTracker(TrainerCallback):
         values = node_score_derivative(model, pairs, direction)
         return dict(zip(self.graph.node_names(), values.tolist(), strict=True))
 
-    def wait(self, pending: int = 0) -> None:
-        """Block until at most `pending` background jobs are left; re-raises their errors."""
-        while len(self._pending) > pending:
-            self._pending.popleft().result()
+    def wait(self) -> None:
+        """Block until every checkpoint taken is written and logged; re-raises the errors
+        of the background jobs."""
+        if self._worker is not None:
+            self._worker.wait()
+        self._writes.wait()
+
+    def drain(self) -> None:
+        """`wait`, for when training failed: what was taken is written; a background error is
+        logged, not raised (the training error goes on)."""
+        try:
+            self.wait()
+        except Exception:
+            log.exception("tracker: a checkpoint was not written")
 
     def _submit(self, job: Callable[..., None], *args: Any) -> None:
         """Run `job(*args)` now, or queue it on the worker (after the jobs queued before)."""
         if self._worker is None:
             job(*args)
         else:
-            self._pending.append(self._worker.submit(job, *args))
+            self._worker.submit(job, *args)
 
     def _take(self, model: PreTrainedModel, step: int) -> None:
         if self._worker is not None:
-            self.wait(pending=0)  # at most one model copy held
+            self._worker.wait()  # at most one model copy held
             model = copy.deepcopy(model)
-        self._submit(self.take_checkpoint, model, step)
+        self._submit(self._checkpoint_and_queue, model, step)
 
     # TrainerCallback hooks
     def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ANN001
@@ -432,7 +474,8 @@ class CircuitTracker(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if self.logger is not None and logs and "loss" in logs:
-            self._submit(self.logger.log_metrics, {"loss": logs["loss"]}, state.global_step)
+            loss = {"loss": logs["loss"]}
+            self._submit(self._writes.submit, self.logger.log_metrics, loss, state.global_step)
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
         self.wait()

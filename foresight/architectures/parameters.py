@@ -172,20 +172,31 @@ class ComponentMap:
             raise ValueError(f"{self.family}: a fused qkv projection needs the architecture's qkv_features")
         return fused(self.dims, head)
 
+    def _features(self, target: Target, selected: frozenset[str]) -> torch.Tensor:
+        """The bool mask [n_features] of the target's features that the `selected` components own."""
+        mask = torch.zeros(target.n_features, dtype=torch.bool)
+        if target.role == "mlp":
+            mask[:] = names.mlp(target.layer) in selected
+        else:
+            for head in range(self.n_heads):
+                if names.head(target.layer, head) in selected:
+                    mask[self.head_features(target, head)] = True
+        return mask
+
     def feature_masks(self, components: Iterable[str]) -> dict[str, torch.Tensor]:
         """For every target, the bool mask [n_features] of the features the components own."""
         selected = self.validate(components)
-        masks = {}
-        for target in self.targets:
-            mask = torch.zeros(target.n_features, dtype=torch.bool)
-            if target.role == "mlp":
-                mask[:] = names.mlp(target.layer) in selected
-            else:
-                for head in range(self.n_heads):
-                    if names.head(target.layer, head) in selected:
-                        mask[self.head_features(target, head)] = True
-            masks[target.name] = mask
-        return masks
+        return {target.name: self._features(target, selected) for target in self.targets}
+
+    def owned_axis_masks(self, component: str) -> dict[str, AxisMask]:
+        """The parameters one head or MLP owns entries of (its layer's attention or MLP
+        targets), keyed `{module}.weight` / `.bias`, each with the axis mask of those entries."""
+        selected = self.validate([component])
+        return {
+            f"{target.name}.{kind}": axis_mask
+            for target in self.targets_of(component)
+            for kind, axis_mask in parameter_axis_masks(target, self._features(target, selected)).items()
+        }
 
     def parameter_masks(self, components: Iterable[str]) -> dict[str, torch.Tensor]:
         """Bool masks of the parameters' shapes (True = trainable), keyed `{module}.weight` / `.bias`."""
