@@ -2,7 +2,7 @@
 `error: ...` line on stderr that says what is wrong and where, exit code 2 and no
 traceback; what a failed command finds already written is left as it was.
 
-The commands run in this process through `foresight.cli.main` (the entry point that
+The commands run in this process through `foresight.app.cli.main` (the entry point that
 maps errors to one line), with a temporary SQLite MLflow store."""
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
+from synthetic import synthetic_trajectories, write_corpus
 
 import trackers.run
-from foresight.cli import MLFLOW_ENV_DEFAULTS, main
+from foresight.app.cli import MLFLOW_ENV_DEFAULTS, main
+from foresight.app.forecast import train_command
 from foresight.mlflow_log import PENDING_FILE, SafeLogger
 from foresight.models import SHIPPED
-from predictors.cli import train_command
-from predictors.synthetic import synthetic_trajectories, write_corpus
 from trackers.store import MANIFEST, SCALARS_KEY, checkpoint_file
 
 GOOD = [
@@ -873,7 +873,7 @@ def test_an_error_on_a_fresh_store_is_one_line_without_mlflow_info_lines(tmp_pat
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/fresh.db", "PYTHONPATH": root}
     env.pop("FORESIGHT_DEBUG", None)
     done = subprocess.run(
-        [sys.executable, "-m", "foresight.cli", "report", "--experiment", "nosuch"],
+        [sys.executable, "-m", "foresight.app.cli", "report", "--experiment", "nosuch"],
         capture_output=True,
         text=True,
         env=env,

@@ -160,7 +160,7 @@ def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> Non
     with mlflow.start_run(experiment_id=experiment, tags={"task": "ioi", "strategy": "static", "seed": "0"}):
         mlflow.log_param("trainable_parameters", 10)
         mlflow.log_metrics({"accuracy_before": 0.5, "accuracy_after": 0.75, "wall_s": 1.0})
-    command = [sys.executable, "-m", "foresight.cli", "report"]
+    command = [sys.executable, "-m", "foresight.app.cli", "report"]
     done = subprocess.run([*command, "--experiment", "cli", "--out", str(store / "t.md")], env=env, text=True,
                           capture_output=True)  # fmt: skip
     assert done.returncode == 0, done.stderr

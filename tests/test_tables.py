@@ -57,12 +57,12 @@ def test_the_comparison_tables_fit_80_columns_with_every_name_whole() -> None:
 def test_foresight_tasks_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """`foresight tasks`: descriptions and prompts longer than a third of the width wrap at
     spaces; every column stays."""
-    import foresight.cli
+    import foresight.app.cli
     from foresight.tasks import get_task, task_names
 
     console = Console(width=80, record=True, color_system=None)
-    monkeypatch.setattr(foresight.cli, "console", console)
-    foresight.cli.tasks_command()
+    monkeypatch.setattr(foresight.app.cli, "console", console)
+    foresight.app.cli.tasks_command()
     text = console.export_text()
     tasks = [get_task(name) for name in task_names()]
     shown = pd.DataFrame({"task": task_names(), "description": [t.description for t in tasks],

@@ -21,6 +21,7 @@ import mlflow
 import torch
 
 from foresight import distributed
+from foresight.app.validation import available_memory
 from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
 from foresight.mlflow_log import (
@@ -37,7 +38,6 @@ from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
-from foresight.validation import available_memory
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from foresight import validation as check
+from foresight.app import validation as check
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -208,7 +208,7 @@ def attribute_command(
     device: Device = "auto",
 ) -> None:
     """Attribute a task: the top components and the faithfulness curve."""
-    from foresight.attribution.cli import attribute_command as run
+    from foresight.app.attribute import attribute_command as run
 
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
@@ -237,7 +237,7 @@ def forecast_train(
     hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
-    from predictors.cli import train_command
+    from foresight.app.forecast import train_command
 
     check.check_seed(seed)
     check.check_out_dir("--out", out)
@@ -255,7 +255,7 @@ def forecast_eval(
     seed: int = typer.Option(0),
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
-    from predictors.cli import eval_command
+    from foresight.app.forecast import eval_command
 
     eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)
 
@@ -263,7 +263,7 @@ def forecast_eval(
 @forecast.command("predict")
 def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = typer.Option(...)) -> None:
     """The circuit a forecaster predicts for a (partial) trajectory."""
-    from predictors.cli import predict_command
+    from foresight.app.forecast import predict_command
 
     predict_command(forecaster, trajectory)
 
@@ -290,7 +290,7 @@ def finetune_command(
     device: Device = "auto",
 ) -> None:
     """Fine-tune only the components a strategy selects."""
-    from foresight.updater.cli import finetune_command as run
+    from foresight.app.update import finetune_command as run
     from foresight.updater.config import FinetuneConfig
 
     check.check_positive(
@@ -329,7 +329,7 @@ def compare_command(
     device: Device = "auto",
 ) -> None:
     """Compare strategies over seeds: MLflow parent and child runs and a printed table."""
-    from foresight.updater.cli import compare_command as run
+    from foresight.app.update import compare_command as run
     from foresight.updater.config import FinetuneConfig
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
