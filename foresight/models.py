@@ -81,6 +81,17 @@ def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
         raise ModelLoadError(f"{file}: {e}") from None
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable, else physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """The torch dtype of a name in `DTYPES` (or a torch dtype, returned as it is)."""
     if isinstance(dtype, torch.dtype):

@@ -23,11 +23,13 @@ Ray is an optional dependency (`pip install .[ray]`), imported only when trials 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import mlflow
@@ -35,6 +37,7 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 from transformers import TrainerCallback
 
+from foresight.config import MAX_SEED
 from foresight.mlflow_log import (
     check_params,
     check_reachable,
@@ -50,6 +53,12 @@ SWEEP_KEY = "sweep_key"
 # for tests: a file path; the first trial to reach step 1 while it does not exist creates it
 # (holding the trial's key) and kills its worker (os._exit), as a crash would
 DIE_ONCE = "FORESIGHT_SWEEP_DIE_ONCE"
+SWEEP_KEYS = ("experiment", "tasks", "strategies", "seeds", "finetune", "out", "forecasters", "retries")
+# the type a FinetuneConfig field's annotation asks for in a config file (None: key left out)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "int | None": int, "float | None": (int, float), "str": str, "Mode": str,
+    "str | None": str, "bool": bool,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,47 @@ class SweepConfig:
     forecasters: Mapping[str, str] = field(default_factory=dict)
     retries: int = 2
 
+    @classmethod
+    def from_file(cls, path: Path) -> SweepConfig:
+        """The sweep a `.toml` or `.json` file describes: its keys (SWEEP_KEYS; experiment, tasks,
+        strategies and seeds required), their types, and the FinetuneConfig settings of its
+        `finetune` table. ValueError (FileNotFoundError) naming `path` and the key at fault."""
+        data = _read_table(path)
+        experiment = data["experiment"]
+        if not (isinstance(experiment, str) and experiment.strip()):
+            raise ValueError(f"{path}: experiment must be a non-empty name, not {experiment!r}")
+        tasks = _names(path, "tasks", data["tasks"])
+        strategies = _names(path, "strategies", data["strategies"])
+        seeds = _seeds(path, data["seeds"])
+        retries = data.get("retries", 2)
+        if type(retries) is not int or retries < 0:
+            raise ValueError(f"{path}: retries must be an integer of at least 0, not {retries!r}")
+        out = data.get("out", f"runs/sweep-{experiment}")
+        if not (isinstance(out, str) and out):
+            raise ValueError(f"{path}: out must be a directory path, not {out!r}")
+        forecasters = data.get("forecasters", {})
+        if not (isinstance(forecasters, dict) and all(isinstance(v, str) for v in forecasters.values())):
+            raise ValueError(f"{path}: forecasters must be a table of task = forecaster directory")
+        stray = [t for t in forecasters if t not in tasks]
+        if stray:
+            raise ValueError(f"{path}: forecasters.{stray[0]}: not one of the tasks")
+        try:
+            settings = FinetuneConfig(**_finetune_settings(path, data.get("finetune", {})))
+            for strategy in strategies:
+                settings.with_run(strategy, seeds[0])
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return cls(
+            experiment,
+            tuple(tasks),
+            tuple(strategies),
+            tuple(seeds),
+            settings,
+            Path(out),
+            forecasters,
+            retries,
+        )
+
     def settings(self, task: str) -> FinetuneConfig:
         """The settings that `task`'s trials share."""
         forecaster = self.forecasters.get(task)
@@ -103,6 +153,63 @@ class SweepResult:
     ran: list[str]
     skipped: list[str]
     failed: dict[str, str]
+
+
+def _read_table(path: Path) -> dict[str, object]:
+    """The table of a sweep file, with SWEEP_KEYS only and the required ones present."""
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{path}: a sweep config is a .toml or .json file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a table of settings, not {type(data).__name__}")
+    unknown = [k for k in data if k not in SWEEP_KEYS]
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]!r}; choose from {', '.join(SWEEP_KEYS)}")
+    missing = [k for k in SWEEP_KEYS[:4] if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key {missing[0]!r}")
+    return data
+
+
+def _names(path: Path, key: str, value: object) -> list[str]:
+    """A non-empty list of distinct non-empty strings."""
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        raise ValueError(f"{path}: {key} must be a non-empty list of names, not {value!r}")
+    if len(set(value)) < len(value):
+        raise ValueError(f"{path}: {key} lists a name twice: {value!r}")
+    return value
+
+
+def _seeds(path: Path, seeds: object) -> list[int]:
+    """A non-empty list of distinct seeds in 0..MAX_SEED."""
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, not {seeds!r}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"{path}: seeds: {seed}: must be in 0..{MAX_SEED}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"{path}: seeds lists a seed twice: {seeds!r}")
+    return seeds
+
+
+def _finetune_settings(path: Path, table: object) -> dict[str, object]:
+    """The `finetune` table: FinetuneConfig fields (not strategy or seed) of the right types."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: finetune must be a table of FinetuneConfig settings, not {table!r}")
+    kinds = {f.name: f.type for f in fields(FinetuneConfig) if f.name not in ("strategy", "seed")}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ValueError(f"{path}: finetune.{key}: unknown setting; choose from {', '.join(kinds)}")
+        wanted = _FIELD_TYPES[str(kinds[key])]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            raise ValueError(f"{path}: finetune.{key} {value!r}: must be of type {kinds[key]}")
+    return table
 
 
 class _DieOnce(TrainerCallback):

@@ -21,7 +21,6 @@ import mlflow
 import torch
 
 from foresight import distributed
-from foresight.app.validation import available_memory
 from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
 from foresight.mlflow_log import (
@@ -33,7 +32,7 @@ from foresight.mlflow_log import (
     resolve_tracking_uri,
 )
 from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
-from foresight.models import load_model
+from foresight.models import available_memory, load_model
 from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.updater.config import FinetuneConfig
