@@ -28,6 +28,7 @@ from foresight.report import experiment_runs, strategy_frame, strategy_markdown,
 from foresight.sweep import SweepConfig, run_sweep
 from foresight.tasks import task_names
 from foresight.updater.config import FinetuneConfig
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -36,6 +36,7 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
+DTYPE_HELP = "weights: float32, bfloat16 or float16 (scores accumulate in float32)"
 DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
 
 

@@ -21,7 +21,9 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from foresight.config import check_settings, seed_setting, setting
 from foresight.encoding import answer_id, pad_right, prompt_ids
+from foresight.models import DEVICE_HELP, DTYPE_HELP, DTYPES
 from foresight.tasks.base import Task
 
 LOG_FILE = "train_log.jsonl"
@@ -33,15 +35,18 @@ class SFTConfig:
     `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
     process (under torchrun the global batch is `batch_size` x processes)."""
 
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    examples_per_task: int = 4000
-    seed: int = 0
-    dtype: str = "float32"
-    device: str = "auto"
+    steps: int = setting(200, "SFT steps", at_least=1)
+    batch_size: int = setting(32, "examples per step and process", at_least=1)
+    lr: float = setting(1e-3, "learning rate", above=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", at_least=0, finite=True)
+    warmup_steps: int = setting(10, "linear warm-up steps", at_least=0)
+    examples_per_task: int = setting(4000, "training examples drawn per task", at_least=1)
+    seed: int = seed_setting()
+    dtype: str = setting("float32", DTYPE_HELP, choices=tuple(DTYPES))
+    device: str = setting("auto", DEVICE_HELP)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 class ExampleDataset(Dataset):

@@ -37,7 +37,7 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 from transformers import TrainerCallback
 
-from foresight.config import MAX_SEED
+from foresight.config import MAX_SEED, ConfigError
 from foresight.mlflow_log import (
     check_params,
     check_reachable,
@@ -48,6 +48,7 @@ from foresight.mlflow_log import (
 from foresight.report import strategy_frame
 from foresight.updater.compare import log_summary, log_trial, shared_params
 from foresight.updater.config import FinetuneConfig
+from foresight.updater.strategies import Strategy, register_strategy, strategy_class
 
 SWEEP_KEY = "sweep_key"
 # for tests: a file path; the first trial to reach step 1 while it does not exist creates it
@@ -117,10 +118,13 @@ class SweepConfig:
             raise ValueError(f"{path}: forecasters.{stray[0]}: not one of the tasks")
         try:
             settings = FinetuneConfig(**_finetune_settings(path, data.get("finetune", {})))
+        except ConfigError as e:
+            raise ValueError(f"{path}: finetune.{e}") from None
+        try:
             for strategy in strategies:
-                settings.with_run(strategy, seeds[0])
+                strategy_class(strategy)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise ValueError(f"{path}: strategies: {e}") from None
         return cls(
             experiment,
             tuple(tasks),
@@ -232,10 +236,18 @@ def _key_filter(key: str) -> str:
 
 
 def run_trial(
-    uri: str, experiment_id: str, parent_id: str, trial: Trial, settings: FinetuneConfig, out: Path
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+    trial: Trial,
+    settings: FinetuneConfig,
+    out: Path,
+    strategy: type[Strategy],
 ) -> None:
     """One attempt at `trial` (in a Ray worker): skipped if its run is FINISHED, else run and
-    logged afresh (see the module docstring)."""
+    logged afresh (see the module docstring). `strategy`, the class the driver registered as
+    `trial.strategy`, is registered in the worker too (its module is imported as it arrives)."""
+    register_strategy(strategy)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parent_id}'"
@@ -309,7 +321,15 @@ def _run_on_ray(
     try:
         remote = ray.remote(num_cpus=1, max_retries=config.retries, retry_exceptions=True)(run_trial)
         futures = {
-            remote.remote(uri, experiment_id, parents[t.task], t, config.settings(t.task), config.out): t
+            remote.remote(
+                uri,
+                experiment_id,
+                parents[t.task],
+                t,
+                config.settings(t.task),
+                config.out,
+                strategy_class(t.strategy),
+            ): t
             for t in trials
         }
         failed: dict[str, str] = {}

@@ -268,7 +268,7 @@ CASES = [
     (
         "track-circuit-size-zero",
         ["track", "--task", "ioi", "--circuit-size", "0"],
-        ["--circuit-size 0", "1..36"],
+        ["--circuit-size: must be at least 1, not 0"],
     ),
     (
         "track-circuit-size-too-large",
@@ -289,7 +289,7 @@ CASES = [
     (
         "compare-components-zero",
         ["compare", "--task", "ioi", "--components", "0", "--seeds", "1", "--out", "cmp"],
-        ["--components 0: must be in 1..36"],
+        ["--components: must be at least 1, not 0"],
     ),
     (
         "compare-unknown-strategy",
@@ -299,12 +299,12 @@ CASES = [
     (
         "compare-unknown-mode",
         ["compare", "--task", "ioi", "--mode", "half", "--seeds", "1", "--out", "cmp"],
-        ["mode 'half': choose from lora, full"],
+        ["--mode: choose from lora, full, not 'half'"],
     ),
     (
         "finetune-log-every-zero",
         ["finetune", "--task", "ioi", "--strategy", "static", "--log-every", "0", "--out", "ft"],
-        ["--log-every must be at least 1, not 0"],
+        ["--log-every: must be at least 1, not 0"],
     ),
     (
         "train-hold-out-unknown-task",
@@ -404,23 +404,27 @@ CASES = [
     (
         "track-lr-nan",
         ["track", "--task", "ioi", "--lr", "nan"],
-        ["--lr nan: must be a finite number above 0"],
+        ["--lr: must be a finite number above 0, not nan"],
     ),
-    ("track-lr-negative", ["track", "--task", "ioi", "--lr", "-0.001"], ["--lr -0.001: must be a finite"]),
+    (
+        "track-lr-negative",
+        ["track", "--task", "ioi", "--lr", "-0.001"],
+        ["--lr: must be a finite number above 0, not -0.001"],
+    ),
     (
         "track-seed-negative",
         ["track", "--task", "ioi", "--seed", "-1"],
-        ["--seed -1: must be in 0..4294967295"],
+        ["--seed: must be in 0..4294967295, not -1"],
     ),
     (
         "track-seed-too-large",
         ["track", "--task", "ioi", "--seed", str(2**32)],
-        ["--seed 4294967296: must be"],
+        ["--seed: must be in 0..4294967295, not 4294967296"],
     ),
     (
         "track-unknown-method",
         ["track", "--task", "ioi", "--method", "eap-x"],
-        ["--method 'eap-x': choose from eap, eap-ig, patching"],
+        ["--method: choose from eap, eap-ig, patching, not 'eap-x'"],
     ),
     (
         "track-duplicate-task",
@@ -518,17 +522,17 @@ CASES = [
     (
         "sft-lr-negative",
         ["sft", "--task", "ioi", "--out", "o", "--lr", "-1"],
-        ["--lr -1.0: must be a finite"],
+        ["--lr: must be a finite number above 0, not -1.0"],
     ),
     (
         "finetune-lr-nan",
         ["finetune", "--task", "ioi", "--strategy", "static", "--lr", "nan", "--out", "ft"],
-        ["--lr nan: must be a finite number above 0"],
+        ["--lr: must be a finite number above 0, not nan"],
     ),
     (
         "finetune-seed-too-large",
         ["finetune", "--task", "ioi", "--strategy", "static", "--seed", str(2**40), "--out", "ft"],
-        ["--seed 1099511627776: must be in 0..4294967295"],
+        ["--seed: must be in 0..4294967295, not 1099511627776"],
     ),
     (
         "attribute-unknown-method",
@@ -561,12 +565,16 @@ CASES = [
         ["track", "--task", "ioi", "--out", "{data}", "--name", "empty", "--resume"],
         ["{data}/empty: nothing to resume (no run.json)"],
     ),
-    ("track-unknown-dtype", ["track", "--task", "ioi", "--dtype", "fp8"], ["--dtype 'fp8': choose from"]),
+    (
+        "track-unknown-dtype",
+        ["track", "--task", "ioi", "--dtype", "fp8"],
+        ["--dtype: choose from float32, bfloat16, float16, not 'fp8'"],
+    ),
     ("evaluate-bad-device", ["evaluate", "--device", "tpu"], ["--device 'tpu': choose from auto", "cuda:N"]),
     (
         "finetune-float16-full",
         ["finetune", "--task", "ioi", "--strategy", "static", "--mode", "full", "--dtype", "float16"],
-        ["--dtype float16: trains only with --mode lora"],
+        ["--dtype: float16 trains only with --mode lora"],
     ),
     (
         "track-unknown-tracking-copy",

@@ -21,6 +21,7 @@ from foresight.updater.finetune import FinetuneResult, finetune
 from predictors.baselines import Last
 from predictors.persist import save_forecaster
 from predictors.problem import ForecastProblem, split_runs
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 from trackers.store import load_trajectory
 
 HEAD_DIM = 32 // 4

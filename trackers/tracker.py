@@ -28,13 +28,14 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
-from foresight.attribution.api import attribute_with_runs
+from foresight.attribution.api import LEVELS, METHODS, attribute_with_runs
 from foresight.attribution.faithfulness import CircuitEvaluator
 from foresight.attribution.lookahead import node_score_derivative
 from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import eval_mode
 from foresight.circuit_metrics import circuit_conflict, circuit_distance, circuit_stability, score_stability
 from foresight.circuits import circuit
+from foresight.config import ConfigError, check_settings, seed_setting, setting
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
@@ -65,21 +66,25 @@ class TrackerSettings:
     observe so: no forecaster feature reads them).
     """
 
-    every: int = 10
-    steps: tuple[int, ...] | None = None
-    method: str = "eap"
-    levels: tuple[str, ...] = ("node", "edge")
-    n_pairs: int = 32
-    n_eval: int = 100
-    circuit_size: int = 10
-    ig_steps: int = 5
-    seed: int = 0
-    lookahead: bool = False
-    evaluate: bool = True
+    every: int = setting(10, "take a checkpoint every K steps (and at step 0)", at_least=1)
+    steps: tuple[int, ...] | None = setting(None, "the checkpoint steps (instead of every)")
+    method: str = setting("eap", "eap, eap-ig or patching", choices=METHODS)
+    levels: tuple[str, ...] = setting(("node", "edge"), "node, edge or both")
+    n_pairs: int = setting(32, "attribution pairs (fixed for the whole run)", at_least=1)
+    n_eval: int = setting(100, "held-out examples for accuracy", at_least=1)
+    circuit_size: int = setting(10, "k: the circuit is the top-k heads and MLPs", at_least=1)
+    ig_steps: int = setting(5, "integration steps of eap-ig", at_least=1)
+    seed: int = seed_setting("seed of the attribution pairs and held-out examples")
+    lookahead: bool = setting(False, "store the look-ahead derivative of the scores (eap only)")
+    evaluate: bool = setting(True, "measure accuracy and faithfulness at each checkpoint")
 
     def __post_init__(self) -> None:
+        check_settings(self)
+        unknown = [level for level in self.levels if level not in LEVELS]
+        if unknown or not self.levels:
+            raise ConfigError("levels", f"{self.levels!r}: choose from {', '.join(LEVELS)}")
         if self.lookahead and self.method != "eap":
-            raise ValueError(f"lookahead differentiates eap scores; method is {self.method!r}")
+            raise ConfigError("lookahead", f"differentiates eap scores; method is {self.method!r}")
 
     def is_checkpoint(self, step: int) -> bool:
         """Whether `step` is a checkpoint."""

@@ -20,6 +20,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from foresight.app import validation as check
+from foresight.app.options import config_options
+from foresight.config import ConfigError, help_of
+from foresight.sft import SFTConfig
+from foresight.updater.config import FinetuneConfig
+from trackers.tracker import TrackerSettings
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -37,6 +42,11 @@ MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
+
+# fields of the settings records that are no command-line options (yet)
+SFT_HIDDEN = ("weight_decay", "warmup_steps", "examples_per_task")
+TRACKER_HIDDEN = ("steps", "levels", "n_eval", "ig_steps", "seed", "lookahead", "evaluate")
+FINETUNE_HIDDEN = ("rank", "n_pairs", "n_eval", "save_model")
 
 Dtype = Annotated[
     str, typer.Option(help="weights: float32, bfloat16 or float16 (scores accumulate in float32)")
@@ -95,32 +105,25 @@ def evaluate_command(
 
 
 @app.command("sft")
+@config_options(SFTConfig, skip=SFT_HIDDEN)
 def sft_command(
     task: list[str] = typer.Option(..., help="task names or .jsonl files"),
     model: str = typer.Option("default"),
     out: Path = typer.Option(..., help="directory for the fine-tuned model"),
-    steps: int = typer.Option(200),
-    lr: float = typer.Option(1e-3),
-    batch_size: int = typer.Option(32),
-    seed: int = typer.Option(0),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Plain SFT (no tracking) of a model on tasks; saves the fine-tuned model."""
     from foresight import distributed
     from foresight.models import load_model
-    from foresight.sft import SFTConfig, make_trainer
+    from foresight.sft import make_trainer
 
-    check.check_positive(steps=steps, batch_size=batch_size)
-    check.check_lr(lr)
-    check.check_seed(seed)
-    check.check_placement(dtype, device, mode="full")
+    config = SFTConfig(**settings)
+    check.check_placement(config.dtype, config.device, mode="full")
     check.checked_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    distributed.start(device)
-    lm, tokenizer = load_model(model, dtype, device)
-    config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
+    distributed.start(config.device)
+    lm, tokenizer = load_model(model, config.dtype, config.device)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
     trainer.train()
     trainer.save_model(str(out))  # from rank 0 only under torchrun
@@ -130,49 +133,35 @@ def sft_command(
 
 
 @app.command("track")
+@config_options(SFTConfig, skip=SFT_HIDDEN, into="sft_settings")
+@config_options(TrackerSettings, skip=TRACKER_HIDDEN, into="tracker_settings")
 def track_command(
     task: list[str] = typer.Option(..., help="tasks to train on and track (names or .jsonl files)"),
     model: str = typer.Option("default", help="'default', 'default-gpt2' or a model directory"),
-    steps: int = typer.Option(200, help="SFT steps"),
-    every: int = typer.Option(10, help="take a checkpoint every K steps (and at step 0)"),
     out: Path = typer.Option(Path("runs"), help="parent directory of the run directory"),
     name: str = typer.Option(None, help="run directory name (default: TASKS-sSEED)"),
-    method: str = typer.Option("eap", help="eap, eap-ig or patching"),
-    circuit_size: int = typer.Option(10, help="k: the circuit is the top-k heads and MLPs"),
-    n_pairs: int = typer.Option(64, help="attribution pairs (fixed for the whole run)"),
-    lr: float = typer.Option(1e-3),
-    batch_size: int = typer.Option(32),
-    seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="continue an interrupted run in the same directory"),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
     tracking_copy: str = typer.Option(
         "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
     ),
+    sft_settings: dict | None = None,
+    tracker_settings: dict | None = None,
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
-    from foresight.sft import SFTConfig
     from trackers.run import TRACKING_COPY, track
-    from trackers.tracker import TrackerSettings
 
-    check.check_positive(steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size)
-    check.check_every(every, steps)
-    check.check_lr(lr)
-    check.check_seed(seed)
-    check.check_method(method)
-    check.check_placement(dtype, device, mode="full")
+    sft = SFTConfig(**sft_settings)
+    settings = TrackerSettings(**tracker_settings, seed=sft.seed)
+    check.check_every(settings.every, sft.steps)
+    check.check_placement(sft.dtype, sft.device, mode="full")
     check.check_choice("--tracking-copy", tracking_copy, TRACKING_COPY)
     check.check_run_name(name)
-    check.check_k("--circuit-size", circuit_size, model, check.checked_graph(model))
+    check.check_k("--circuit-size", settings.circuit_size, model, check.checked_graph(model))
     check.check_out_dir("--out", out)
-    check.check_n_pairs(n_pairs, model, check.check_tasks(task, model))
-    run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{seed}")
-    sft = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
-    settings = TrackerSettings(
-        every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
-    )
+    check.check_n_pairs(settings.n_pairs, model, check.check_tasks(task, model))
+    run_dir = out / (name or f"{'+'.join(Path(t).stem for t in task)}-s{sft.seed}")
     result = track(task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy)
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
@@ -269,85 +258,39 @@ def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = ty
 
 
 @app.command("finetune")
+@config_options(FinetuneConfig, skip=FINETUNE_HIDDEN)
 def finetune_command(
     task: str = typer.Option(...),
-    strategy: str = typer.Option(
-        ..., help="free, static, random, last, dynamic, oracle, predictive, predictive-dynamic"
-    ),
-    model: str = typer.Option("default"),
-    components: int = typer.Option(8, help="K: heads and MLPs to update (not free)"),
-    mode: str = typer.Option("lora", help="lora or full"),
-    steps: int = typer.Option(100),
-    batch_size: int = typer.Option(32, help="examples per step and process"),
-    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
-    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
-    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
-    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
-    forecaster: Path = typer.Option(None),
-    seed: int = typer.Option(0),
+    strategy: str = typer.Option(..., help=help_of(FinetuneConfig, "strategy")),
     out: Path = typer.Option(Path("runs/finetune")),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Fine-tune only the components a strategy selects."""
     from foresight.app.update import finetune_command as run
-    from foresight.updater.config import FinetuneConfig
 
-    check.check_positive(
-        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints,
-    )  # fmt: skip
-    check.check_seed(seed)
-    check.check_placement(dtype, device, mode)
-    warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
-    config = FinetuneConfig(
-        strategy=strategy, model=model, components=components, mode=mode, steps=steps,
-        batch_size=batch_size, lr=lr, seed=seed, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
-    )  # fmt: skip
-    run(task, config, out)
+    config = FinetuneConfig(strategy=strategy, **settings)
+    run(task, check.check_update(task, [strategy], config, out), out)
 
 
 @app.command("compare")
+@config_options(FinetuneConfig, skip=(*FINETUNE_HIDDEN, "strategy", "seed"))
 def compare_command(
     task: str = typer.Option(...),
     strategies: str = typer.Option("free,static,random"),
     seeds: int = typer.Option(3),
-    model: str = typer.Option("default"),
-    components: int = typer.Option(8),
-    mode: str = typer.Option("lora", help="lora or full"),
-    steps: int = typer.Option(100),
-    batch_size: int = typer.Option(32, help="examples per step and process"),
-    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
-    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
-    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
-    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
-    forecaster: Path = typer.Option(None),
     out: Path = typer.Option(Path("runs/compare")),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Compare strategies over seeds: MLflow parent and child runs and a printed table."""
     from foresight.app.update import compare_command as run
-    from foresight.updater.config import FinetuneConfig
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    check.check_positive(
-        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints,
-    )  # fmt: skip
+    config = FinetuneConfig(**settings)
     check.check_seeds(seeds)
-    check.check_placement(dtype, device, mode)
-    warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    config = check.check_update(task, names, config, out)
     check.check_empty_out("--out", out, "comparison")
-    config = FinetuneConfig(
-        model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
-        every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
-    )  # fmt: skip
     run(task, names, list(range(seeds)), config, out)
 
 
@@ -463,6 +406,9 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _error(f"{message}{hint}")
         sys.exit(getattr(err, "exit_code", 2))
+    except ConfigError as err:  # a setting out of its range: named as its option
+        _error(f"--{err.field.replace('_', '-')}: {err.message}")
+        sys.exit(2)
     except USER_ERRORS as err:
         _error(f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err))
         sys.exit(2)

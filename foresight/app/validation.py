@@ -6,10 +6,10 @@ fault; nothing here writes, creates an MLflow store or loads model weights.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from foresight.graph import Graph
     from foresight.sweep import SweepConfig
     from foresight.tasks import Task
+    from foresight.updater.config import FinetuneConfig
 
 from foresight.config import MAX_SEED
 
@@ -28,12 +29,6 @@ def check_positive(**options: int | None) -> None:
     for name, value in options.items():
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
-def check_lr(lr: float | None) -> None:
-    """A learning rate given (not None) is a finite number above 0."""
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr {lr}: must be a finite number above 0")
 
 
 def check_seed(seed: int, option: str = "--seed") -> None:
@@ -72,13 +67,6 @@ def check_method(method: str, level: str = "node") -> None:
 
     check_choice("--method", method, METHODS)
     check_choice("--level", level, LEVELS)
-
-
-def check_mode(mode: str) -> None:
-    """ValueError unless `mode` is an update mode (lora, full)."""
-    from foresight.updater.config import DEFAULT_LR
-
-    check_choice("--mode", mode, list(DEFAULT_LR))
 
 
 def check_every(every: int, steps: int) -> None:
@@ -162,44 +150,39 @@ def check_forecaster(
 ) -> int | None:
     """A strategy that forecasts needs a forecaster of the model's graph: checked before training.
     Returns the forecaster's default warm-up (its prefix + 1), None without a forecaster."""
-    from foresight.updater.strategies import FORECASTING, STRATEGIES
-
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    if forecaster is None:
-        if any(s in FORECASTING for s in strategies):
-            raise ValueError(f"strategies {', '.join(FORECASTING)} need --forecaster")
-        return None
+    from foresight.updater.strategies import forecasting_strategies, strategy_class
     from predictors.base import check_graph
     from predictors.persist import load_forecaster
+    from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
+
+    for strategy in strategies:
+        strategy_class(strategy)
+    forecasting = forecasting_strategies()
+    if forecaster is None:
+        if any(s in forecasting for s in strategies):
+            raise ValueError(f"strategies {', '.join(forecasting)} need --forecaster")
+        return None
 
     loaded = load_forecaster(forecaster)
     check_graph(loaded.graph, graph, f"--forecaster {forecaster} on model {model!r}")
     return loaded.problem.prefix + 1
 
 
-def check_update(
-    task: str,
-    strategies: Sequence[str],
-    model: str,
-    components: int,
-    mode: str,
-    forecaster: Path | None,
-    out: Path,
-    lr: float | None,
-) -> int | None:
-    """The checks `finetune` and `compare` share, in the order they fail: mode, lr, model, K,
-    the forecaster against the model's graph, the output directory, the task. Returns the
-    forecaster's default warm-up (`check_forecaster`)."""
-    check_mode(mode)
-    check_lr(lr)
-    graph = checked_graph(model)
-    check_k("--components", components, model, graph)
-    warmup = check_forecaster(forecaster, strategies, model, graph)
+def check_update(task: str, strategies: Sequence[str], config: FinetuneConfig, out: Path) -> FinetuneConfig:
+    """The checks `finetune` and `compare` share beyond `config`'s own, in the order they fail:
+    the device, the model, K, the forecaster against the model's graph, the output directory,
+    the task. Returns `config` with the forecaster's default warm-up (`check_forecaster`) where
+    it sets none."""
+    from foresight.models import check_device
+
+    check_device(config.device, "--device")
+    graph = checked_graph(config.model)
+    check_k("--components", config.components, config.model, graph)
+    forecaster = None if config.forecaster is None else Path(config.forecaster)
+    warmup = check_forecaster(forecaster, strategies, config.model, graph)
     check_out_dir("--out", out)
-    check_tasks([task], model)
-    return warmup
+    check_tasks([task], config.model)
+    return replace(config, warmup_checkpoints=config.warmup_checkpoints or warmup)
 
 
 def check_ray() -> None:
@@ -216,17 +199,19 @@ def check_sweep(path: Path) -> SweepConfig:
     """A sweep config file (`foresight.sweep.SweepConfig.from_file`), then, as `compare` checks
     them, the model, K, and for each task the forecaster and the task, and `out`."""
     from foresight.sweep import SweepConfig
-    from foresight.updater.strategies import FORECASTING
+    from foresight.updater.strategies import forecasting_strategies
+    from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 
     config = SweepConfig.from_file(path)
+    forecasting = forecasting_strategies()
     settings, strategies = config.finetune, config.strategies
     check_out_dir(f"{path}: out", config.out)
     graph = checked_graph(settings.model)
     check_k(f"{path}: finetune.components", settings.components, settings.model, graph)
     for task in config.tasks:
         forecaster = config.settings(task).forecaster
-        if forecaster is None and any(s in FORECASTING for s in strategies):
-            raise ValueError(f"{path}: strategies {', '.join(FORECASTING)} need finetune.forecaster "
+        if forecaster is None and any(s in forecasting for s in strategies):
+            raise ValueError(f"{path}: strategies {', '.join(forecasting)} need finetune.forecaster "
                              f"or forecasters.{task}")  # fmt: skip
         try:
             check_forecaster(
