@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from foresight.config import ConfigError, check_settings, setting
 from foresight.graph import Graph
 
 Level = Literal["node", "edge"]
@@ -37,20 +38,15 @@ class ForecasterMismatch(ValueError):
 class ForecastProblem:
     """Observe checkpoints 0..`prefix`, forecast the top-`circuit_size` set at `horizon`."""
 
-    prefix: int
-    horizon: Horizon
-    circuit_size: int
-    level: Level = "node"
+    prefix: int = setting(3, "k: the forecaster sees checkpoints 0..k", at_least=0)
+    horizon: Horizon = setting("final", "checkpoints ahead, or 'final'")
+    circuit_size: int = setting(10, "n: the forecast circuit is the top-n heads and MLPs", at_least=1)
+    level: Level = setting("node", "node or edge", choices=("node", "edge"))
 
     def __post_init__(self) -> None:
-        if self.prefix < 0:
-            raise ValueError(f"prefix must be >= 0, not {self.prefix}")
-        if self.horizon != "final" and (not isinstance(self.horizon, int) or self.horizon < 1):
-            raise ValueError(f"horizon must be a positive int or 'final', not {self.horizon!r}")
-        if self.circuit_size < 1:
-            raise ValueError(f"circuit_size must be >= 1, not {self.circuit_size}")
-        if self.level not in ("node", "edge"):
-            raise ValueError(f"level must be 'node' or 'edge', not {self.level!r}")
+        check_settings(self)
+        if self.horizon != "final" and (type(self.horizon) is not int or self.horizon < 1):
+            raise ConfigError("horizon", f"must be a number of checkpoints or 'final', not {self.horizon!r}")
 
     def target_index(self, n_checkpoints: int, prefix: int | None = None) -> int:
         """Checkpoint index of the forecast target for a run of `n_checkpoints` checkpoints."""

@@ -14,6 +14,8 @@ from foresight.app import cli
 from foresight.app.options import config_options
 from foresight.sft import SFTConfig
 from foresight.updater.config import FinetuneConfig
+from predictors.problem import ForecastProblem
+from predictors.registry import forecaster_name, make_forecaster
 from trackers.tracker import TrackerSettings
 
 # command -> (record, fields that are no option of it)
@@ -73,3 +75,22 @@ def test_the_check_sees_a_drifting_default() -> None:
         "every: no option", "n_pairs: option default 64, field default 32",
     ]  # fmt: skip
     assert drift(commands["derived"], TrackerSettings, hidden) == []
+
+
+@pytest.mark.parametrize("name", ["train", "eval"])
+def test_forecast_options_are_the_problem_defaults(name: str) -> None:
+    command = get_command(cli.app).commands["forecast"].commands[name]
+    defaults = {p.name: p.default for p in command.params}
+    problem = ForecastProblem()
+    assert (defaults["prefix"], defaults["horizon"], defaults["circuit_size"]) == (
+        problem.prefix, problem.horizon, problem.circuit_size,
+    )  # fmt: skip
+
+
+def test_an_alias_names_its_forecaster() -> None:
+    """`lightgbm` is `lgbm` (the registry's alias, no longer the CLI's)."""
+    problem = ForecastProblem(prefix=1, horizon=1, circuit_size=2)
+    assert forecaster_name("lightgbm") == "lgbm"
+    assert type(make_forecaster("lightgbm", problem)) is type(make_forecaster("lgbm", problem))
+    with pytest.raises(ValueError, match="unknown forecaster 'lightgbn'"):
+        make_forecaster("lightgbn", problem)

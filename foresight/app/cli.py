@@ -20,10 +20,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from foresight.app import validation as check
-from foresight.app.options import config_options
+from foresight.app.options import config_options, option
 from foresight.config import ConfigError, help_of
 from foresight.sft import SFTConfig
 from foresight.updater.config import FinetuneConfig
+from predictors.problem import ForecastProblem
 from trackers.tracker import TrackerSettings
 
 app = typer.Typer(
@@ -215,12 +216,12 @@ app.add_typer(forecast, name="forecast")
 @forecast.command("train")
 def forecast_train(
     trajectories: Path = typer.Option(..., help="root directory of trajectories"),
-    prefix: int = typer.Option(3, help="k: the forecaster sees checkpoints 0..k"),
-    horizon: str = typer.Option("final", help="checkpoints ahead, or 'final'"),
+    prefix: int = option(ForecastProblem, "prefix"),
+    horizon: str = option(ForecastProblem, "horizon"),
     model: str = typer.Option(
         "lightgbm", help="lightgbm (lgbm), lgbm-ranker, lgbm-no-lookahead (cheaper to serve) or gnn"
     ),
-    circuit_size: int = typer.Option(10),
+    circuit_size: int = option(ForecastProblem, "circuit_size"),
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
     hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
@@ -230,16 +231,15 @@ def forecast_train(
 
     check.check_seed(seed)
     check.check_out_dir("--out", out)
-    name = "lgbm" if model == "lightgbm" else model
-    train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
+    train_command(trajectories, prefix, horizon, model, circuit_size, out, seed, hold_out or None)
 
 
 @forecast.command("eval")
 def forecast_eval(
     trajectories: Path = typer.Option(...),
-    prefix: int = typer.Option(3),
-    horizon: str = typer.Option("final"),
-    circuit_size: int = typer.Option(10),
+    prefix: int = option(ForecastProblem, "prefix"),
+    horizon: str = option(ForecastProblem, "horizon"),
+    circuit_size: int = option(ForecastProblem, "circuit_size"),
     model: list[str] = typer.Option(None, help="forecasters and baselines (default: all)"),
     seed: int = typer.Option(0),
 ) -> None:

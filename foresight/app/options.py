@@ -40,6 +40,12 @@ def field_option(f: Field, annotation: Any) -> inspect.Parameter:
     )
 
 
+def option(record: type, name: str) -> Any:
+    """The typer option of field `name` of `record`: its default and help."""
+    (f,) = [f for f in fields(record) if f.name == name]
+    return typer.Option(f.default, help=f.metadata.get("help") or None)
+
+
 def option_fields(record: type, skip: Sequence[str] = ()) -> list[tuple[Field, Any]]:
     """The fields of `record` (with their resolved types) that become options."""
     hints = typing.get_type_hints(record)
