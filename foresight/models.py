@@ -27,6 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from foresight.architectures import UnsupportedArchitecture, graph_of
 from foresight.graph import Graph
+from foresight.jsonfile import read_json_object
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
@@ -67,10 +68,7 @@ def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
 
     path = resolve_model_path(name_or_path)
     file = path / "config.json"
-    try:
-        model_type = json.loads(file.read_text()).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
+    model_type = read_json_object(file, "model config", ModelLoadError).get("model_type")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
     config = AutoConfig.from_pretrained(path, local_files_only=True)

@@ -14,8 +14,9 @@ import fcntl
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import torch
@@ -23,6 +24,7 @@ import torch
 from foresight import distributed
 from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
+from foresight.jsonfile import read_json_object
 from foresight.mlflow_log import (
     SafeLogger,
     check_reachable,
@@ -71,18 +73,36 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
-def _read_record(run_dir: Path) -> dict:
+@dataclass(frozen=True)
+class RunRecord:
+    """`run.json` of a run directory: the MLflow run (`run_id`) and where it logs
+    (`tracking_uri`), with the run's `settings` (sft, tracker, tasks, model) beside them."""
+
+    run_id: str
+    tracking_uri: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """The record of `run_dir`; RunDirError if it is unreadable or lacks run_id or tracking_uri."""
+        file = run_dir / RUN_FILE
+        record = read_json_object(file, "run record", RunDirError)
+        run_id, uri = record.pop("run_id", None), record.pop("tracking_uri", None)
+        if not (isinstance(run_id, str) and isinstance(uri, str)):
+            raise RunDirError(f"{file}: run record without run_id and tracking_uri")
+        return cls(run_id, uri, record)
+
+    def write(self, run_dir: Path) -> None:
+        """Write `run_dir/run.json`."""
+        record = {"run_id": self.run_id, "tracking_uri": self.tracking_uri, **self.settings}
+        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+
+
+def _read_record(run_dir: Path) -> RunRecord:
     """The run record of a run to resume; RunDirError if there is none or it is unreadable."""
-    record_file = run_dir / RUN_FILE
-    if not record_file.is_file():
+    if not (run_dir / RUN_FILE).is_file():
         raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
-    if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
-        raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
-    return record
+    return RunRecord.read(run_dir)
 
 
 def _claim(run_dir: Path, resume: bool) -> int:
@@ -154,9 +174,7 @@ def track(
     distributed.start(sft.device)
     main = distributed.is_main()
     record = _read_record(run_dir) if resume else None
-    uri = (
-        os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
-    )
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (record and record.tracking_uri) or resolve_tracking_uri()
     lock, refused = None, None
     if main:
         try:
@@ -209,7 +227,7 @@ def track(
 
 def _open_run(
     run_dir: Path,
-    record: dict | None,
+    record: RunRecord | None,
     uri: str,
     experiment: str,
     model: str,
@@ -223,11 +241,10 @@ def _open_run(
     params |= {"steps": sft.steps, "batch_size": sft.batch_size, "every": settings.every}
     params |= {"dtype": sft.dtype, "device": sft.device, "processes": distributed.world_size()}
     params |= {"method": settings.method, "circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
-    run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
+    run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record.run_id)
     if record is None:
         config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
-        record = {"run_id": run_id, "tracking_uri": uri, **config}
-        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+        RunRecord(run_id, uri, config).write(run_dir)
     return run_id
 
 

@@ -328,24 +328,18 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     """Upload MLflow calls that were queued while the tracking server was away.
 
     They go to MLFLOW_TRACKING_URI if set, else to the tracking URI the run recorded."""
-    import json
-
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_reachable, check_store, sync
+    from trackers.run import RunRecord
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
     record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
     if not record_file.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory of foresight track (no run.json)")
-    if not uri:
-        try:
-            uri = json.loads(record_file.read_text()).get("tracking_uri")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-            raise ValueError(f"{record_file}: unreadable run record ({e})") from None
-    uri = uri or resolve_tracking_uri()
+    uri = uri or RunRecord.read(run_dir).tracking_uri
     check_reachable(uri)
     check_store(uri)
     try:
