@@ -36,6 +36,7 @@ from foresight.updater.strategies import Context, NodeScores, Strategy, register
 from predictors.base import Forecaster, check_graph
 from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
+from trackers.manifest import Manifest
 from trackers.probe import write_probe
 from trackers.store import load_checkpoint, load_probe
 from trackers.tracker import CORPUS_SETTINGS, CircuitTracker
@@ -71,8 +72,7 @@ class Predictive(Strategy):
             lookahead=forecaster.needs_lookahead,
             evaluate=False,
         )
-        manifest = {"run_id": f"{task.name}-{self.name}-s{c.seed}", "model": str(c.model), "seed": c.seed}
-        manifest |= {"strategy": self.name, "config": c.to_dict(), "regime": c.regime("static")}
+        manifest = Manifest.of_finetune(f"{task.name}-{self.name}-s{c.seed}", c, self.name, regime="static")
         self.served: dict[int, pd.DataFrame] = {}
         self.checkpoints: list[pd.DataFrame] = []  # of the trajectory, read as they are written
         root = context.out_dir / "trajectory"

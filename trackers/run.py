@@ -39,6 +39,7 @@ from foresight.sft import SFTConfig, make_trainer
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
+from trackers.manifest import Manifest
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import CircuitTracker, TrackerSettings
@@ -271,8 +272,7 @@ def _train(
     without a logger (a rank other than 0), the same training untracked."""
     tracker = None
     if logger is not None:
-        manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
-        manifest |= {"config": asdict(sft), "regime": {"mode": "full", "strategy": "free", "lr": sft.lr}}
+        manifest = Manifest.of_sft(logger.run_id, model, sft)
         tracker = CircuitTracker(
             task_objects, tokenizer, graph_of(lm), run_dir / "trajectories", manifest, settings, logger,
             resume, background=background,
@@ -311,12 +311,7 @@ def track_finetune(task: str, config: FinetuneConfig, run_dir: Path, settings: T
     `{run_dir}/trajectories/{task}`, which is returned; no MLflow run."""
     task_object = get_task(task)
     model, tokenizer = load_model(config.model, config.dtype, config.device)
-    manifest = {
-        "run_id": f"{task}-{config.mode}-{config.strategy}-s{config.seed}",
-        "model": str(config.model),
-    }
-    manifest |= {"seed": config.seed, "strategy": config.strategy, "config": config.to_dict()}
-    manifest["regime"] = config.regime()
+    manifest = Manifest.of_finetune(f"{task}-{config.mode}-{config.strategy}-s{config.seed}", config)
     tracker = CircuitTracker(
         [task_object], tokenizer, graph_of(model), run_dir / "trajectories", manifest, settings
     )

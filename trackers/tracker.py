@@ -42,6 +42,7 @@ from foresight.gradients import ComponentGradients
 from foresight.graph import Graph
 from foresight.mlflow_log import SafeLogger
 from foresight.tasks.base import Example, Task
+from trackers.manifest import Manifest
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 
@@ -151,7 +152,7 @@ class CircuitTracker(TrainerCallback):
         tokenizer: PreTrainedTokenizerBase,
         graph: Graph,
         out_dir: str | Path,
-        manifest: Mapping[str, Any],
+        manifest: Manifest | Mapping[str, Any],
         settings: TrackerSettings = TrackerSettings(),
         logger: SafeLogger | None = None,
         resume: bool = False,
@@ -166,6 +167,8 @@ class CircuitTracker(TrainerCallback):
         self.out_dir = Path(out_dir)
         self.history: list[dict[str, float]] = []
         self.states: dict[str, _TaskState] = {}
+        if isinstance(manifest, Manifest):
+            manifest = manifest.to_dict()
         for task in tasks:
             writer = TrajectoryWriter(
                 self.out_dir / task.name,
