@@ -62,13 +62,13 @@ class Graph:
         """The heads and MLPs (the possible circuit members), in sender order."""
         return names.members(self.senders())
 
-    def edge_names(self) -> list[tuple[str, str]]:
+    def edge_pairs(self) -> list[tuple[str, str]]:
         """Every (sender, receiver) pair of the graph, senders in order, receivers in order."""
         return [(s, r) for s in self.senders() for r in self.receivers() if self.has_edge(s, r)]
 
     def edge_labels(self) -> list[str]:
-        """Edge names as "sender->receiver" strings, in `edge_names` order."""
-        return [names.edge(s, r) for s, r in self.edge_names()]
+        """Edge names as "sender->receiver" strings, in `edge_pairs` order."""
+        return [names.edge(s, r) for s, r in self.edge_pairs()]
 
     def has_edge(self, sender: str, receiver: str) -> bool:
         """Whether `sender` writes to the residual stream before `receiver` reads it."""

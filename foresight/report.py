@@ -56,7 +56,7 @@ class ReportError(ValueError):
     """An MLflow experiment that is missing or holds no runs a report can be built from."""
 
 
-def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+def strategy_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy (in order of first appearance) of a frame with STRATEGY_COLUMNS (and
     optionally wall_s): n, accuracy before, accuracy after as mean and 95% t-interval (NaN for
     n = 1), trainable parameters and wall time (means).
@@ -83,7 +83,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
+def strategy_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
     """Paired t-tests of accuracy a - b over the (task, seed) pairs both strategies ran, for
     each pair of `pairs` where both ran; p is NaN with fewer than 2 pairs or zero variance."""
     keys = [c for c in ("task", "seed") if c in frame]
@@ -152,7 +152,7 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
     means = means[order].reset_index()
     before = frame.groupby("task")["accuracy_before"].mean().rename("before")
     means = means.merge(before, on="task")[["task", "before", *order]]
-    tests = paired_tests(frame)
+    tests = strategy_tests(frame)
     parts = [f"# {title}", "", "Mean held-out accuracy after fine-tuning (before: the base model):", ""]
     parts += [_markdown(means), ""]
     if "wall_s" in frame:
@@ -166,8 +166,8 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
     parts += ["Paired t-tests over (task, seed) pairs, accuracy a - b:", ""]
     parts += [_markdown(tests), "", *(f"- {line}" for line in verdict(tests)), ""]
     for task, group in frame.groupby("task"):
-        parts += [f"## {task}", "", _markdown(summarise(group)), ""]
-        parts += [f"- {line}" for line in verdict(paired_tests(group))] + [""]
+        parts += [f"## {task}", "", _markdown(strategy_summary(group)), ""]
+        parts += [f"- {line}" for line in verdict(strategy_tests(group))] + [""]
     return "\n".join(parts)
 
 

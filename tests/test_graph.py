@@ -37,8 +37,8 @@ def test_edges_are_exactly_the_writes_before_reads(parallel: bool) -> None:
         for r in graph.receivers()
         if write_time(s) < read_time(r, 3, parallel)
     }
-    assert set(graph.edge_names()) == expected
-    assert len(graph.edge_names()) == len(expected)
+    assert set(graph.edge_pairs()) == expected
+    assert len(graph.edge_pairs()) == len(expected)
     assert ("a1.h0", "m1") in expected if not parallel else ("a1.h0", "m1") not in expected
     assert graph.edge_labels()[0] == "embed->a0"
 

@@ -17,10 +17,10 @@ from foresight.report import (
     EVOLUTION_METRICS,
     ReportError,
     evolution_markdown,
-    paired_tests,
     report,
     strategy_frame,
-    summarise,
+    strategy_summary,
+    strategy_tests,
     verdict,
 )
 
@@ -51,7 +51,7 @@ def hand_t(diffs: list[float]) -> float:
 
 
 def test_paired_tests_pool_task_seed_pairs_as_computed_by_hand() -> None:
-    tests = paired_tests(frame()).set_index(["a", "b"])
+    tests = strategy_tests(frame()).set_index(["a", "b"])
     diffs = [by["predictive"] - by["static"] for by in ACCURACY.values()]
     row = tests.loc[("predictive", "static")]
     assert row["n"] == 4
@@ -61,7 +61,7 @@ def test_paired_tests_pool_task_seed_pairs_as_computed_by_hand() -> None:
 
 
 def test_summary_interval_is_the_t_interval() -> None:
-    table = summarise(frame()).set_index("strategy")
+    table = strategy_summary(frame()).set_index("strategy")
     static = [by["static"] for by in ACCURACY.values()]
     half = 3.182446305284263 * np.std(static, ddof=1) / 2  # t(0.975, 3) * sd / sqrt(4)
     assert table.loc["static", "accuracy"] == pytest.approx(np.mean(static))
@@ -76,7 +76,7 @@ def test_summary_interval_stays_inside_0_1() -> None:
         [{"task": "t", "strategy": s, "seed": seed, "accuracy_before": 0.5, "accuracy_after": a,
           "trainable_parameters": 1.0} for s, seed, a in rows]
     )  # fmt: skip
-    table = summarise(frame).set_index("strategy")
+    table = strategy_summary(frame).set_index("strategy")
     assert (table.loc["wide", "ci_low"], table.loc["wide", "ci_high"]) == (0.0, 1.0)
     high = [0.97, 0.99, 1.0]
     half = 4.302652729911275 * np.std(high, ddof=1) / math.sqrt(3)  # t(0.975, 2)
@@ -85,7 +85,7 @@ def test_summary_interval_stays_inside_0_1() -> None:
 
 
 def test_verdict_says_who_wins_and_when_nobody_does() -> None:
-    tests = paired_tests(frame()).set_index(["a", "b"])
+    tests = strategy_tests(frame()).set_index(["a", "b"])
     lines = verdict(tests.reset_index())
     assert any(line.startswith("predictive beats static") for line in lines)
     # static - random: +0.10, +0.12, -0.01, +0.01: t = 1.70, p = 0.19

@@ -243,7 +243,7 @@ def edge_index(runner: Runner) -> tuple[torch.Tensor, torch.Tensor]:
     graph = runner.graph
     senders = {n: i for i, n in enumerate(graph.senders())}
     receivers = {n: j for j, n in enumerate(graph.receivers())}
-    pairs = graph.edge_names()
+    pairs = graph.edge_pairs()
     return (
         torch.tensor([senders[s] for s, _ in pairs]),
         torch.tensor([receivers[r] for _, r in pairs]),
