@@ -28,6 +28,8 @@ import logging
 import os
 import shutil
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -55,11 +57,6 @@ SWEEP_KEY = "sweep_key"
 # (holding the trial's key) and kills its worker (os._exit), as a crash would
 DIE_ONCE = "FORESIGHT_SWEEP_DIE_ONCE"
 SWEEP_KEYS = ("experiment", "tasks", "strategies", "seeds", "finetune", "out", "forecasters", "retries")
-# the type a FinetuneConfig field's annotation asks for in a config file (None: key left out)
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "int | None": int, "float | None": (int, float), "str": str, "Mode": str,
-    "str | None": str, "bool": bool,
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,14 +203,28 @@ def _finetune_settings(path: Path, table: object) -> dict[str, object]:
     """The `finetune` table: FinetuneConfig fields (not strategy or seed) of the right types."""
     if not isinstance(table, dict):
         raise ValueError(f"{path}: finetune must be a table of FinetuneConfig settings, not {table!r}")
+    hints = typing.get_type_hints(FinetuneConfig)
     kinds = {f.name: f.type for f in fields(FinetuneConfig) if f.name not in ("strategy", "seed")}
     for key, value in table.items():
         if key not in kinds:
             raise ValueError(f"{path}: finetune.{key}: unknown setting; choose from {', '.join(kinds)}")
-        wanted = _FIELD_TYPES[str(kinds[key])]
-        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+        if not _of_type(value, hints[key]):
             raise ValueError(f"{path}: finetune.{key} {value!r}: must be of type {kinds[key]}")
     return table
+
+
+def _of_type(value: object, hint: object) -> bool:
+    """Whether a TOML/JSON value is of the field type `hint` (bool is no int; int is a float; a
+    Literal's values are strings, checked by the config)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_of_type(value, arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is typing.Literal:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return type(value) in (int, float)
+    return type(value) is hint
 
 
 class _DieOnce(TrainerCallback):
