@@ -31,7 +31,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import mlflow
@@ -39,7 +39,7 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 from transformers import TrainerCallback
 
-from foresight.config import MAX_SEED, ConfigError
+from foresight.config import MAX_SEED, ConfigError, check_settings, setting
 from foresight.mlflow_log import (
     check_params,
     check_reachable,
@@ -80,14 +80,17 @@ class SweepConfig:
     `forecasters[task]` where given; logged to MLflow experiment `experiment`, files under `out`.
     A trial that fails or whose worker dies is tried again up to `retries` times."""
 
-    experiment: str
-    tasks: tuple[str, ...]
-    strategies: tuple[str, ...]
-    seeds: tuple[int, ...]
-    finetune: FinetuneConfig = FinetuneConfig()
-    out: Path = Path("runs/sweep")
-    forecasters: Mapping[str, str] = field(default_factory=dict)
-    retries: int = 2
+    experiment: str = setting(MISSING, "the MLflow experiment")
+    tasks: tuple[str, ...] = setting(MISSING, "task names or .jsonl files")
+    strategies: tuple[str, ...] = setting(MISSING, "strategy names")
+    seeds: tuple[int, ...] = setting(MISSING, "seeds, each a trial")
+    finetune: FinetuneConfig = setting(FinetuneConfig(), "the settings every trial shares")
+    out: Path = setting(Path("runs/sweep"), "the trials' directories")
+    forecasters: Mapping[str, str] = field(default_factory=dict, metadata={"help": "task -> forecaster"})
+    retries: int = setting(2, "tries after a trial's first failure", at_least=0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     @classmethod
     def from_file(cls, path: Path) -> SweepConfig:
