@@ -22,6 +22,7 @@ from rich.markup import escape
 from foresight.app import validation as check
 from foresight.app.options import config_options, option
 from foresight.config import ConfigError, help_of
+from foresight.models import DEVICE_HELP, DTYPE_HELP
 from foresight.sft import SFTConfig
 from foresight.updater.config import FinetuneConfig
 from predictors.problem import ForecastProblem
@@ -49,10 +50,8 @@ SFT_HIDDEN = ("weight_decay", "warmup_steps", "examples_per_task")
 TRACKER_HIDDEN = ("steps", "levels", "n_eval", "ig_steps", "seed", "lookahead", "evaluate")
 FINETUNE_HIDDEN = ("rank", "n_pairs", "n_eval", "save_model")
 
-Dtype = Annotated[
-    str, typer.Option(help="weights: float32, bfloat16 or float16 (scores accumulate in float32)")
-]
-Device = Annotated[str, typer.Option(help="auto (the GPU if there is one), cpu, cuda or cuda:N")]
+Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
+Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 
 @app.command("tasks")
