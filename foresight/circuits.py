@@ -49,14 +49,6 @@ def rank(scores: ScoreMap, magnitude: bool = True) -> list[str]:
     return [names[i] for i in order]
 
 
-def top_k(scores: ScoreMap, k: int) -> list[str]:
-    """The k names of largest |score| in `rank` order; ValueError unless 1 <= k <= len(scores)."""
-    n = len(_as_dict(scores))
-    if not 1 <= k <= n:
-        raise ValueError(f"k = {k} is out of range: the scores have {n} components (1 <= k <= {n})")
-    return rank(scores)[:k]
-
-
 def ranked_candidates(scores: ScoreMap, magnitude: bool = True) -> list[str]:
     """The candidates (heads and MLPs, or edges) of `scores` in `rank` order."""
     return [n for n in rank(scores, magnitude) if is_candidate(n)]
