@@ -1,7 +1,8 @@
 """What every settings record shares: its error, and fields that carry their own range and help.
 
 A settings record (`SFTConfig`, `FinetuneConfig`, `TrackerSettings`, `ForecastProblem`,
-`SweepConfig`) is the one home of its fields' defaults, ranges and help texts, declared with
+`SweepConfig`; this module holds `SFTConfig`, light to import, as the command line needs
+it before any model code) is the one home of its fields' defaults, ranges and help texts, declared with
 `setting` (in the fields' metadata, as PEFT's `LoraConfig` keeps its help). `check_settings`
 checks a record against them and raises `ConfigError(field, message)`, which the app renders as
 `error: --field-name: message`; the app also builds its command-line options from the fields
@@ -12,10 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import Field, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 MAX_SEED = 2**32 - 1  # seeds are what numpy and torch accept: 0..MAX_SEED
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the weights' dtypes (`foresight.models.DTYPES`)
+DTYPE_HELP = "weights: float32, bfloat16 or float16 (scores accumulate in float32)"
+DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
+METHODS = ("eap", "eap-ig", "patching")  # attribution methods (`foresight.attribution.api`)
+LEVELS = ("node", "edge")  # attribution levels
 
 
 class ConfigError(ValueError):
@@ -81,3 +87,23 @@ def check_settings(record: object) -> None:
 def help_of(record_type: type, name: str) -> str:
     """The help text of field `name` of dataclass `record_type`."""
     return next(f.metadata.get("help", "") for f in fields(record_type) if f.name == name)
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Settings of one SFT run (the defaults are the README's standard run); `dtype` and
+    `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
+    process (under torchrun the global batch is `batch_size` x processes)."""
+
+    steps: int = setting(200, "SFT steps", at_least=1)
+    batch_size: int = setting(32, "examples per step and process", at_least=1)
+    lr: float = setting(1e-3, "learning rate", above=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", at_least=0, finite=True)
+    warmup_steps: int = setting(10, "linear warm-up steps", at_least=0)
+    examples_per_task: int = setting(4000, "training examples drawn per task", at_least=1)
+    seed: int = seed_setting()
+    dtype: str = setting("float32", DTYPE_HELP, choices=tuple(DTYPE_NAMES))
+    device: str = setting("auto", DEVICE_HELP)
+
+    def __post_init__(self) -> None:
+        check_settings(self)

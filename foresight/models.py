@@ -26,19 +26,14 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from foresight.architectures import UnsupportedArchitecture, graph_of
+from foresight.config import DEVICE_HELP, DTYPE_NAMES
 from foresight.graph import Graph
 from foresight.jsonfile import read_json_object
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-DTYPE_HELP = "weights: float32, bfloat16 or float16 (scores accumulate in float32)"
-DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 class ModelLoadError(ValueError):

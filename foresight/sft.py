@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,32 +20,11 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from foresight.config import check_settings, seed_setting, setting
+from foresight.config import SFTConfig
 from foresight.encoding import answer_id, pad_right, prompt_ids
-from foresight.models import DEVICE_HELP, DTYPE_HELP, DTYPES
 from foresight.tasks.base import Task
 
 LOG_FILE = "train_log.jsonl"
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    """Settings of one SFT run (the defaults are the README's standard run); `dtype` and
-    `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
-    process (under torchrun the global batch is `batch_size` x processes)."""
-
-    steps: int = setting(200, "SFT steps", at_least=1)
-    batch_size: int = setting(32, "examples per step and process", at_least=1)
-    lr: float = setting(1e-3, "learning rate", above=0)
-    weight_decay: float = setting(0.0, "AdamW weight decay", at_least=0, finite=True)
-    warmup_steps: int = setting(10, "linear warm-up steps", at_least=0)
-    examples_per_task: int = setting(4000, "training examples drawn per task", at_least=1)
-    seed: int = seed_setting()
-    dtype: str = setting("float32", DTYPE_HELP, choices=tuple(DTYPES))
-    device: str = setting("auto", DEVICE_HELP)
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 class ExampleDataset(Dataset):

@@ -38,8 +38,9 @@ from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
 from trackers.manifest import Manifest
 from trackers.probe import write_probe
+from trackers.settings import CORPUS_SETTINGS
 from trackers.store import load_checkpoint, load_probe
-from trackers.tracker import CORPUS_SETTINGS, CircuitTracker
+from trackers.tracker import CircuitTracker
 
 
 @register_strategy

@@ -21,12 +21,10 @@ from rich.markup import escape
 
 from foresight.app import validation as check
 from foresight.app.options import config_options, option
-from foresight.config import ConfigError, help_of
-from foresight.models import DEVICE_HELP, DTYPE_HELP
-from foresight.sft import SFTConfig
+from foresight.config import DEVICE_HELP, DTYPE_HELP, ConfigError, SFTConfig, help_of
 from foresight.updater.config import FinetuneConfig
-from predictors.problem import ForecastProblem
-from trackers.tracker import TrackerSettings
+from predictors.settings import ForecastProblem
+from trackers.settings import TrackerSettings
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True

@@ -6,8 +6,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from foresight.config import ConfigError, check_settings, seed_setting, setting
-from foresight.models import DEVICE_HELP, DTYPE_HELP, DTYPES
+from foresight.config import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    DTYPE_NAMES,
+    ConfigError,
+    check_settings,
+    seed_setting,
+    setting,
+)
 
 Mode = Literal["lora", "full"]
 DEFAULT_LR: dict[str, float] = {"lora": 5e-3, "full": 1e-3}
@@ -48,7 +55,7 @@ class FinetuneConfig:
     n_pairs: int = setting(32, "attribution pairs (data seed 0)", at_least=1)
     n_eval: int = setting(200, "held-out examples scored (data seed 0)", at_least=1)
     save_model: bool = setting(True, "save the merged model")
-    dtype: str = setting("float32", DTYPE_HELP, choices=tuple(DTYPES))
+    dtype: str = setting("float32", DTYPE_HELP, choices=DTYPE_NAMES)
     device: str = setting("auto", DEVICE_HELP)
 
     def __post_init__(self) -> None:
