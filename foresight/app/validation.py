@@ -1,4 +1,6 @@
-"""Checks of user input, run before a command writes anything (the CLI calls them).
+"""Checks of user input, run before a command writes anything (the CLI calls them): those that
+need more than one settings record, the machine, files or a model (a single setting's range is
+its record's own check, `foresight.config`).
 
 Every check raises a ValueError or OSError whose message names the option or the file at
 fault; nothing here writes, creates an MLflow store or loads model weights.
