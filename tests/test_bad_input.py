@@ -574,7 +574,7 @@ CASES = [
     (
         "finetune-float16-full",
         ["finetune", "--task", "ioi", "--strategy", "static", "--mode", "full", "--dtype", "float16"],
-        ["--dtype: float16 trains only with --mode lora"],
+        ["--dtype: float16 trains only with mode lora"],
     ),
     (
         "track-unknown-tracking-copy",

@@ -61,7 +61,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         check_settings(self)
         if self.dtype == "float16" and self.mode == "full":
-            raise ConfigError("dtype", "float16 trains only with --mode lora; use bfloat16 for full training")
+            raise ConfigError("dtype", "float16 trains only with mode lora (use bfloat16 for full)")
 
     @property
     def learning_rate(self) -> float:
