@@ -104,7 +104,7 @@ def main() -> None:
     for attempt in ("first", "again"):
         start = time.perf_counter()
         graph = Graph(n_layers=32, n_heads=32)
-        graph.edge_names(), graph.edge_labels()  # what an edge pass reads of the graph
+        graph.edge_pairs(), graph.edge_labels()  # what an edge pass reads of the graph
         seconds = time.perf_counter() - start
         print(f"edge names and labels of Llama-3-8B's graph (34,881 edges), {attempt}: {seconds:.4f} s")
 

@@ -95,7 +95,7 @@ def ddp_rows(steps: int) -> list[dict[str, object]]:
             ):
                 start = time.perf_counter()
                 subprocess.run(
-                    [*launcher, "-m", "foresight.cli", command, *common, *batch, *extra],
+                    [*launcher, "-m", "foresight.app.cli", command, *common, *batch, *extra],
                     env=env, check=True, capture_output=True,
                 )  # fmt: skip
                 walls[command, processes] = time.perf_counter() - start

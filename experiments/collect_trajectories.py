@@ -36,6 +36,7 @@ from foresight.tasks import corpus_task_names, get_task, task_family
 from foresight.updater.config import FinetuneConfig
 from trackers.probe import write_probe
 from trackers.run import RUN_FILE, track, track_finetune
+from trackers.settings import CORPUS_SETTINGS, TrackerSettings
 from trackers.store import (
     PROBE,
     TrajectoryWriter,
@@ -46,7 +47,6 @@ from trackers.store import (
     regime_of,
     written_steps,
 )
-from trackers.tracker import CORPUS_SETTINGS, TrackerSettings
 
 EXPERIMENT = "foresight-corpus"
 REGIMES = ("free", "lora-static")

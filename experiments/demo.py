@@ -31,7 +31,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "predictors" / "assets" / "corpus
 
 def foresight(*args: str) -> None:
     print(f"\n$ foresight {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "foresight.cli", *args], check=True)
+    subprocess.run([sys.executable, "-m", "foresight.app.cli", *args], check=True)
 
 
 def main() -> None:

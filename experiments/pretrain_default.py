@@ -13,9 +13,9 @@ import time
 
 import torch
 
+from foresight.factory.pretrain import pretrain, save
+from foresight.factory.tokenizer import build_tokenizer
 from foresight.models import SHIPPED
-from foresight.pretrain import pretrain, save
-from foresight.tokenizer import build_tokenizer
 
 TARGETS = {"llama": SHIPPED["default"], "gpt2": SHIPPED["default-gpt2"]}
 

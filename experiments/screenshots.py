@@ -117,7 +117,7 @@ def shoot(driver: webdriver.Chrome, url: str, text: str, path: Path, scroll_to: 
 
 def foresight(store: Path, *args: str) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
-    subprocess.run([sys.executable, "-m", "foresight.cli", *args], check=True, env=env, cwd=store.parent)
+    subprocess.run([sys.executable, "-m", "foresight.app.cli", *args], check=True, env=env, cwd=store.parent)
 
 
 def main() -> None:

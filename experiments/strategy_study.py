@@ -26,10 +26,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from foresight.mlflow_log import resolve_tracking_uri
-from foresight.report import experiment_runs, per_run_csv, strategy_frame, strategy_markdown, summarise
+from foresight.report import experiment_runs, per_run_csv, strategy_frame, strategy_markdown, strategy_summary
 from foresight.sweep import SweepConfig, run_sweep
 from foresight.tasks import task_family, task_names
 from foresight.updater.config import FinetuneConfig
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -66,7 +67,7 @@ def plot_study(frame: pd.DataFrame, title: str, path: Path) -> Path:
     fig = Figure(figsize=(max(6.0, 0.16 * len(tasks) * len(strategies) + 1.5), 3.6))
     ax = fig.subplots()
     for i, strategy in enumerate(strategies):
-        rows = [summarise(frame[(frame.task == t) & (frame.strategy == strategy)]) for t in tasks]
+        rows = [strategy_summary(frame[(frame.task == t) & (frame.strategy == strategy)]) for t in tasks]
         means = [r["accuracy"].iloc[0] if len(r) else float("nan") for r in rows]
         errors = [(r["ci_high"] - r["accuracy"]).fillna(0).iloc[0] if len(r) else 0.0 for r in rows]
         x = [j + (i - (len(strategies) - 1) / 2) * width for j in range(len(tasks))]

@@ -31,6 +31,7 @@ from foresight.tasks import task_family
 from predictors.persist import SPEC_FILE, save_forecaster
 from predictors.problem import ForecastProblem, corpus_fingerprint, load_corpus
 from predictors.registry import LEARNED, make_forecaster
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 
 CONFIG = StudyConfig(
     strategies=("free", "static", "random", "last", "dynamic", "predictive", "predictive-dynamic", "oracle")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from foresight.components import EDGE_SEPARATOR, is_member_kind
 
-Scores = Mapping[str, float] | pd.Series
+ScoreMap = Mapping[str, float] | pd.Series
 
 
 def is_candidate(name: str) -> bool:
@@ -31,14 +31,14 @@ def candidates(names: Collection[str]) -> list[str]:
     return sorted(n for n in names if is_candidate(n))
 
 
-def _as_dict(scores: Scores) -> dict[str, float]:
+def _as_dict(scores: ScoreMap) -> dict[str, float]:
     if isinstance(scores, pd.Series):
         return {str(k): float(v) for k, v in scores.items()}
     as_dict = getattr(scores, "as_dict", None)  # attribution Scores
     return dict(as_dict() if callable(as_dict) else scores)
 
 
-def rank(scores: Scores, magnitude: bool = True) -> list[str]:
+def rank(scores: ScoreMap, magnitude: bool = True) -> list[str]:
     """Every name of `scores` by decreasing |score| (by score without `magnitude`), ties by
     name (the one tie rule)."""
     items = _as_dict(scores)
@@ -49,20 +49,12 @@ def rank(scores: Scores, magnitude: bool = True) -> list[str]:
     return [names[i] for i in order]
 
 
-def top_k(scores: Scores, k: int) -> list[str]:
-    """The k names of largest |score| in `rank` order; ValueError unless 1 <= k <= len(scores)."""
-    n = len(_as_dict(scores))
-    if not 1 <= k <= n:
-        raise ValueError(f"k = {k} is out of range: the scores have {n} components (1 <= k <= {n})")
-    return rank(scores)[:k]
-
-
-def ranked_candidates(scores: Scores, magnitude: bool = True) -> list[str]:
+def ranked_candidates(scores: ScoreMap, magnitude: bool = True) -> list[str]:
     """The candidates (heads and MLPs, or edges) of `scores` in `rank` order."""
     return [n for n in rank(scores, magnitude) if is_candidate(n)]
 
 
-def circuit(scores: Scores, k: int, magnitude: bool = True) -> set[str]:
+def circuit(scores: ScoreMap, k: int, magnitude: bool = True) -> set[str]:
     """The circuit of size k: the top-k heads and MLPs (or edges) by |score| (by score
     without `magnitude`).
 

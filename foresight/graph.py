@@ -64,17 +64,17 @@ class Graph:
         return names.members(self.senders())
 
     def edge_index(self) -> tuple[list[int], list[int]]:
-        """(sender indices, receiver indices) of every edge, in `edge_names` order (indices in
+        """(sender indices, receiver indices) of every edge, in `edge_pairs` order (indices in
         `senders` and `receivers` order)."""
         rows, cols = _edge_index(self.n_layers, self.n_heads, self.parallel)
         return list(rows), list(cols)
 
-    def edge_names(self) -> list[tuple[str, str]]:
+    def edge_pairs(self) -> list[tuple[str, str]]:
         """Every (sender, receiver) pair of the graph, senders in order, receivers in order."""
-        return list(_edge_names(self))
+        return list(_edge_pairs(self))
 
     def edge_labels(self) -> list[str]:
-        """Edge names as "sender->receiver" strings, in `edge_names` order."""
+        """Edge names as "sender->receiver" strings, in `edge_pairs` order."""
         return list(_edge_labels(self))
 
     def has_edge(self, sender: str, receiver: str) -> bool:
@@ -119,8 +119,8 @@ def _edge_index(n_layers: int, n_heads: int, parallel: bool) -> tuple[tuple[int,
 
 
 @cache
-def _edge_names(graph: Graph) -> tuple[tuple[str, str], ...]:
-    """`Graph.edge_names` (computed once per graph)."""
+def _edge_pairs(graph: Graph) -> tuple[tuple[str, str], ...]:
+    """`Graph.edge_pairs` (computed once per graph)."""
     senders, receivers = graph.senders(), graph.receivers()
     rows, cols = _edge_index(graph.n_layers, graph.n_heads, graph.parallel)
     return tuple((senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True))
@@ -129,4 +129,4 @@ def _edge_names(graph: Graph) -> tuple[tuple[str, str], ...]:
 @cache
 def _edge_labels(graph: Graph) -> tuple[str, ...]:
     """`Graph.edge_labels` (computed once per graph)."""
-    return tuple(names.edge(s, r) for s, r in graph.edge_names())
+    return tuple(names.edge(s, r) for s, r in graph.edge_pairs())

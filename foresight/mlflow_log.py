@@ -2,8 +2,7 @@
 
 - `resolve_tracking_uri` / `check_reachable`: where runs go, and a quick check that a
   tracking server answers before a long run starts.
-- `open_run` / `start_run` / `log_step_metrics`: a run with its (flattened) params and tags, resumable
-  by run id; metrics per step in the active run.
+- `open_run` / `start_run`: a run with its (flattened) params and tags, resumable by run id.
 - `SafeLogger`: logging that survives the tracking server going away: after the first
   failure it warns once and appends every further call to `pending_mlflow.jsonl` in the
   run directory; `sync(run_dir)` uploads that file later.
@@ -155,11 +154,6 @@ def start_run(
     run ends FINISHED, or FAILED on an exception)."""
     run_id = open_run(experiment, run_name, params, tags, run_id, artifact_location)
     return mlflow.start_run(run_id=run_id)
-
-
-def log_step_metrics(metrics: Mapping[str, float], step: int) -> None:
-    """Log `metrics` (name -> value) at `step` in the active run."""
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:

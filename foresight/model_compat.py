@@ -1,6 +1,6 @@
 """Does a model directory hold a causal LM whose embedding covers its tokenizer?
 
-`check_model_tokenizer` runs before any command loads weights (`foresight.validation.model_graph`
+`check_model_tokenizer` runs before any command loads weights (`foresight.model_files.checked_graph`
 calls it), so that a mismatch is one `error:` line, not an IndexError in the middle of a forward
 pass or a masked LM silently scored as if it predicted the next token.
 """

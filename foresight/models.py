@@ -26,18 +26,14 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from foresight.architectures import UnsupportedArchitecture, graph_of
+from foresight.config import DEVICE_HELP, DTYPE_NAMES
 from foresight.graph import Graph
+from foresight.jsonfile import read_json_object
 
 ASSETS = Path(__file__).parent / "assets"
 SHIPPED = {"default": ASSETS / "default-llama", "default-gpt2": ASSETS / "default-gpt2"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float64": torch.float64,
-}
-DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 class ModelLoadError(ValueError):
@@ -67,10 +63,7 @@ def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
 
     path = resolve_model_path(name_or_path)
     file = path / "config.json"
-    try:
-        model_type = json.loads(file.read_text()).get("model_type")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise ModelLoadError(f"{file}: unreadable model config ({e})") from None
+    model_type = read_json_object(file, "model config", ModelLoadError).get("model_type")
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ModelLoadError(f"{file}: model_type {model_type!r} is not a causal LM that transformers knows")
     config = AutoConfig.from_pretrained(path, local_files_only=True)
@@ -80,6 +73,17 @@ def model_graph(name_or_path: str | Path, attribution: bool = True) -> Graph:
         return graph_of(config)
     except UnsupportedArchitecture as e:
         raise ModelLoadError(f"{file}: {e}") from None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable, else physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:

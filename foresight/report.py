@@ -65,7 +65,7 @@ class ReportError(ValueError):
     """An MLflow experiment that is missing or holds no runs a report can be built from."""
 
 
-def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+def strategy_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per strategy (in order of first appearance) of a frame with STRATEGY_COLUMNS (and
     optionally wall_s): n, accuracy before, accuracy after as mean and 95% t-interval (NaN for
     n = 1), trainable parameters and wall time (means).
@@ -92,7 +92,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
+def strategy_tests(frame: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS) -> pd.DataFrame:
     """Cluster-level paired tests (`foresight.stats.paired_tests`) of accuracy a - b over the
     (task, seed) runs both strategies ran, for each pair of `pairs` where both ran: the task is
     the cluster when the frame holds several tasks, else the seed (one task's comparison).
@@ -117,7 +117,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def verdict(tests: pd.DataFrame, alpha: float = 0.05) -> list[str]:
-    """One plain sentence per test of `paired_tests`, judged on the Holm-adjusted cluster-level
+    """One plain sentence per test of `strategy_tests`, judged on the Holm-adjusted cluster-level
     p: a beats b, b beats a (mean: the winner's advantage, > 0), or no significant difference
     (mean: a - b); each names its unit (n clusters of `cluster`)."""
     lines = []
@@ -153,7 +153,7 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
     means = means[order].reset_index()
     before = frame.groupby("task")["accuracy_before"].mean().rename("before")
     means = means.merge(before, on="task")[["task", "before", *order]]
-    tests = paired_tests(frame)
+    tests = strategy_tests(frame)
     parts = [f"# {title}", "", "Mean held-out accuracy after fine-tuning (before: the base model):", ""]
     parts += [_markdown(means), ""]
     if "wall_s" in frame:
@@ -173,9 +173,9 @@ def strategy_markdown(frame: pd.DataFrame, title: str) -> str:
     ]
     parts += [_markdown(tests), "", *(f"- {line}" for line in verdict(tests)), ""]
     for task, group in frame.groupby("task"):
-        parts += [f"## {task}", "", _markdown(summarise(group)), ""]
+        parts += [f"## {task}", "", _markdown(strategy_summary(group)), ""]
         parts += ["Within the task (the seed as the unit, Holm over its pairs):", ""]
-        parts += [f"- {line}" for line in verdict(paired_tests(group))] + [""]
+        parts += [f"- {line}" for line in verdict(strategy_tests(group))] + [""]
     return "\n".join(parts)
 
 

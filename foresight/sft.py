@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -33,34 +33,11 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from foresight.config import SFTConfig
 from foresight.encoding import answer_id, pad_right, prompt_ids
 from foresight.tasks.base import Task
 
 LOG_FILE = "train_log.jsonl"
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    """Settings of one SFT run (the defaults are the README's standard run); `dtype` and
-    `device` are how the model is loaded (`foresight.models.load_model`), `batch_size` is per
-    process (under torchrun the global batch is `batch_size` x processes) and `grad_accum`
-    batches make one step. `mode` is full (every weight) or lora: PEFT LoRA adapters of rank
-    `lora_rank` (alpha 2 x rank, no dropout) on the modules named `lora_targets` (None: PEFT's
-    default for the model family, e.g. q_proj and v_proj for Llama)."""
-
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    examples_per_task: int = 4000
-    seed: int = 0
-    dtype: str = "float32"
-    device: str = "auto"
-    grad_accum: int = 1
-    mode: str = "full"
-    lora_rank: int = 8
-    lora_targets: tuple[str, ...] | None = None
 
 
 def apply_lora(model: PreTrainedModel, config: SFTConfig) -> PreTrainedModel:

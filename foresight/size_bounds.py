@@ -9,14 +9,15 @@ model's config and tokenizer.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from foresight.attribution.memory import attribution_bytes, prompt_tokens
+from foresight.models import available_memory
+
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig
 
     from foresight.tasks import Task
 
@@ -31,40 +32,6 @@ def _config(model: str) -> PretrainedConfig:
     from foresight.models import resolve_model_path
 
     return AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)
-
-
-def prompt_tokens(tokenizer: PreTrainedTokenizerBase, tasks: Sequence[Task], n: int = 64) -> int:
-    """The longest attribution prompt, in tokens, among `n` pairs of each task."""
-    from foresight.encoding import prompt_ids
-
-    return max(len(prompt_ids(tokenizer, p.clean)) for task in tasks for p in task.attribution_pairs(n))
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (MemAvailable, else physical memory)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def attribution_bytes(model: str, n_pairs: int, tokens: int) -> int:
-    """An upper estimate of the memory that one attribution pass over `n_pairs` pairs of
-    `tokens` tokens takes (all pairs at once, as the tracker runs them): per pair and token,
-    the clean and corrupted activations of every node with their gradients, the forward's
-    intermediates (attention weights, MLP hidden states) kept for the backward, and the logits.
-    Measured on the default model (edge-level eap with the runs kept, peak RSS growth): 385 MiB
-    for 256 ioi pairs and 1.31 GiB for 1024, where this says 0.78 and 3.1 GiB; the margin
-    covers the rest of a checkpoint (gradients, faithfulness, the background model copy)."""
-    c = _config(model)
-    d, layers, heads = c.hidden_size, c.num_hidden_layers, c.num_attention_heads
-    inner = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d
-    nodes = layers * (heads + 1) + 2
-    per_token = 2 * (3 * nodes * d + layers * (3 * heads * tokens + 3 * inner + 8 * d) + 3 * c.vocab_size)
-    return 4 * n_pairs * tokens * per_token
 
 
 def check_n_pairs(n_pairs: int, model: str, tasks: Sequence[Task]) -> None:

@@ -23,11 +23,15 @@ Ray is an optional dependency (`pip install .[ray]`), imported only when trials 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import tomllib
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import mlflow
@@ -35,6 +39,7 @@ from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 from transformers import TrainerCallback
 
+from foresight.config import MAX_SEED, ConfigError, check_settings, setting
 from foresight.mlflow_log import (
     check_params,
     get_or_create_experiment,
@@ -46,11 +51,13 @@ from foresight.report import strategy_frame
 from foresight.tracking_uri import check_tracking_uri, probe_tcp
 from foresight.updater.compare import log_summary, log_trial, shared_params
 from foresight.updater.config import FinetuneConfig
+from foresight.updater.strategies import Strategy, checked_strategy, register_strategy, strategy_class
 
 SWEEP_KEY = "sweep_key"
 # for tests: a file path; the first trial to reach step 1 while it does not exist creates it
 # (holding the trial's key) and kills its worker (os._exit), as a crash would
 DIE_ONCE = "FORESIGHT_SWEEP_DIE_ONCE"
+SWEEP_KEYS = ("experiment", "tasks", "strategies", "seeds", "finetune", "out", "forecasters", "retries")
 
 
 @dataclass(frozen=True)
@@ -74,14 +81,63 @@ class SweepConfig:
     `forecasters[task]` where given; logged to MLflow experiment `experiment`, files under `out`.
     A trial that fails or whose worker dies is tried again up to `retries` times."""
 
-    experiment: str
-    tasks: tuple[str, ...]
-    strategies: tuple[str, ...]
-    seeds: tuple[int, ...]
-    finetune: FinetuneConfig = FinetuneConfig()
-    out: Path = Path("runs/sweep")
-    forecasters: Mapping[str, str] = field(default_factory=dict)
-    retries: int = 2
+    experiment: str = setting(MISSING, "the MLflow experiment")
+    tasks: tuple[str, ...] = setting(MISSING, "task names or .jsonl files")
+    strategies: tuple[str, ...] = setting(MISSING, "strategy names")
+    seeds: tuple[int, ...] = setting(MISSING, "seeds, each a trial")
+    finetune: FinetuneConfig = setting(FinetuneConfig(), "the settings every trial shares")
+    out: Path = setting(Path("runs/sweep"), "the trials' directories")
+    forecasters: Mapping[str, str] = field(default_factory=dict, metadata={"help": "task -> forecaster"})
+    retries: int = setting(2, "tries after a trial's first failure", at_least=0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+    @classmethod
+    def from_file(cls, path: Path) -> SweepConfig:
+        """The sweep a `.toml` or `.json` file describes: its keys (SWEEP_KEYS; experiment, tasks,
+        strategies and seeds required), their types, and the FinetuneConfig settings of its
+        `finetune` table. ValueError (FileNotFoundError) naming `path` and the key at fault."""
+        data = _read_table(path)
+        experiment = data["experiment"]
+        if not (isinstance(experiment, str) and experiment.strip()):
+            raise ValueError(f"{path}: experiment must be a non-empty name, not {experiment!r}")
+        tasks = _names(path, "tasks", data["tasks"])
+        strategies = _names(path, "strategies", data["strategies"])
+        seeds = _seeds(path, data["seeds"])
+        retries = data.get("retries", 2)
+        if type(retries) is not int or retries < 0:
+            raise ValueError(f"{path}: retries must be an integer of at least 0, not {retries!r}")
+        out = data.get("out", f"runs/sweep-{experiment}")
+        if not (isinstance(out, str) and out):
+            raise ValueError(f"{path}: out must be a directory path, not {out!r}")
+        forecasters = data.get("forecasters", {})
+        if not (isinstance(forecasters, dict) and all(isinstance(v, str) for v in forecasters.values())):
+            raise ValueError(f"{path}: forecasters must be a table of task = forecaster directory")
+        stray = [t for t in forecasters if t not in tasks]
+        if stray:
+            raise ValueError(f"{path}: forecasters.{stray[0]}: not one of the tasks")
+        try:
+            settings = FinetuneConfig(**_finetune_settings(path, data.get("finetune", {})))
+        except ConfigError as e:
+            raise ValueError(f"{path}: finetune.{e}") from None
+        try:
+            for strategy in strategies:
+                checked_strategy(strategy, settings.every, settings.steps)
+        except ConfigError as e:
+            raise ValueError(f"{path}: finetune.{e}") from None
+        except ValueError as e:
+            raise ValueError(f"{path}: strategies: {e}") from None
+        return cls(
+            experiment,
+            tuple(tasks),
+            tuple(strategies),
+            tuple(seeds),
+            settings,
+            Path(out),
+            forecasters,
+            retries,
+        )
 
     def settings(self, task: str) -> FinetuneConfig:
         """The settings that `task`'s trials share."""
@@ -106,6 +162,77 @@ class SweepResult:
     failed: dict[str, str]
 
 
+def _read_table(path: Path) -> dict[str, object]:
+    """The table of a sweep file, with SWEEP_KEYS only and the required ones present."""
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{path}: a sweep config is a .toml or .json file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid {path.suffix[1:].upper()} ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must hold a table of settings, not {type(data).__name__}")
+    unknown = [k for k in data if k not in SWEEP_KEYS]
+    if unknown:
+        raise ValueError(f"{path}: unknown key {unknown[0]!r}; choose from {', '.join(SWEEP_KEYS)}")
+    missing = [k for k in SWEEP_KEYS[:4] if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key {missing[0]!r}")
+    return data
+
+
+def _names(path: Path, key: str, value: object) -> list[str]:
+    """A non-empty list of distinct non-empty strings."""
+    if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+        raise ValueError(f"{path}: {key} must be a non-empty list of names, not {value!r}")
+    if len(set(value)) < len(value):
+        raise ValueError(f"{path}: {key} lists a name twice: {value!r}")
+    return value
+
+
+def _seeds(path: Path, seeds: object) -> list[int]:
+    """A non-empty list of distinct seeds in 0..MAX_SEED."""
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, not {seeds!r}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"{path}: seeds: {seed}: must be in 0..{MAX_SEED}")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"{path}: seeds lists a seed twice: {seeds!r}")
+    return seeds
+
+
+def _finetune_settings(path: Path, table: object) -> dict[str, object]:
+    """The `finetune` table: FinetuneConfig fields (not strategy or seed) of the right types."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: finetune must be a table of FinetuneConfig settings, not {table!r}")
+    hints = typing.get_type_hints(FinetuneConfig)
+    kinds = {f.name: f.type for f in fields(FinetuneConfig) if f.name not in ("strategy", "seed")}
+    for key, value in table.items():
+        if key not in kinds:
+            raise ValueError(f"{path}: finetune.{key}: unknown setting; choose from {', '.join(kinds)}")
+        if not _of_type(value, hints[key]):
+            raise ValueError(f"{path}: finetune.{key} {value!r}: must be of type {kinds[key]}")
+    return table
+
+
+def _of_type(value: object, hint: object) -> bool:
+    """Whether a TOML/JSON value is of the field type `hint` (bool is no int; int is a float; a
+    Literal's values are strings, checked by the config)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_of_type(value, arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is typing.Literal:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return type(value) in (int, float)
+    return type(value) is hint
+
+
 class _DieOnce(TrainerCallback):
     """Kills the process at step 1 unless `marker` exists, which it creates first (see DIE_ONCE)."""
 
@@ -126,10 +253,18 @@ def _key_filter(key: str) -> str:
 
 
 def run_trial(
-    uri: str, experiment_id: str, parent_id: str, trial: Trial, settings: FinetuneConfig, out: Path
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+    trial: Trial,
+    settings: FinetuneConfig,
+    out: Path,
+    strategy: type[Strategy],
 ) -> None:
     """One attempt at `trial` (in a Ray worker): skipped if its run is FINISHED, else run and
-    logged afresh (see the module docstring)."""
+    logged afresh (see the module docstring). `strategy`, the class the driver registered as
+    `trial.strategy`, is registered in the worker too (its module is imported as it arrives)."""
+    register_strategy(strategy)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parent_id}'"
@@ -203,7 +338,15 @@ def _run_on_ray(
     try:
         remote = ray.remote(num_cpus=1, max_retries=config.retries, retry_exceptions=True)(run_trial)
         futures = {
-            remote.remote(uri, experiment_id, parents[t.task], t, config.settings(t.task), config.out): t
+            remote.remote(
+                uri,
+                experiment_id,
+                parents[t.task],
+                t,
+                config.settings(t.task),
+                config.out,
+                strategy_class(t.strategy),
+            ): t
             for t in trials
         }
         failed: dict[str, str] = {}

@@ -1,5 +1,5 @@
 """Circuit forecasting: predict from checkpoints 0..k which components form the circuit later.
 
 Modules: problem (ForecastProblem, runs, observations), features, dataset, baselines, lgbm, gnn,
-registry (forecasters by name), metrics, evaluate (leave-one-task-out), persist, cli, synthetic.
+registry (forecasters by name), metrics, evaluate (leave-one-task-out), persist.
 """

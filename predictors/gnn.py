@@ -65,7 +65,7 @@ def node_edges(graph: Graph) -> list[tuple[str, str]]:
     heads_by_layer = _heads_by_layer(graph)
     return [
         (s, r)
-        for s, receiver in graph.edge_names()
+        for s, receiver in graph.edge_pairs()
         for r in _node_receivers(receiver, heads_by_layer, graph.n_layers)
     ]
 

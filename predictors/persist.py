@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from foresight.graph import Graph
+from foresight.jsonfile import read_json_object
 from predictors.base import Forecaster
 from predictors.features import FEATURES
 from predictors.problem import ForecasterMismatch, ForecastProblem
@@ -52,12 +53,7 @@ def load_forecaster(directory: str | Path) -> Forecaster:
     file = directory / SPEC_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{directory}: no {SPEC_FILE} (not a saved forecaster)")
-    try:
-        spec = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{file}: unreadable forecaster spec ({e})") from None
-    if not isinstance(spec, dict):
-        raise ValueError(f"{file}: forecaster spec is not a JSON object")
+    spec = read_json_object(file, "forecaster spec")
     if spec.get("format") != FORMAT:
         raise ValueError(f"{file}: format {spec.get('format')!r}, this version reads {FORMAT}")
     if spec["feature_names"] != list(FEATURES):

@@ -15,56 +15,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from foresight.graph import Graph
-
-Level = Literal["node", "edge"]
-Horizon = int | Literal["final"]
+from predictors.settings import ForecastProblem, Horizon, Level
 
 
 class ForecasterMismatch(ValueError):
     """A forecaster applied to trajectories of another graph (or problem) than it was trained on."""
-
-
-@dataclass(frozen=True)
-class ForecastProblem:
-    """Observe checkpoints 0..`prefix`, forecast the top-`circuit_size` set at `horizon`."""
-
-    prefix: int
-    horizon: Horizon
-    circuit_size: int
-    level: Level = "node"
-
-    def __post_init__(self) -> None:
-        if self.prefix < 0:
-            raise ValueError(f"prefix must be >= 0, not {self.prefix}")
-        if self.horizon != "final" and (not isinstance(self.horizon, int) or self.horizon < 1):
-            raise ValueError(f"horizon must be a positive int or 'final', not {self.horizon!r}")
-        if self.circuit_size < 1:
-            raise ValueError(f"circuit_size must be >= 1, not {self.circuit_size}")
-        if self.level not in ("node", "edge"):
-            raise ValueError(f"level must be 'node' or 'edge', not {self.level!r}")
-
-    def target_index(self, n_checkpoints: int, prefix: int | None = None) -> int:
-        """Checkpoint index of the forecast target for a run of `n_checkpoints` checkpoints."""
-        k = self.prefix if prefix is None else prefix
-        return n_checkpoints - 1 if self.horizon == "final" else k + int(self.horizon)
-
-    def to_dict(self) -> dict:
-        """The fields as a JSON-able dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> ForecastProblem:
-        """The problem of a `to_dict` dict."""
-        return cls(**d)
 
 
 def parse_horizon(text: str | int) -> Horizon:

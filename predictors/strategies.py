@@ -1,4 +1,5 @@
-"""The forecasting update strategies: `predictive` and `predictive-dynamic`.
+"""The forecasting update strategies: `predictive` and `predictive-dynamic`, registered
+(`foresight.updater.strategies.register_strategy`) when this module is imported.
 
 Both start from the static circuit and observe the model through `CircuitTracker`
 with the corpus's settings (`trackers.tracker.CORPUS_SETTINGS`: node scores, gradient
@@ -31,20 +32,24 @@ from transformers import PreTrainedModel
 from foresight import distributed
 from foresight.circuits import circuit
 from foresight.updater.finetune import sft_config
-from foresight.updater.strategies import Context, NodeScores, Strategy
+from foresight.updater.strategies import Context, NodeScores, Strategy, register_strategy
 from predictors.base import Forecaster, check_graph
 from predictors.persist import load_forecaster
 from predictors.problem import observe, split_runs
+from trackers.manifest import Manifest
 from trackers.probe import write_probe
+from trackers.settings import CORPUS_SETTINGS
 from trackers.store import load_checkpoint, load_probe
-from trackers.tracker import CORPUS_SETTINGS, CircuitTracker
+from trackers.tracker import CircuitTracker
 
 
+@register_strategy
 class Predictive(Strategy):
     """Static during the warm-up, then the forecast circuit (see the module docstring)."""
 
     name = "predictive"
     reselects = True
+    needs_forecaster = True
     reforecasts: ClassVar[bool] = False
 
     def __init__(self, context: Context) -> None:
@@ -68,8 +73,7 @@ class Predictive(Strategy):
             lookahead=forecaster.needs_lookahead,
             evaluate=False,
         )
-        manifest = {"run_id": f"{task.name}-{self.name}-s{c.seed}", "model": str(c.model), "seed": c.seed}
-        manifest |= {"strategy": self.name, "config": c.to_dict(), "regime": c.regime("static")}
+        manifest = Manifest.of_finetune(f"{task.name}-{self.name}-s{c.seed}", c, self.name, regime="static")
         self.served: dict[int, pd.DataFrame] = {}
         self.checkpoints: list[pd.DataFrame] = []  # of the trajectory, read as they are written
         root = context.out_dir / "trajectory"
@@ -102,6 +106,7 @@ class Predictive(Strategy):
         return circuit(self.forecaster.predict(obs), self.context.config.components, magnitude=False)
 
 
+@register_strategy
 class PredictiveDynamic(Predictive):
     """As `predictive`, then a new forecast at every later checkpoint."""
 

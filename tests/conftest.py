@@ -12,7 +12,7 @@ from postgres import Postgres
 from test_mlflow_server import Server
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from foresight.tokenizer import build_tokenizer
+from foresight.factory.tokenizer import build_tokenizer
 
 torch.set_num_threads(2)
 

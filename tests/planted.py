@@ -32,8 +32,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from foresight.encoding import PairBatch, encode_pairs
+from foresight.factory.tokenizer import SPECIAL_TOKENS, build_tokenizer
 from foresight.tasks.base import AttributionPair, Example, Task
-from foresight.tokenizer import SPECIAL_TOKENS, build_tokenizer
 
 WORDS = [f"t{i}" for i in range(8)] + ["n8", "n9"]  # content tokens, noise tokens
 FIRST = len(SPECIAL_TOKENS)  # the id of t0 (the word-level tokenizer puts its specials first)

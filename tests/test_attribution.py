@@ -190,7 +190,7 @@ def edge_reference(parts: Parts, batch: PairBatch, graph: Graph, alpha: float | 
     receivers = {r: parts.norms[j] for j, r in enumerate(graph.receivers())}
     return np.array([
         alpha_effect(parts, batch, receivers[r], "in", write_change(parts, clean, corr, s), alpha)
-        for s, r in graph.edge_names()
+        for s, r in graph.edge_pairs()
     ])  # fmt: skip
 
 

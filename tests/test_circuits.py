@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foresight.circuits import circuit, rank, top_k
+from foresight.circuits import circuit, rank
 from foresight.graph import Graph
 from foresight.tasks import get_task
 from foresight.updater import FinetuneConfig
@@ -72,12 +72,9 @@ def test_the_tracker_restores_the_same_circuit(tmp_path: Path, tokenizer) -> Non
     assert resumed.states["ioi"].start_circuit == brute_force(SCORES, 3)
 
 
-def test_rank_breaks_ties_by_name_and_top_k_checks_k() -> None:
+def test_rank_breaks_ties_by_name_and_circuit_checks_k() -> None:
     assert rank({"b": 1.0, "a": -1.0, "c": 2.0}) == ["c", "a", "b"]
     assert rank({"b": 1.0, "a": -1.0, "c": 2.0}, magnitude=False) == ["c", "b", "a"]
-    assert top_k({"x": 1.0}, 1) == ["x"]
-    with pytest.raises(ValueError, match="k = 2"):
-        top_k({"x": 1.0}, 2)
     with pytest.raises(ValueError, match="1..8"):
         circuit(SCORES, 9)  # 6 heads and 2 MLPs
 

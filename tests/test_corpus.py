@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from foresight.corpus import corpus_document
+from foresight.factory.corpus import corpus_document
 from foresight.tasks import corpus_task_names, get_task
 from foresight.tasks import vocab as V
 

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic import synthetic_trajectories, write_corpus
 
+from foresight.app.forecast import predict_command, train_command
 from foresight.sft import SFTConfig
-from predictors.cli import predict_command, train_command
-from predictors.synthetic import synthetic_trajectories, write_corpus
 from trackers.run import track
 from trackers.store import load_trajectory
 from trackers.tracker import TrackerSettings
@@ -45,7 +45,7 @@ def test_same_seed_gives_a_bit_identical_trajectory(
     command = [
         sys.executable,
         "-m",
-        "foresight.cli",
+        "foresight.app.cli",
         "track",
         "--task",
         "ioi",

@@ -45,7 +45,7 @@ def torchrun(n: int) -> list[str]:
 
 def foresight(launcher: list[str], *args: object, env: dict[str, str]) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [*launcher, "-m", "foresight.cli", *map(str, args), "--device", "cpu"],
+        [*launcher, "-m", "foresight.app.cli", *map(str, args), "--device", "cpu"],
         env=env,
         capture_output=True,
         text=True,
@@ -117,7 +117,7 @@ def test_ddp_track_resumes_after_a_rank_is_killed(
 ) -> None:
     args = ["track", "--task", "ioi", "--model", tiny_model_dir, "--steps", "10", "--every", "2"]
     args += ["--n-pairs", "8", "--circuit-size", "3", "--batch-size", "4", "--out", tmp_path, "--name", "run"]
-    command = [*torchrun(2), "-m", "foresight.cli", *map(str, args), "--device", "cpu"]
+    command = [*torchrun(2), "-m", "foresight.app.cli", *map(str, args), "--device", "cpu"]
     checkpoints = tmp_path / "run" / "trajectories" / "ioi" / "checkpoints"
     agent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300

@@ -13,10 +13,10 @@ import pytest
 import torch
 from tiny_models import tiny_model
 
+from foresight.app.cli import main
 from foresight.attribution import attribute
 from foresight.attribution.eapig_format import from_eapig, to_eapig
 from foresight.circuits import circuit
-from foresight.cli import main
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
 from trackers.store import TrajectoryWriter, load_checkpoint, scores_table

@@ -10,7 +10,7 @@ from torch import nn
 
 from foresight.architectures import graph_of
 from foresight.attribution import attribute, faithfulness, faithfulness_curve, minimal_circuit
-from foresight.circuits import circuit, rank, ranked_candidates, top_k
+from foresight.circuits import circuit, rank, ranked_candidates
 from foresight.encoding import PairBatch
 
 V, B, T = 40, 6, 6
@@ -73,14 +73,10 @@ def patch_gap(model: nn.Module, batch: PairBatch) -> float:
     return float(values[0] - values[1])
 
 
-def test_top_k_ranks_by_magnitude_and_rejects_bad_k() -> None:
+def test_rank_orders_by_magnitude_and_circuit_takes_members_only() -> None:
     scores = {"a0.h0": 0.1, "m0": -3.0, "embed": 2.0, "logits": 0.0}
-    assert top_k(scores, 2) == ["m0", "embed"]
     assert rank(scores) == ["m0", "embed", "a0.h0", "logits"]
     assert circuit(scores, 2) == {"m0", "a0.h0"}  # embed and logits are never members
-    for k in (0, -1, 5):
-        with pytest.raises(ValueError, match=rf"k = {k}.*4 components"):
-            top_k(scores, k)
 
 
 def test_curve_and_minimal_circuit(batch: PairBatch) -> None:

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from synthetic import synthetic_trajectories
 
 import foresight.updater.finetune as ft
 from foresight.architectures import graph_of
@@ -20,7 +21,7 @@ from foresight.updater.finetune import FinetuneResult, finetune
 from predictors.baselines import Last
 from predictors.persist import save_forecaster
 from predictors.problem import ForecastProblem, split_runs
-from predictors.synthetic import synthetic_trajectories
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 from trackers.store import load_trajectory
 
 HEAD_DIM = 32 // 4

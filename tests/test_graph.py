@@ -37,8 +37,8 @@ def test_edges_are_exactly_the_writes_before_reads(parallel: bool) -> None:
         for r in graph.receivers()
         if write_time(s) < read_time(r, 3, parallel)
     }
-    assert set(graph.edge_names()) == expected
-    assert len(graph.edge_names()) == len(expected)
+    assert set(graph.edge_pairs()) == expected
+    assert len(graph.edge_pairs()) == len(expected)
     assert ("a1.h0", "m1") in expected if not parallel else ("a1.h0", "m1") not in expected
     assert graph.edge_labels()[0] == "embed->a0"
 
@@ -50,7 +50,7 @@ def test_edge_order_and_index_follow_has_edge(n_layers: int, n_heads: int, paral
     graph = Graph(n_layers=n_layers, n_heads=n_heads, parallel=parallel)
     senders, receivers = graph.senders(), graph.receivers()
     expected = [(s, r) for s in senders for r in receivers if graph.has_edge(s, r)]
-    assert graph.edge_names() == expected
+    assert graph.edge_pairs() == expected
     rows, cols = graph.edge_index()
     assert [(senders[i], receivers[j]) for i, j in zip(rows, cols, strict=True)] == expected
     assert graph.edge_labels() == [f"{s}->{r}" for s, r in expected]

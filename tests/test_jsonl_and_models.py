@@ -9,9 +9,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from foresight.encoding import encode_pairs
+from foresight.factory.tokenizer import build_tokenizer
 from foresight.models import ModelLoadError, load_model
 from foresight.tasks import TaskFileError, get_task
-from foresight.tokenizer import build_tokenizer
 
 GOOD = [
     {"clean": "3 + 4 =", "corrupted": "3 + 5 =", "answer": "7", "wrong": "8", "split": "train"},

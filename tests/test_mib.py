@@ -117,7 +117,7 @@ def test_signed_ranking_follows_the_metric_direction() -> None:
 
 
 def test_attribute_cli_prints_cpr_and_cmd(tiny_model_dir, monkeypatch, capsys) -> None:
-    from foresight.cli import main
+    from foresight.app.cli import main
 
     args = ["attribute", "--task", "ioi", "--model", str(tiny_model_dir), "--level", "edge",
             "--n-pairs", "4", "--top", "2", "--faithfulness", "mib"]  # fmt: skip

@@ -21,7 +21,6 @@ from foresight.mlflow_log import (
     SafeLogger,
     TrackingUnavailable,
     check_reachable,
-    log_step_metrics,
     resolve_tracking_uri,
     start_run,
     sync,
@@ -107,7 +106,7 @@ def test_params_metrics_and_artifacts_round_trip(store: Path, tmp_path: Path) ->
     params = {"task": "ioi", "lora": {"rank": 8, "alpha": 16.0}}
     with start_run("foresight-test", "roundtrip", params=params, tags={"strategy": "static"}) as run:
         for step, value in [(0, 0.5), (10, 0.25), (20, 0.125)]:
-            log_step_metrics({"cd_vs_start_all": value, "accuracy": 1 - value}, step)
+            mlflow.log_metrics({"cd_vs_start_all": value, "accuracy": 1 - value}, step=step)
         table = pd.DataFrame({"step": [0, 10, 20], "cd_vs_start_all": [0.0, 2 / 3, 1.0]})
         heads = pd.DataFrame([[1.0, -2.0], [0.5, 0.0]], index=["a0.h0", "a0.h1"], columns=[0, 10])
         paths = log_figures(table, tmp_path / "figs", head_scores=heads)

@@ -25,7 +25,7 @@ from trackers.store import load_trajectory
 
 pytestmark = pytest.mark.server
 
-CLI = [sys.executable, "-m", "foresight.cli"]
+CLI = [sys.executable, "-m", "foresight.app.cli"]
 TRACK = ["track", "--task", "ioi", "--every", "2", "--n-pairs", "8", "--batch-size", "8"]
 
 

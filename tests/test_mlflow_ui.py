@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from foresight.mlflow_log import start_run
 from foresight.mlflow_ui import log_comparison, ui_url
-from foresight.report import comparison_markdown, paired_tests, summarise
+from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.updater.compare import EXPERIMENT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -52,7 +52,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
           "trainable_parameters": 1000.0 * (i + 1)}
          for i, (s, accuracies) in enumerate(ACCURACY.items()) for seed, a in enumerate(accuracies)]
     )  # fmt: skip
-    table, tests = summarise(frame), paired_tests(frame)
+    table, tests = strategy_summary(frame), strategy_tests(frame)
     report = root / "comparison.md"
     report.write_text(comparison_markdown("ioi", table, tests))
     saved = tracking_utils._tracking_uri

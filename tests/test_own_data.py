@@ -20,11 +20,11 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from peft import LoraConfig, get_peft_model
 from transformers import DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
-from foresight.cli import main
+from foresight.app.cli import main
+from foresight.factory.tokenizer import build_tokenizer
 from foresight.mlflow_ui import mlflow_names
 from foresight.models import load_model
 from foresight.sft_data import IGNORE, SFTDataError, load_sft_data
-from foresight.tokenizer import build_tokenizer
 from trackers.store import MANIFEST, load_trajectory
 from trackers.tracker import CircuitTracker
 

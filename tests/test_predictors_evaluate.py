@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from synthetic import synthetic_runs
 
 from predictors.baselines import Last
 from predictors.evaluate import ALL, bootstrap_ci, evaluate, leave_one_task_out, log_evaluation, summarize
 from predictors.problem import ForecastProblem
 from predictors.scoring import run_metrics
-from predictors.synthetic import synthetic_runs
 
 
 def test_run_metrics_by_hand() -> None:

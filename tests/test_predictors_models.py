@@ -8,16 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from synthetic import synthetic_runs, synthetic_trajectories, write_corpus
 
+from foresight.app.forecast import eval_command, predict_command, train_command
 from foresight.circuits import circuit
 from predictors.base import forecast
-from predictors.cli import eval_command, predict_command, train_command
 from predictors.evaluate import ALL, evaluate
 from predictors.features import FEATURES, LOOKAHEAD_FEATURES
 from predictors.persist import load_forecaster, save_forecaster
 from predictors.problem import ForecasterMismatch, ForecastProblem, observe, target_scores
 from predictors.registry import make_forecaster
-from predictors.synthetic import synthetic_runs, synthetic_trajectories, write_corpus
 
 torch.set_num_threads(1)
 PROBLEM = ForecastProblem(prefix=3, horizon="final", circuit_size=6)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import synthetic_trajectories
 
 from foresight.circuits import circuit
 from predictors.dataset import build_dataset, sample_features
 from predictors.features import FEATURES, features_at, population_priors
 from predictors.problem import ForecastProblem, Trajectory, observe, split_runs, target_scores
-from predictors.synthetic import synthetic_trajectories
 
 PROBLEM = ForecastProblem(prefix=3, horizon=2, circuit_size=5)
 

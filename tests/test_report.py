@@ -18,10 +18,10 @@ from foresight.report import (
     ReportError,
     evolution_markdown,
     experiment_runs,
-    paired_tests,
     report,
     strategy_frame,
-    summarise,
+    strategy_summary,
+    strategy_tests,
     verdict,
 )
 
@@ -50,8 +50,8 @@ def task_means(a: str, b: str) -> list[float]:
     return [float(np.mean([by[a] - by[b] for (t, _), by in ACCURACY.items() if t == task])) for task in tasks]
 
 
-def test_paired_tests_take_the_task_as_the_unit_as_computed_by_hand() -> None:
-    tests = paired_tests(frame()).set_index(["a", "b"])
+def test_strategy_tests_take_the_task_as_the_unit_as_computed_by_hand() -> None:
+    tests = strategy_tests(frame()).set_index(["a", "b"])
     row = tests.loc[("predictive", "static")]
     means = task_means("predictive", "static")  # ioi 0.085, bool 0.125
     assert row["n"] == 4 and row["n_clusters"] == 2 and row["cluster"] == "task"
@@ -60,13 +60,13 @@ def test_paired_tests_take_the_task_as_the_unit_as_computed_by_hand() -> None:
     assert row["p"] == pytest.approx(0.5) and row["p_holm"] == 1.0
     assert row["p_run"] < 0.2  # the 4 runs as if independent (Wilcoxon: all 4 positive, p = 1/8)
     assert ("static", "free") not in tests.index  # free did not run
-    one_task = paired_tests(frame()[frame()["task"] == "bool"]).set_index(["a", "b"])
+    one_task = strategy_tests(frame()[frame()["task"] == "bool"]).set_index(["a", "b"])
     assert one_task.loc[("predictive", "static"), "cluster"] == "seed"
     assert one_task.loc[("predictive", "static"), "n_clusters"] == 2
 
 
 def test_summary_interval_is_the_t_interval() -> None:
-    table = summarise(frame()).set_index("strategy")
+    table = strategy_summary(frame()).set_index("strategy")
     static = [by["static"] for by in ACCURACY.values()]
     half = 3.182446305284263 * np.std(static, ddof=1) / 2  # t(0.975, 3) * sd / sqrt(4)
     assert table.loc["static", "accuracy"] == pytest.approx(np.mean(static))
@@ -81,7 +81,7 @@ def test_summary_interval_stays_inside_0_1() -> None:
         [{"task": "t", "strategy": s, "seed": seed, "accuracy_before": 0.5, "accuracy_after": a,
           "trainable_parameters": 1.0} for s, seed, a in rows]
     )  # fmt: skip
-    table = summarise(frame).set_index("strategy")
+    table = strategy_summary(frame).set_index("strategy")
     assert (table.loc["wide", "ci_low"], table.loc["wide", "ci_high"]) == (0.0, 1.0)
     high = [0.97, 0.99, 1.0]
     half = 4.302652729911275 * np.std(high, ddof=1) / math.sqrt(3)  # t(0.975, 2)
@@ -90,7 +90,7 @@ def test_summary_interval_stays_inside_0_1() -> None:
 
 
 def test_verdict_says_who_wins_and_when_nobody_does() -> None:
-    lines = verdict(paired_tests(frame()))
+    lines = verdict(strategy_tests(frame()))
     # two tasks cannot make any difference significant, however large
     assert any(
         line.startswith("predictive vs static: no significant difference (mean +0.105") for line in lines
@@ -169,7 +169,7 @@ def test_cli_report_writes_the_table_or_says_what_is_missing(store: Path) -> Non
     with mlflow.start_run(experiment_id=experiment, tags={"task": "ioi", "strategy": "static", "seed": "0"}):
         mlflow.log_param("trainable_parameters", 10)
         mlflow.log_metrics({"accuracy_before": 0.5, "accuracy_after": 0.75, "wall_s": 1.0})
-    command = [sys.executable, "-m", "foresight.cli", "report"]
+    command = [sys.executable, "-m", "foresight.app.cli", "report"]
     done = subprocess.run([*command, "--experiment", "cli", "--out", str(store / "t.md")], env=env, text=True,
                           capture_output=True)  # fmt: skip
     assert done.returncode == 0, done.stderr

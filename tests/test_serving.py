@@ -17,10 +17,10 @@ from predictors.baselines import Last
 from predictors.features import LOOKAHEAD_FEATURES
 from predictors.persist import save_forecaster
 from predictors.problem import ForecastProblem, observe, split_runs
-from predictors.strategies import Predictive
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 from trackers.run import track_finetune
+from trackers.settings import CORPUS_SETTINGS
 from trackers.store import load_probe, load_trajectory, read_manifest
-from trackers.tracker import CORPUS_SETTINGS
 
 FAST = {
     "components": 3,

@@ -156,7 +156,7 @@ BAD = [
         "sweep.toml",
         _toml(finetune={**SMALL, "steps": 0}),
         [],
-        ["steps must be at least 1, not 0"],
+        ["finetune.steps: must be at least 1, not 0"],
     ),
     (
         "steps-text",

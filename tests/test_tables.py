@@ -9,7 +9,7 @@ import pytest
 from pandas.api.types import is_numeric_dtype
 from rich.console import Console
 
-from foresight.report import TERMINAL_TEST_COLUMNS, paired_tests, summarise
+from foresight.report import TERMINAL_TEST_COLUMNS, strategy_summary, strategy_tests
 from foresight.tables import frame_table, human
 
 STRATEGIES = ("free", "static", "random", "predictive", "predictive-dynamic", "oracle")
@@ -49,7 +49,7 @@ def problems(text: str, frame: pd.DataFrame, width: int) -> list[str]:
 
 def test_the_comparison_tables_fit_80_columns_with_every_name_whole() -> None:
     frame = comparison()
-    for table in (summarise(frame), paired_tests(frame)[TERMINAL_TEST_COLUMNS]):
+    for table in (strategy_summary(frame), strategy_tests(frame)[TERMINAL_TEST_COLUMNS]):
         text = render(table)
         assert problems(text, table, 80) == [], text
 
@@ -57,12 +57,12 @@ def test_the_comparison_tables_fit_80_columns_with_every_name_whole() -> None:
 def test_foresight_tasks_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """`foresight tasks`: descriptions and prompts longer than a third of the width wrap at
     spaces; every column stays."""
-    import foresight.cli
+    import foresight.app.cli
     from foresight.tasks import get_task, task_names
 
     console = Console(width=80, record=True, color_system=None)
-    monkeypatch.setattr(foresight.cli, "console", console)
-    foresight.cli.tasks_command()
+    monkeypatch.setattr(foresight.app.cli, "console", console)
+    foresight.app.cli.tasks_command()
     text = console.export_text()
     tasks = [get_task(name) for name in task_names()]
     shown = pd.DataFrame({"task": task_names(), "description": [t.description for t in tasks],
@@ -73,7 +73,7 @@ def test_foresight_tasks_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_problems_detects_a_cut_table() -> None:
     """The check above can fail: at 40 columns the summary no longer fits whole."""
-    table = summarise(comparison())
+    table = strategy_summary(comparison())
     assert problems(render(table, width=40), table, 40) != []
     assert problems("accurac… 0.12345", pd.DataFrame({"accuracy": [0.1]}), 80) == [
         "ellipsis", "'accuracy' not whole", "unrounded 0.12345"

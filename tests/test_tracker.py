@@ -125,7 +125,7 @@ def test_resume_after_sigkill_completes_the_trajectory_once(
     tmp_path: Path, tiny_model_dir: Path, mlflow_store: str
 ) -> None:
     command = [
-        sys.executable, "-m", "foresight.cli", "track", "--task", "ioi", "--model", str(tiny_model_dir),
+        sys.executable, "-m", "foresight.app.cli", "track", "--task", "ioi", "--model", str(tiny_model_dir),
         "--steps", "8", "--every", "2", "--batch-size", "8", "--n-pairs", "8", "--circuit-size", "3",
         "--out", str(tmp_path), "--name", "run",
     ]  # fmt: skip

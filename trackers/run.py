@@ -14,8 +14,9 @@ import fcntl
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import torch
@@ -23,6 +24,7 @@ import torch
 from foresight import distributed
 from foresight.architectures import graph_of
 from foresight.figures import head_score_matrix, log_figures
+from foresight.jsonfile import read_json_object
 from foresight.mlflow_log import (
     SafeLogger,
     check_store,
@@ -31,14 +33,14 @@ from foresight.mlflow_log import (
     resolve_tracking_uri,
 )
 from foresight.mlflow_ui import TrackedRunLogger, describe_tracked_run, set_description
-from foresight.models import load_model
+from foresight.models import available_memory, load_model
 from foresight.sft import SFTConfig, apply_lora, make_trainer
 from foresight.sft_data import SFTData, log_training_data
-from foresight.size_bounds import available_memory
 from foresight.tasks import JsonlTask, Task, get_task
 from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune, sft_config
+from trackers.manifest import Manifest
 from trackers.probe import write_probe
 from trackers.store import load_trajectory
 from trackers.tracker import EXPERIMENT, CircuitTracker, TrackerSettings
@@ -72,48 +74,70 @@ def _last_complete_checkpoint(trainer_dir: Path) -> str | None:
     return str(max(complete, key=lambda d: int(d.name.split("-")[1]))) if complete else None
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """`run.json` of a run directory: the MLflow run (`run_id`) and where it logs
+    (`tracking_uri`), with the run's `settings` (sft, tracker, tasks, model, train_data) beside
+    them; `finished` once the run trained to its last step (`_mark_finished`)."""
+
+    run_id: str
+    tracking_uri: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """The record of `run_dir`; RunDirError if it is unreadable or lacks run_id or tracking_uri."""
+        file = run_dir / RUN_FILE
+        record = read_json_object(file, "run record", RunDirError)
+        run_id, uri = record.pop("run_id", None), record.pop("tracking_uri", None)
+        if not (isinstance(run_id, str) and isinstance(uri, str)):
+            raise RunDirError(f"{file}: run record without run_id and tracking_uri")
+        return cls(run_id, uri, record, record.pop("finished", False) is True)
+
+    def write(self, run_dir: Path) -> None:
+        """Write `run_dir/run.json` (atomically: a crash leaves the old record or the new one)."""
+        record = {"run_id": self.run_id, "tracking_uri": self.tracking_uri, **self.settings}
+        if self.finished:
+            record["finished"] = True
+        partial = run_dir / f"{RUN_FILE}.partial"
+        partial.write_text(json.dumps(record, indent=2))
+        os.replace(partial, run_dir / RUN_FILE)
+
+
 def finished(run_dir: Path) -> bool:
-    """Whether the run in `run_dir` trained to its last step (its run record says so: `_mark_finished`)."""
+    """Whether the run in `run_dir` trained to its last step (its run record says so)."""
     try:
-        record = json.loads((run_dir / RUN_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return RunRecord.read(run_dir).finished
+    except RunDirError:
         return False
-    return isinstance(record, dict) and record.get("finished") is True
 
 
 def _mark_finished(run_dir: Path) -> None:
-    """Record in `run.json` (replaced atomically) that the run trained to its last step."""
-    record = json.loads((run_dir / RUN_FILE).read_text()) | {"finished": True}
-    partial = run_dir / f"{RUN_FILE}.partial"
-    partial.write_text(json.dumps(record, indent=2))
-    os.replace(partial, run_dir / RUN_FILE)
+    """Record in `run.json` that the run trained to its last step."""
+    replace(RunRecord.read(run_dir), finished=True).write(run_dir)
 
 
-def _read_record(run_dir: Path) -> dict:
+def _read_record(run_dir: Path) -> RunRecord:
     """The run record of a run to resume; RunDirError if there is none, it is unreadable, or
-    the run finished (resuming it would train past its last step and replace its model)."""
-    record_file = run_dir / RUN_FILE
-    if not record_file.is_file():
+    the run finished (resuming it would train past its last step)."""
+    if not (run_dir / RUN_FILE).is_file():
         raise RunDirError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunDirError(f"{record_file}: unreadable run record ({e})") from None
-    if not isinstance(record, dict) or not {"run_id", "tracking_uri"} <= record.keys():
-        raise RunDirError(f"{record_file}: run record without run_id and tracking_uri")
-    if finished(run_dir):
+    record = RunRecord.read(run_dir)
+    if record.finished:
         raise RunDirError(
             f"{run_dir}: the run finished: nothing to resume; track into another --name to train again"
         )
     return record
 
 
-def _check_same_data(record: dict, train_data: SFTData | None, run_dir: Path) -> None:
+def _check_same_data(record: RunRecord, train_data: SFTData | None, run_dir: Path) -> None:
     """RunDirError unless a resumed run trains on the data it started with (same digest)."""
-    recorded = (record.get("train_data") or {}).get("digest")
+    described = record.settings.get("train_data") or {}
+    recorded = described.get("digest")
     given = None if train_data is None else train_data.digest
     if recorded != given:
-        was = f"--train-data {record['train_data']['path']} (digest {recorded})" if recorded else None
+        was = f"--train-data {described['path']} (digest {recorded})" if recorded else None
         now = f"--train-data {train_data.path} (digest {given})" if given else None
         tasks = "the tasks' own examples"
         raise RunDirError(f"{run_dir}: started on {was or tasks}, resumed on {now or tasks}")
@@ -198,9 +222,7 @@ def track(
     record = _read_record(run_dir) if resume else None
     if record is not None:
         _check_same_data(record, train_data, run_dir)
-    uri = (
-        os.environ.get("MLFLOW_TRACKING_URI") or (record or {}).get("tracking_uri") or resolve_tracking_uri()
-    )
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (record and record.tracking_uri) or resolve_tracking_uri()
     lock, refused = None, None
     if main:
         try:
@@ -260,7 +282,7 @@ def track(
 
 def _open_run(
     run_dir: Path,
-    record: dict | None,
+    record: RunRecord | None,
     uri: str,
     experiment: str,
     model: str,
@@ -281,13 +303,12 @@ def _open_run(
         params |= {"train_data": str(train_data.path), "train_data_digest": train_data.digest}
     params |= {"dtype": sft.dtype, "device": sft.device, "processes": distributed.world_size()}
     params |= {"method": settings.method, "circuit_size": settings.circuit_size, "n_pairs": settings.n_pairs}
-    run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record["run_id"])
+    run_id = open_run(experiment, run_dir.name, params=params, run_id=record and record.run_id)
     if record is None:
         config = {"sft": asdict(sft), "tracker": asdict(settings), "tasks": list(tasks), "model": model}
         if train_data is not None:
             config["train_data"] = train_data.describe()
-        record = {"run_id": run_id, "tracking_uri": uri, **config}
-        (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2))
+        RunRecord(run_id, uri, config).write(run_dir)
     return run_id
 
 
@@ -317,10 +338,9 @@ def _train(
     checkpoints already taken are still written (`CircuitTracker.drain`)."""
     tracker = None
     if logger is not None:
-        manifest = {"run_id": logger.run_id, "model": model, "seed": sft.seed, "strategy": "free"}
-        manifest |= {"config": asdict(sft), "regime": {"mode": sft.mode, "strategy": "free", "lr": sft.lr}}
-        if train_data is not None:
-            manifest["train_data"] = train_data.describe()
+        manifest = Manifest.of_sft(
+            logger.run_id, model, sft, None if train_data is None else train_data.describe()
+        )
         tracker = CircuitTracker(
             task_objects, tokenizer, graph_of(lm), run_dir / "trajectories", manifest, settings, logger,
             resume, background=background,
@@ -366,12 +386,7 @@ def track_finetune(task: str, config: FinetuneConfig, run_dir: Path, settings: T
     `{run_dir}/trajectories/{task}`, which is returned; no MLflow run."""
     task_object = get_task(task)
     model, tokenizer = load_model(config.model, config.dtype, config.device)
-    manifest = {
-        "run_id": f"{task}-{config.mode}-{config.strategy}-s{config.seed}",
-        "model": str(config.model),
-    }
-    manifest |= {"seed": config.seed, "strategy": config.strategy, "config": config.to_dict()}
-    manifest["regime"] = config.regime()
+    manifest = Manifest.of_finetune(f"{task}-{config.mode}-{config.strategy}-s{config.seed}", config)
     tracker = CircuitTracker(
         [task_object], tokenizer, graph_of(model), run_dir / "trajectories", manifest, settings
     )

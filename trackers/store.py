@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from foresight import components
 from foresight.components import KINDS
 from foresight.graph import Graph
+from foresight.jsonfile import read_json_object
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -143,12 +144,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     file = Path(path) / MANIFEST
     if not file.is_file():
         raise TrajectoryError(f"{path}: no {MANIFEST} (not a trajectory directory)")
-    try:
-        manifest = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TrajectoryError(f"{file}: unreadable manifest ({e})") from e
-    if not isinstance(manifest, dict):
-        raise TrajectoryError(f"{file}: manifest is not a JSON object")
+    manifest = read_json_object(file, "manifest", TrajectoryError)
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise TrajectoryError(

@@ -50,71 +50,15 @@ from foresight.noise_floor import noise_floor
 from foresight.tasks import JsonlTask, get_task
 from foresight.tasks.base import Example, Task
 from trackers.background import SerialJobs
+from trackers.manifest import Manifest
 from trackers.mib_log import MibLog
+from trackers.settings import TrackerSettings
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrackerSettings:
-    """What is tracked and when.
-
-    Checkpoints are step 0 and every `every` steps, or exactly `steps` (step 0
-    is added if missing). The circuit is `foresight.circuits.circuit` of the node
-    scores with k = `circuit_size` (heads and MLPs only). With `lookahead` (eap only),
-    checkpoint t > 0 also stores, per node, d/de score(theta_t + e (theta_t - theta_prev))
-    at e = 0 (`foresight.attribution.lookahead`): the first-order change of the score if
-    the update since the previous checkpoint were repeated. It keeps a copy of the
-    trainable parameters of the previous checkpoint (4 bytes per float32 trainable
-    parameter: 4.2 MiB for the default model's 1.09 M parameters under full SFT, less under
-    LoRA) and, per task and checkpoint, 1.4 s against 0.26 s for the node eap pass (default
-    model, 32 pairs, one thread): it multiplies a checkpoint's cost by about 4, so it is off
-    by default and on in `CORPUS_SETTINGS`. The first checkpoint after a resume has none
-    (the copy is not saved). With `evaluate` (default) a checkpoint also measures held-out
-    accuracy and the faithfulness of the current, step-0 and previous circuits (Circuit
-    Stability); without, those scalars and metrics are absent (the forecasting strategies
-    observe so: no forecaster feature reads them).
-    With `mib` (off by default) a checkpoint also logs MIB's CPR and CMD of its scores, with
-    their curves, as an MLflow table (`trackers.mib_log`).
-    With `noise_floor` = B > 0, the first checkpoint also computes the noise floor of CD and CS
-    (`foresight.noise_floor`: B bootstrap resamples of the pairs), stores its thresholds as
-    checkpoint scalars (cd_floor_p95_{all,head,mlp}, cs_floor_p05) and every checkpoint logs
-    migrated_{kind} = 1 where CD to step 0 is above the floor's 95th percentile, else 0.
-    """
-
-    every: int = 10
-    steps: tuple[int, ...] | None = None
-    method: str = "eap"
-    levels: tuple[str, ...] = ("node", "edge")
-    n_pairs: int = 32
-    n_eval: int = 100
-    circuit_size: int = 10
-    ig_steps: int = 5
-    seed: int = 0
-    lookahead: bool = False
-    evaluate: bool = True
-    mib: bool = False
-    noise_floor: int = 0
-
-    def __post_init__(self) -> None:
-        if self.lookahead and self.method != "eap":
-            raise ValueError(f"lookahead differentiates eap scores; method is {self.method!r}")
-
-    def is_checkpoint(self, step: int) -> bool:
-        """Whether `step` is a checkpoint."""
-        if step == 0:
-            return True
-        return step in self.steps if self.steps is not None else step % self.every == 0
-
-
 EXPERIMENT = "foresight-track"  # the MLflow experiment of tracked runs
-
-CORPUS_SETTINGS = TrackerSettings(
-    every=4, levels=("node",), n_pairs=32, n_eval=100, circuit_size=10, seed=0, lookahead=True
-)
-"""What the trajectory corpus is tracked with (experiments/collect_trajectories.py) and so what
-the forecasting strategies observe with (only `every` and, for edge forecasters, `levels` vary)."""
 
 
 @dataclass
@@ -176,7 +120,7 @@ class CircuitTracker(TrainerCallback):
         tokenizer: PreTrainedTokenizerBase,
         graph: Graph,
         out_dir: str | Path,
-        manifest: Mapping[str, Any],
+        manifest: Manifest | Mapping[str, Any],
         settings: TrackerSettings = TrackerSettings(),
         logger: SafeLogger | None = None,
         resume: bool = False,
@@ -194,6 +138,8 @@ class CircuitTracker(TrainerCallback):
         self.out_dir = Path(out_dir)
         self.history: list[dict[str, float]] = []
         self.states: dict[str, _TaskState] = {}
+        if isinstance(manifest, Manifest):
+            manifest = manifest.to_dict()
         for task in tasks:
             writer = TrajectoryWriter(
                 self.out_dir / task.name,
@@ -245,8 +191,8 @@ class CircuitTracker(TrainerCallback):
                 task.validate(tokenizer, model=name)
         tracker_settings = TrackerSettings(every=every, **settings)
         mode = "lora" if hasattr(model, "peft_config") else "full"
-        manifest = {"run_id": run_id or out.resolve().name, "model": name, "seed": tracker_settings.seed}
-        manifest |= {"strategy": "free", "regime": {"mode": mode, "strategy": "free", "lr": None}}
+        regime = {"mode": mode, "strategy": "free", "lr": None}
+        manifest = Manifest(run_id or out.resolve().name, name, tracker_settings.seed, "free", regime=regime)
         tracker = cls(
             task_objects, tokenizer, graph_of(model), out / "trajectories", manifest, tracker_settings,
             resume=resume, background=background,

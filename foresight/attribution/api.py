@@ -13,11 +13,9 @@ from foresight.attribution.patching import PatchedRuns, patching_attribution
 from foresight.attribution.runner import Runner, eval_mode, input_device
 from foresight.attribution.scores import Scores
 from foresight.attribution.task_metrics import get_metric
+from foresight.config import LEVELS, METHODS
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.tasks.base import AttributionPair
-
-METHODS = ("eap", "eap-ig", "patching")
-LEVELS = ("node", "edge")
 
 
 def as_batch(

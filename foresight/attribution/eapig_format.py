@@ -73,7 +73,7 @@ def to_eapig(
         if node_scores is not None and name != "logits":
             nodes[_eapig_name(name)]["score"] = -float(node_scores[name])
     edges: dict[str, dict[str, Any]] = {}
-    for sender, receiver in graph.edge_names():
+    for sender, receiver in graph.edge_pairs():
         label = components.edge(sender, receiver)
         expanded = _expand(graph, sender, receiver)
         score = 0.0 if edge_scores is None else -float(edge_scores[label]) / len(expanded)
@@ -99,7 +99,7 @@ def from_eapig(data: Mapping[str, Any], level: str) -> tuple[Graph, dict[str, fl
         members = {n for n in graph.member_names() if nodes[_eapig_name(n)]["in_graph"]}
         return graph, scores, members
     scores, circuit = {}, set()
-    for sender, receiver in graph.edge_names():
+    for sender, receiver in graph.edge_pairs():
         label = components.edge(sender, receiver)
         parts = [data["edges"][name] for name in _expand(graph, sender, receiver)]
         scores[label] = -sum(float(p["score"]) for p in parts)

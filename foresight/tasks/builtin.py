@@ -1,7 +1,7 @@
 """The built-in synthetic task suite (after the seed study's task list).
 
 Each task's SFT format differs from the sentences of the pretraining corpus
-(`foresight.corpus`), which teaches the underlying skill in other words.
+(`foresight.factory.corpus`), which teaches the underlying skill in other words.
 """
 
 from __future__ import annotations

@@ -1,24 +1,26 @@
 """Fine-tuning restricted to chosen circuit components: updaters (masked LoRA on PEFT,
 masked full-parameter SFT), the strategy registry, and one run (`finetune`) or a
-comparison of strategies (`compare`)."""
+comparison of strategies (`compare`).
 
-from foresight.updater.base import Unrestricted, Updater
-from foresight.updater.config import FinetuneConfig
-from foresight.updater.full import FullMask, apply_gradient_masks
-from foresight.updater.lora import MaskedLoRA, apply_masked_lora
-from foresight.updater.strategies import STRATEGIES, Strategy, kind_counts, select_random, strategy_class
+The names below are imported on first use (`foresight.updater.config`, which the command line
+reads at start-up, does not pull in PEFT and the Trainer)."""
 
-__all__ = [
-    "STRATEGIES",
-    "FinetuneConfig",
-    "FullMask",
-    "MaskedLoRA",
-    "Strategy",
-    "Unrestricted",
-    "Updater",
-    "apply_gradient_masks",
-    "apply_masked_lora",
-    "kind_counts",
-    "select_random",
-    "strategy_class",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "Unrestricted": "base", "Updater": "base", "FinetuneConfig": "config", "FullMask": "full",
+    "apply_gradient_masks": "full", "MaskedLoRA": "lora", "apply_masked_lora": "lora",
+    "STRATEGIES": "strategies", "Strategy": "strategies", "kind_counts": "strategies",
+    "select_random": "strategies", "strategy_class": "strategies",
+}  # fmt: skip
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """`name` from its module of this package (PEP 562)."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 
 from foresight.mlflow_log import SafeLogger, resolve_tracking_uri, start_run
 from foresight.mlflow_ui import log_comparison
-from foresight.report import comparison_markdown, paired_tests, summarise
+from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import FinetuneResult, finetune
@@ -92,7 +92,7 @@ def log_summary(task: str, frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataF
     """The comparison of `frame` (one row per child run, with `foresight.report.STRATEGY_COLUMNS`
     and wall_s) written to `{out_dir}/comparison.md` and logged to the active (parent) run;
     returns the strategy table, the paired tests and the markdown."""
-    table, tests = summarise(frame), paired_tests(frame)
+    table, tests = strategy_summary(frame), strategy_tests(frame)
     markdown = comparison_markdown(task, table, tests)
     report = out_dir / "comparison.md"
     report.parent.mkdir(parents=True, exist_ok=True)

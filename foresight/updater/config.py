@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from foresight.models import torch_dtype
+from foresight.config import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    DTYPE_NAMES,
+    ConfigError,
+    check_settings,
+    seed_setting,
+    setting,
+)
 
 Mode = Literal["lora", "full"]
 DEFAULT_LR: dict[str, float] = {"lora": 5e-3, "full": 1e-3}
@@ -16,7 +23,8 @@ DEFAULT_WARMUP_CHECKPOINTS = 4  # `last` without a forecaster: re-localize at ch
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One run: `strategy` on `model` with `components` (K, the heads and MLPs selected; `free`
+    """One run: `strategy` (a name in `foresight.updater.strategies.STRATEGIES`, looked up when
+    the run starts) on `model` with `components` (K, the heads and MLPs selected; `free`
     ignores it), `mode` (masked LoRA or masked full SFT), `steps` of `batch_size`, `lr`
     (default `DEFAULT_LR[mode]`: at 1e-3, 160 free LoRA steps leave ioi at chance on the default
     model; at 5e-3 they solve it), LoRA `rank`, `seed` (data order, LoRA init, the random draw).
@@ -29,50 +37,31 @@ class FinetuneConfig:
     model (`foresight.models.load_model`); float16 weights train only through LoRA (their
     float32 adapters), so float16 with mode full is refused."""
 
-    strategy: str = "static"
-    model: str = "default"
-    components: int = 8
-    mode: Mode = "lora"
-    steps: int = 100
-    lr: float | None = None
-    batch_size: int = 32
-    rank: int = 8
-    seed: int = 0
-    every: int = 10
-    log_every: int | None = None
-    warmup_checkpoints: int | None = None
-    forecaster: str | None = None
-    n_pairs: int = 32
-    n_eval: int = 200
-    save_model: bool = True
-    dtype: str = "float32"
-    device: str = "auto"
+    strategy: str = setting(
+        "static", "free, static, random, last, dynamic, oracle, predictive, predictive-dynamic"
+    )
+    model: str = setting("default", "'default', 'default-gpt2' or a model directory")
+    components: int = setting(8, "K: heads and MLPs to update (not free)", at_least=1)
+    mode: Mode = setting("lora", "lora or full", choices=("lora", "full"))
+    steps: int = setting(100, "training steps", at_least=1)
+    lr: float | None = setting(None, "default: 5e-3 for lora, 1e-3 for full", above=0)
+    batch_size: int = setting(32, "examples per step and process", at_least=1)
+    rank: int = setting(8, "LoRA rank", at_least=1)
+    seed: int = seed_setting("data order, LoRA init, the random draw")
+    every: int = setting(10, "steps between re-selections and predictive checkpoints", at_least=1)
+    log_every: int | None = setting(None, "steps between logged metrics (default: --every)", at_least=1)
+    warmup_checkpoints: int | None = setting(None, "checkpoints before last/predictive switch", at_least=1)
+    forecaster: str | None = setting(None, "a saved forecaster directory")
+    n_pairs: int = setting(32, "attribution pairs (data seed 0)", at_least=1)
+    n_eval: int = setting(200, "held-out examples scored (data seed 0)", at_least=1)
+    save_model: bool = setting(True, "save the merged model")
+    dtype: str = setting("float32", DTYPE_HELP, choices=DTYPE_NAMES)
+    device: str = setting("auto", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        from foresight.updater.strategies import RESELECTING, STRATEGIES  # the registry imports this module
-
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}")
-        if self.mode not in DEFAULT_LR:
-            raise ValueError(f"mode {self.mode!r}: choose from {', '.join(DEFAULT_LR)}")
-        for name in ("components", "steps", "batch_size", "rank", "every", "n_pairs", "n_eval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.strategy in RESELECTING and self.every >= self.steps:
-            raise ValueError(
-                f"every {self.every} with steps {self.steps}: strategy {self.strategy} re-selects at "
-                "steps every, 2 x every, ... before the last, so it would never re-select"
-            )
-        for name in ("log_every", "warmup_checkpoints"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, not {self.lr}")
-        torch_dtype(self.dtype)
+        check_settings(self)
         if self.dtype == "float16" and self.mode == "full":
-            raise ValueError("dtype float16 trains only with mode lora (use bfloat16 for full)")
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed must be in 0..2**32-1, not {self.seed}")
+            raise ConfigError("dtype", "float16 trains only with mode lora (use bfloat16 for full)")
 
     @property
     def learning_rate(self) -> float:

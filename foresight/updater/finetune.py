@@ -38,7 +38,7 @@ from foresight.updater.base import Unrestricted, Updater
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.full import apply_gradient_masks
 from foresight.updater.lora import apply_masked_lora
-from foresight.updater.strategies import Context, Strategy, TaskData, strategy_class
+from foresight.updater.strategies import Context, Strategy, TaskData, checked_strategy
 
 
 @dataclass
@@ -65,7 +65,7 @@ class FinetuneResult:
         return {k: v for k, v in asdict(self).items() if k not in ("selections", "metrics")}
 
 
-def node_scores(model: PreTrainedModel, data: TaskData) -> dict[str, float]:
+def model_node_scores(model: PreTrainedModel, data: TaskData) -> dict[str, float]:
     """Node eap scores of `model` on the run's attribution pairs."""
     return attribute(model, data.pairs, method="eap", level="node").as_dict()
 
@@ -105,7 +105,7 @@ class _Monitor(TrainerCallback):
 
         def scores() -> dict[str, float]:
             if "scores" not in cache:
-                cache["scores"] = node_scores(model, self.data)
+                cache["scores"] = model_node_scores(model, self.data)
             return cache["scores"]
 
         if log:
@@ -221,7 +221,7 @@ def finetune(
     base, tokenizer = load_model(config.model, config.dtype, config.device)
     pairs = encode_pairs(tokenizer, task.attribution_pairs(config.n_pairs, seed=0))
     data = TaskData(task, tokenizer, pairs, task.eval_examples(config.n_eval, seed=0))
-    static = circuit(node_scores(base, data), config.components) if distributed.is_main() else None
+    static = circuit(model_node_scores(base, data), config.components) if distributed.is_main() else None
     static = distributed.broadcast(static)
     context = Context(
         config=config,
@@ -230,12 +230,12 @@ def finetune(
         static=static,
         out_dir=out,
         free_reference=lambda: _reference(config, data, None, out / "oracle-reference"),
-        node_scores=lambda model: node_scores(model, data),
+        node_scores=lambda model: model_node_scores(model, data),
         forecaster=forecaster,
         masked_reference=lambda: _reference(config, data, static, out / "masked-reference"),
         gradient_norms=lambda model: gradient_norms(model, data),
     )
-    strategy = strategy_class(config.strategy)(context)
+    strategy = checked_strategy(config.strategy, config.every, config.steps)(context)
     initial = distributed.broadcast(strategy.initial())
     accuracy_before = accuracy(base, tokenizer, data.examples) if distributed.is_main() else math.nan
     start = time.perf_counter()

@@ -15,26 +15,27 @@ return a new set at every `every`-th step (`reselect`). Strategies:
 - gradient: static, then once, at the switch step, the K heads and MLPs with the largest
   gradient norm of the task loss (`foresight.gradients.ComponentGradients`): a cheap placement
   baseline after arXiv 2605.12207;
-- predictive, predictive-dynamic: the forecast circuit (`predictors.strategies`,
-  registered here by name and imported when used, so that `foresight` imports
-  neither `trackers` nor `predictors` at module level).
+- predictive, predictive-dynamic: the forecast circuit (`predictors.strategies`, which
+  registers them when it is imported; the app imports it, `foresight` never does).
+
+The registry: `register_strategy` adds a class under its `name`; `strategy_class` finds it.
 
 A re-selection at step s takes effect from step s + 1.
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from foresight import components as names
 from foresight.circuits import circuit
+from foresight.config import ConfigError
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
 from foresight.tasks.base import Example, Task
@@ -105,10 +106,12 @@ class Context:
 
 
 class Strategy:
-    """The set at step 0 (`initial`) and, if `reselects`, changes at re-selection steps."""
+    """The set at step 0 (`initial`) and, if `reselects`, changes at re-selection steps;
+    `needs_forecaster`: it reads `Context.forecaster` (or `config.forecaster`)."""
 
     name: ClassVar[str]
     reselects: ClassVar[bool] = False
+    needs_forecaster: ClassVar[bool] = False
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -123,6 +126,48 @@ class Strategy:
         return None
 
 
+STRATEGIES: dict[str, type[Strategy]] = {}  # name -> class, in the order of registration
+
+
+S = TypeVar("S", bound=type[Strategy])
+
+
+def register_strategy(cls: S) -> S:
+    """Class decorator: `cls` becomes strategy `cls.name`. A name taken by another class is an
+    error (the same class again, e.g. from a reloaded module, replaces itself)."""
+    found = STRATEGIES.get(cls.name)
+    if found is not None and (found.__module__, found.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(
+            f"strategy {cls.name!r} is registered already ({found.__module__}.{found.__qualname__})"
+        )
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as strategy `name`; ValueError naming the registered ones if none is."""
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def checked_strategy(name: str, every: int, steps: int) -> type[Strategy]:
+    """The class of strategy `name`; ConfigError (every) if it re-selects but `every` is not below
+    `steps`: it re-selects at steps every, 2 x every, ... before the last, so it never would."""
+    cls = strategy_class(name)
+    if cls.reselects and every >= steps:
+        raise ConfigError(
+            "every", f"{every} is not below --steps {steps}: strategy {name} would never re-select"
+        )
+    return cls
+
+
+def forecasting_strategies() -> tuple[str, ...]:
+    """The registered strategies that need a forecaster."""
+    return tuple(name for name, cls in STRATEGIES.items() if cls.needs_forecaster)
+
+
+@register_strategy
 class Free(Strategy):
     """Every head and MLP (mode full: plain SFT of every parameter)."""
 
@@ -132,12 +177,14 @@ class Free(Strategy):
         return set(self.context.graph.member_names())
 
 
+@register_strategy
 class Static(Strategy):
     """The circuit at step 0: the old map."""
 
     name = "static"
 
 
+@register_strategy
 class Random(Strategy):
     """As many heads and as many MLPs as static, drawn with the run's seed."""
 
@@ -148,37 +195,7 @@ class Random(Strategy):
         return select_random(c.graph.member_names(), *kind_counts(c.static), seed=c.config.seed)
 
 
-class Oracle(Strategy):
-    """The circuit at the end of a free run of the same budget and seed (hindsight)."""
-
-    name = "oracle"
-
-    def initial(self) -> set[str]:
-        return circuit(
-            self.context.node_scores(self.context.free_reference()), self.context.config.components
-        )
-
-
-class OracleMasked(Strategy):
-    """The circuit at the end of a masked run of static of the same budget and seed."""
-
-    name = "oracle-masked"
-
-    def initial(self) -> set[str]:
-        c = self.context
-        return circuit(c.node_scores(c.masked_reference()), c.config.components)
-
-
-class Dynamic(Strategy):
-    """Static, then the current circuit every `every` steps (re-localizing, no forecast)."""
-
-    name = "dynamic"
-    reselects = True
-
-    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
-        return circuit(scores(), self.context.config.components)
-
-
+@register_strategy
 class Last(Strategy):
     """Static, then the current circuit once, at the switch step (where predictive switches)."""
 
@@ -194,6 +211,7 @@ class Last(Strategy):
         return circuit(scores(), self.context.config.components) if step == self.switch else None
 
 
+@register_strategy
 class Gradient(Last):
     """Static, then once, at the switch step, the K heads and MLPs of largest gradient norm of
     the task loss (ties broken as `foresight.circuits.circuit` breaks them)."""
@@ -205,22 +223,35 @@ class Gradient(Last):
         return circuit(c.gradient_norms(model), c.config.components) if step == self.switch else None
 
 
-BUILT_IN: dict[str, type[Strategy]] = {
-    s.name: s for s in (Free, Static, Random, Last, Dynamic, Oracle, OracleMasked, Gradient)
-}
-FORECASTING: dict[str, str] = {
-    "predictive": "predictors.strategies:Predictive",
-    "predictive-dynamic": "predictors.strategies:PredictiveDynamic",
-}
-STRATEGIES: tuple[str, ...] = (*BUILT_IN, *FORECASTING)
-RESELECTING: tuple[str, ...] = (*(n for n, s in BUILT_IN.items() if s.reselects), "predictive-dynamic")
+@register_strategy
+class Dynamic(Strategy):
+    """Static, then the current circuit every `every` steps (re-localizing, no forecast)."""
+
+    name = "dynamic"
+    reselects = True
+
+    def reselect(self, step: int, model: PreTrainedModel, scores: NodeScores) -> set[str] | None:
+        return circuit(scores(), self.context.config.components)
 
 
-def strategy_class(name: str) -> type[Strategy]:
-    """The class of strategy `name` (forecasting strategies are imported on first use)."""
-    if name in BUILT_IN:
-        return BUILT_IN[name]
-    if name not in FORECASTING:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    module, attribute = FORECASTING[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+@register_strategy
+class Oracle(Strategy):
+    """The circuit at the end of a free run of the same budget and seed (hindsight)."""
+
+    name = "oracle"
+
+    def initial(self) -> set[str]:
+        return circuit(
+            self.context.node_scores(self.context.free_reference()), self.context.config.components
+        )
+
+
+@register_strategy
+class OracleMasked(Strategy):
+    """The circuit at the end of a masked run of static of the same budget and seed."""
+
+    name = "oracle-masked"
+
+    def initial(self) -> set[str]:
+        c = self.context
+        return circuit(c.node_scores(c.masked_reference()), c.config.components)

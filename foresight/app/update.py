@@ -1,5 +1,6 @@
 """Command functions for `foresight finetune` and `foresight compare` (wired into typer in
-foresight/cli.py); they run the updater and print the results with rich."""
+foresight/app/cli.py); they run the updater, with every strategy registered (the forecasting
+ones of `predictors.strategies` too), and print the results with rich."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from foresight.tables import frame_table as _table
 from foresight.updater.compare import compare
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import finetune
+from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
 
 console = Console()
 

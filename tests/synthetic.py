@@ -44,7 +44,7 @@ def synthetic_trajectories(
     """
     graph = Graph(n_layers, n_heads)
     names = graph.node_names()
-    edge_names = graph.edge_labels() if edges else []
+    edge_pairs = graph.edge_labels() if edges else []
     t = np.arange(n_checkpoints) / (n_checkpoints - 1)
     frames, probes = [], {}
     for ti, task in enumerate(tasks):
@@ -65,8 +65,8 @@ def synthetic_trajectories(
             grad = np.abs(np.gradient(level, axis=1)) * 5 + rng.uniform(0.05, 0.15, level.shape)
             tables = [(names, node, grad, "node")]
             if edges:
-                edge = np.stack([_edge_score(e, names, node, n_heads, rng, noise) for e in edge_names])
-                tables.append((edge_names, edge, np.full(edge.shape, np.nan), "edge"))
+                edge = np.stack([_edge_score(e, names, node, n_heads, rng, noise) for e in edge_pairs])
+                tables.append((edge_pairs, edge, np.full(edge.shape, np.nan), "edge"))
             for c in range(n_checkpoints):
                 frames.append(_table(run, task, s, c * step_size, tables, c, graph))
             probe_node = (

@@ -22,8 +22,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from foresight.corpus import corpus_document
 from foresight.encoding import pad_right
+from foresight.factory.corpus import corpus_document
 
 WIDTH, LAYERS, HEADS, MLP_WIDTH, CONTEXT = 128, 4, 8, 512, 64
 

@@ -20,8 +20,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from foresight import size_bounds
-from foresight import validation as check
+from foresight.app import validation as check
+from foresight.app.options import config_options, option
+from foresight.config import DEVICE_HELP, DTYPE_HELP, ConfigError, SFTConfig, help_of
 from foresight.output_dirs import claim_output
+from foresight.updater.config import FinetuneConfig
+from predictors.settings import ForecastProblem
+from trackers.settings import TrackerSettings
 
 app = typer.Typer(
     help="Track, forecast and steer the circuits of LLMs during fine-tuning.", no_args_is_help=True
@@ -40,10 +45,14 @@ MLFLOW_ENV_DEFAULTS = {
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 
-Dtype = Annotated[
-    str, typer.Option(help="weights: float32, bfloat16, float16 or float64 (scores accumulate in float32)")
-]
-Device = Annotated[str, typer.Option(help="auto (the GPU if there is one), cpu, cuda or cuda:N")]
+# fields of the settings records that are no command-line options (yet)
+SFT_HIDDEN = ("weight_decay", "warmup_steps", "examples_per_task", "lora_targets")
+SFT_ONLY_FULL = ("mode", "lora_rank")  # `foresight sft` trains every weight
+TRACKER_HIDDEN = ("steps", "levels", "n_eval", "ig_steps", "seed", "lookahead", "evaluate")
+FINETUNE_HIDDEN = ("rank", "n_pairs", "n_eval", "save_model")
+
+Dtype = Annotated[str, typer.Option(help=DTYPE_HELP)]
+Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 
 @app.command("tasks")
@@ -84,7 +93,7 @@ def evaluate_command(
     check.check_positive(n=n)
     check.check_seed(seed)
     check.check_placement(dtype, device)
-    check.model_graph(model, attribution=False)
+    check.checked_graph(model, attribution=False)
     names = task or task_names()
     specs = check.check_tasks(names, model)
     size_bounds.check_eval_n(n, model, specs)
@@ -98,34 +107,27 @@ def evaluate_command(
 
 
 @app.command("sft")
+@config_options(SFTConfig, skip=(*SFT_HIDDEN, *SFT_ONLY_FULL))
 def sft_command(
     task: list[str] = typer.Option(..., help="task names or .jsonl files"),
     model: str = typer.Option("default"),
     out: Path = typer.Option(..., help="directory for the fine-tuned model"),
-    steps: int = typer.Option(200),
-    lr: float = typer.Option(1e-3),
-    batch_size: int = typer.Option(32),
-    seed: int = typer.Option(0),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Plain SFT (no tracking) of a model on tasks; saves the fine-tuned model."""
     from foresight import distributed
     from foresight.models import load_model
-    from foresight.sft import SFTConfig, make_trainer
+    from foresight.sft import make_trainer
 
-    check.check_positive(steps=steps, batch_size=batch_size)
-    check.check_lr(lr)
-    check.check_seed(seed)
-    check.check_placement(dtype, device, mode="full")
-    check.model_graph(model, attribution=False)
+    config = SFTConfig(**settings)
+    check.check_placement(config.dtype, config.device, mode="full")
+    check.checked_graph(model, attribution=False)
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
-    size_bounds.check_batch_size(batch_size, model, *shape)
-    distributed.start(device)
-    lm, tokenizer = load_model(model, dtype, device)
-    config = SFTConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device)
+    shape = size_bounds.task_batch_shape(model, tasks, config.examples_per_task)
+    size_bounds.check_batch_size(config.batch_size, model, *shape)
+    distributed.start(config.device)
+    lm, tokenizer = load_model(model, config.dtype, config.device)
     trainer = make_trainer(lm, tokenizer, tasks, config, out / "trainer")
     trainer.train()
     trainer.save_model(str(out))  # from rank 0 only under torchrun
@@ -135,22 +137,14 @@ def sft_command(
 
 
 @app.command("track")
+@config_options(SFTConfig, skip=SFT_HIDDEN, into="sft_settings")
+@config_options(TrackerSettings, skip=TRACKER_HIDDEN, into="tracker_settings")
 def track_command(
     task: list[str] = typer.Option(..., help="tasks to train on and track (names or .jsonl files)"),
     model: str = typer.Option("default", help="'default', 'default-gpt2' or a model directory"),
-    steps: int = typer.Option(200, help="SFT steps"),
-    every: int = typer.Option(10, help="take a checkpoint every K steps (and at step 0)"),
     out: Path = typer.Option(Path("runs"), help="parent directory of the run directory"),
     name: str = typer.Option(None, help="run directory name (default: TASKS-sSEED)"),
-    method: str = typer.Option("eap", help="eap, eap-ig or patching"),
-    circuit_size: int = typer.Option(10, help="k: the circuit is the top-k heads and MLPs"),
-    n_pairs: int = typer.Option(64, help="attribution pairs (fixed for the whole run)"),
-    lr: float = typer.Option(1e-3),
-    batch_size: int = typer.Option(32),
-    seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="continue an interrupted run in the same directory"),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
     tracking_copy: str = typer.Option(
         "auto", help="on: checkpoints on a model copy while training goes on; off; auto: on if it fits"
     ),
@@ -160,69 +154,47 @@ def track_command(
         "text) or a datasets save_to_disk directory",
     ),
     max_length: int = typer.Option(None, help="cut every training row to its first N tokens"),
-    mode: str = typer.Option("full", help="full or lora (PEFT adapters; the adapted model is tracked)"),
-    lora_rank: int = typer.Option(8, help="LoRA rank (alpha is twice the rank)"),
-    lora_targets: str = typer.Option(None, help="LoRA modules, comma-separated (default: PEFT's)"),
-    grad_accum: int = typer.Option(1, help="batches per optimizer step"),
+    lora_targets: str = typer.Option(None, help=help_of(SFTConfig, "lora_targets")),
     save_model: bool = typer.Option(False, help="save the fine-tuned model (safetensors) to RUN_DIR/model"),
+    sft_settings: dict | None = None,
+    tracker_settings: dict | None = None,
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
     from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
+    from foresight.model_files import context_length
     from foresight.models import load_tokenizer
-    from foresight.sft import SFTConfig, check_lora
+    from foresight.sft import check_lora
     from foresight.sft_data import load_sft_data
     from trackers.run import TRACKING_COPY, track
-    from trackers.tracker import TrackerSettings
 
-    check.check_positive(
-        steps=steps, every=every, n_pairs=n_pairs, batch_size=batch_size, max_length=max_length,
-        lora_rank=lora_rank, grad_accum=grad_accum,
-    )  # fmt: skip
-    check.check_every(every, steps)
-    check.check_lr(lr)
-    check.check_seed(seed)
-    check.check_method(method)
-    check.check_mode(mode)
-    check.check_placement(dtype, device, mode=mode)
+    targets = None if lora_targets is None else tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+    sft = SFTConfig(**sft_settings, lora_targets=targets)
+    settings = TrackerSettings(**tracker_settings, seed=sft.seed)
+    check.check_positive(max_length=max_length)
+    check.check_every(settings.every, sft.steps)
+    check.check_placement(sft.dtype, sft.device, mode=sft.mode)
     check.check_choice("--tracking-copy", tracking_copy, TRACKING_COPY)
     check.check_run_name(name)
-    check.check_k("--circuit-size", circuit_size, model, check.model_graph(model))
+    check.check_k("--circuit-size", settings.circuit_size, model, check.checked_graph(model))
     check.check_out_dir("--out", out)
     tasks = check.check_tasks(task, model)
-    size_bounds.check_n_pairs(n_pairs, model, tasks)
+    size_bounds.check_n_pairs(settings.n_pairs, model, tasks)
     data = None
     if train_data is None:
-        shape = size_bounds.task_batch_shape(model, tasks, SFTConfig.examples_per_task)
+        shape = size_bounds.task_batch_shape(model, tasks, sft.examples_per_task)
     else:
-        data = load_sft_data(
-            train_data, load_tokenizer(model), max_length, context=check.context_length(model)
-        )
+        data = load_sft_data(train_data, load_tokenizer(model), max_length, context=context_length(model))
         shape = (data.rows, data.longest)
-    size_bounds.check_batch_size(batch_size, model, *shape)
+    size_bounds.check_batch_size(sft.batch_size, model, *shape)
     prefix = "" if data is None else f"{data.path.stem}-"
-    run_dir = out / (name or f"{prefix}{'+'.join(Path(t).stem for t in task)}-s{seed}")
+    run_dir = out / (name or f"{prefix}{'+'.join(Path(t).stem for t in task)}-s{sft.seed}")
     claim_output("--out", run_dir, "track", resume, " (pass --resume to continue it)")
-    targets = None if lora_targets is None else tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-    sft = SFTConfig(
-        steps=steps, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
-        grad_accum=grad_accum, mode=mode, lora_rank=lora_rank, lora_targets=targets,
-    )  # fmt: skip
     check_lora(model, sft)
-    settings = TrackerSettings(
-        every=every, method=method, circuit_size=circuit_size, n_pairs=n_pairs, seed=seed
-    )
     result = track(
-        task,
-        run_dir,
-        model,
-        sft,
-        settings,
-        resume=resume,
-        tracking_copy=tracking_copy,
-        train_data=data,
+        task, run_dir, model, sft, settings, resume=resume, tracking_copy=tracking_copy, train_data=data,
         save_model=save_model,
-    )
+    )  # fmt: skip
     if result.tracker is None:  # a rank other than 0 of a distributed run: rank 0 reports
         return
     lines = [
@@ -258,16 +230,15 @@ def attribute_command(
     faithfulness: str = typer.Option("curve", help="curve (top-k circuits) or mib (MIB's CPR and CMD)"),
 ) -> None:
     """Attribute a task: the top components and the faithfulness curve."""
-    from foresight.attribution.cli import FAITHFULNESS
-    from foresight.attribution.cli import attribute_command as run
+    from foresight.app.attribute import FAITHFULNESS
+    from foresight.app.attribute import attribute_command as run
 
-    if faithfulness not in FAITHFULNESS:
-        raise ValueError(f"--faithfulness {faithfulness!r}: one of {', '.join(FAITHFULNESS)}")
+    check.check_choice("--faithfulness", faithfulness, FAITHFULNESS)
     check.check_positive(n_pairs=n_pairs)
     check.check_seed(seed)
     check.check_method(method, level)
     check.check_placement(dtype, device)
-    check.check_k("--top", top, model, check.model_graph(model), "edges" if level == "edge" else "nodes")
+    check.check_k("--top", top, model, check.checked_graph(model), "edges" if level == "edge" else "nodes")
     size_bounds.check_n_pairs(n_pairs, model, check.check_tasks([task], model))
     run(model, task, method, level, top, n_pairs, seed, dtype, device, faithfulness)
 
@@ -295,40 +266,40 @@ app.add_typer(forecast, name="forecast")
 @forecast.command("train")
 def forecast_train(
     trajectories: Path = typer.Option(..., help="root directory of trajectories"),
-    prefix: int = typer.Option(3, help="k: the forecaster sees checkpoints 0..k"),
-    horizon: str = typer.Option("final", help="checkpoints ahead, or 'final'"),
+    prefix: int = option(ForecastProblem, "prefix"),
+    horizon: str = option(ForecastProblem, "horizon"),
     model: str = typer.Option(
         "lightgbm", help="lightgbm (lgbm), lgbm-ranker, lgbm-no-lookahead (cheaper to serve) or gnn"
     ),
-    circuit_size: int = typer.Option(10),
+    circuit_size: int = option(ForecastProblem, "circuit_size"),
     out: Path = typer.Option(..., help="directory for the forecaster"),
     seed: int = typer.Option(0),
     hold_out: list[str] = typer.Option(None, help="a task left out with its family (to forecast it)"),
     overwrite: bool = typer.Option(False, help="replace the forecaster that --out holds"),
 ) -> None:
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
-    from predictors.cli import train_command
+    from foresight.app.forecast import train_command
     from predictors.precheck import check_request
+    from predictors.registry import forecaster_name
 
     check.check_seed(seed)
     claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
     check.check_out_dir("--out", out)
-    name = "lgbm" if model == "lightgbm" else model
-    check_request(trajectories, prefix, horizon, circuit_size, [name], hold_out or [])
-    train_command(trajectories, prefix, horizon, name, circuit_size, out, seed, hold_out or None)
+    check_request(trajectories, prefix, horizon, circuit_size, [forecaster_name(model)], hold_out or [])
+    train_command(trajectories, prefix, horizon, model, circuit_size, out, seed, hold_out or None)
 
 
 @forecast.command("eval")
 def forecast_eval(
     trajectories: Path = typer.Option(...),
-    prefix: int = typer.Option(3),
-    horizon: str = typer.Option("final"),
-    circuit_size: int = typer.Option(10),
+    prefix: int = option(ForecastProblem, "prefix"),
+    horizon: str = option(ForecastProblem, "horizon"),
+    circuit_size: int = option(ForecastProblem, "circuit_size"),
     model: list[str] = typer.Option(None, help="forecasters and baselines (default: all)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
-    from predictors.cli import eval_command
+    from foresight.app.forecast import eval_command
     from predictors.precheck import check_request
 
     check_request(trajectories, prefix, horizon, circuit_size, model or [])
@@ -338,92 +309,46 @@ def forecast_eval(
 @forecast.command("predict")
 def forecast_predict(forecaster: Path = typer.Option(...), trajectory: Path = typer.Option(...)) -> None:
     """The circuit a forecaster predicts for a (partial) trajectory."""
-    from predictors.cli import predict_command
+    from foresight.app.forecast import predict_command
 
     predict_command(forecaster, trajectory)
 
 
 @app.command("finetune")
+@config_options(FinetuneConfig, skip=FINETUNE_HIDDEN)
 def finetune_command(
     task: str = typer.Option(...),
-    strategy: str = typer.Option(
-        ..., help="free, static, random, last, dynamic, oracle, predictive, predictive-dynamic"
-    ),
-    model: str = typer.Option("default"),
-    components: int = typer.Option(8, help="K: heads and MLPs to update (not free)"),
-    mode: str = typer.Option("lora", help="lora or full"),
-    steps: int = typer.Option(100),
-    batch_size: int = typer.Option(32, help="examples per step and process"),
-    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
-    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
-    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
-    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
-    forecaster: Path = typer.Option(None),
-    seed: int = typer.Option(0),
+    strategy: str = typer.Option(..., help=help_of(FinetuneConfig, "strategy")),
     out: Path = typer.Option(Path("runs/finetune")),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Fine-tune only the components a strategy selects."""
-    from foresight.updater.cli import finetune_command as run
-    from foresight.updater.config import FinetuneConfig
+    from foresight.app.update import finetune_command as run
 
-    check.check_positive(
-        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints,
-    )  # fmt: skip
-    check.check_seed(seed)
-    check.check_placement(dtype, device, mode)
-    warmup = check.check_update(task, [strategy], model, components, mode, forecaster, out, lr)
-    config = FinetuneConfig(
-        strategy=strategy, model=model, components=components, mode=mode, steps=steps,
-        batch_size=batch_size, lr=lr, seed=seed, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
-    )  # fmt: skip
-    run(task, config, out)
+    config = FinetuneConfig(strategy=strategy, **settings)
+    run(task, check.check_update(task, [strategy], config, out), out)
 
 
 @app.command("compare")
+@config_options(FinetuneConfig, skip=(*FINETUNE_HIDDEN, "strategy", "seed"))
 def compare_command(
     task: str = typer.Option(...),
     strategies: str = typer.Option("free,static,random"),
     seeds: int = typer.Option(3),
-    model: str = typer.Option("default"),
-    components: int = typer.Option(8),
-    mode: str = typer.Option("lora", help="lora or full"),
-    steps: int = typer.Option(100),
-    batch_size: int = typer.Option(32, help="examples per step and process"),
-    lr: float = typer.Option(None, help="default: 5e-3 for lora, 1e-3 for full"),
-    every: int = typer.Option(10, help="steps between re-selections and predictive checkpoints"),
-    log_every: int = typer.Option(None, help="steps between logged metrics (default: --every)"),
-    warmup_checkpoints: int = typer.Option(None, help="checkpoints before last/predictive switch"),
-    forecaster: Path = typer.Option(None),
     out: Path = typer.Option(Path("runs/compare")),
-    dtype: Dtype = "float32",
-    device: Device = "auto",
+    settings: dict | None = None,
 ) -> None:
     """Compare strategies over seeds: MLflow parent and child runs and a printed table."""
-    from foresight.updater.cli import compare_command as run
-    from foresight.updater.config import FinetuneConfig
+    from foresight.app.update import compare_command as run
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     if not names:
         raise ValueError(f"--strategies {strategies!r}: no strategy named")
-    check.check_positive(
-        steps=steps, batch_size=batch_size, every=every, log_every=log_every,
-        warmup_checkpoints=warmup_checkpoints,
-    )  # fmt: skip
+    config = FinetuneConfig(**settings)
     check.check_seeds(seeds)
-    check.check_placement(dtype, device, mode)
-    warmup = check.check_update(task, names, model, components, mode, forecaster, out, lr)
+    config = check.check_update(task, names, config, out)
     claim_output("--out", out, "compare", hint=" (choose another --out)")
     check.check_empty_out("--out", out, "comparison")
-    config = FinetuneConfig(
-        model=model, components=components, mode=mode, steps=steps, batch_size=batch_size, lr=lr,
-        every=every, log_every=log_every, warmup_checkpoints=warmup_checkpoints or warmup,
-        forecaster=None if forecaster is None else str(forecaster), dtype=dtype, device=device,
-    )  # fmt: skip
     run(task, names, list(range(seeds)), config, out)
 
 
@@ -461,25 +386,19 @@ def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of fo
     """Upload MLflow calls that were queued while the tracking server was away.
 
     They go to MLFLOW_TRACKING_URI if set, else to the tracking URI the run recorded."""
-    import json
-
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_store, resolve_tracking_uri, sync
+    from foresight.mlflow_log import PENDING_FILE, check_store, sync
     from foresight.tracking_uri import check_tracking_uri
+    from trackers.run import RunRecord
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
     record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
     if not record_file.is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory of foresight track (no run.json)")
-    if not uri:
-        try:
-            uri = json.loads(record_file.read_text()).get("tracking_uri")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-            raise ValueError(f"{record_file}: unreadable run record ({e})") from None
-    uri = uri or resolve_tracking_uri()
+    uri = uri or RunRecord.read(run_dir).tracking_uri
     check_tracking_uri(uri)
     check_store(uri)
     try:
@@ -552,6 +471,9 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         _error(f"{message}{hint}")
         sys.exit(getattr(err, "exit_code", 2))
+    except ConfigError as err:  # a setting out of its range: named as its option
+        _error(f"--{err.field.replace('_', '-')}: {err.message}")
+        sys.exit(2)
     except USER_ERRORS as err:
         _error(f"missing key {err.args[0]!r}" if isinstance(err, KeyError) and err.args else str(err))
         sys.exit(2)
