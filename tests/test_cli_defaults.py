@@ -20,7 +20,7 @@ from trackers.tracker import TrackerSettings
 
 # command -> (record, fields that are no option of it)
 COMMANDS = {
-    "sft": [(SFTConfig, cli.SFT_HIDDEN)],
+    "sft": [(SFTConfig, (*cli.SFT_HIDDEN, *cli.SFT_ONLY_FULL))],
     "track": [(SFTConfig, cli.SFT_HIDDEN), (TrackerSettings, cli.TRACKER_HIDDEN)],
     "finetune": [(FinetuneConfig, cli.FINETUNE_HIDDEN)],
     "compare": [(FinetuneConfig, (*cli.FINETUNE_HIDDEN, "strategy", "seed"))],

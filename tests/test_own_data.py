@@ -287,7 +287,7 @@ def test_track_with_lora_and_grad_accum_on_text_rows(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
 ) -> None:
     """`foresight track --train-data --mode lora --grad-accum 2`: the manifest says lora, the
-    trained adapter is saved, every checkpoint is written."""
+    trained adapter is saved (--save-model), every checkpoint is written."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     rows = [{"text": f"{a} and {b}"} for a, b in zip(WORDS, reversed(WORDS), strict=True)]
     data = write_jsonl(tmp_path / "text.jsonl", rows)
@@ -295,7 +295,7 @@ def test_track_with_lora_and_grad_accum_on_text_rows(
         monkeypatch, "track", "--model", tiny_model_dir, "--task", "ioi", "--train-data", data,
         "--steps", 2, "--every", 2, "--batch-size", 4, "--n-pairs", 4, "--out", tmp_path, "--name", "lora",
         "--device", "cpu", "--mode", "lora", "--lora-rank", 2, "--lora-targets", "q_proj,v_proj",
-        "--grad-accum", 2, "--tracking-copy", "off",
+        "--grad-accum", 2, "--tracking-copy", "off", "--save-model",
     )  # fmt: skip
     assert code == 0
     manifest = json.loads((tmp_path / "lora" / "trajectories" / "ioi" / MANIFEST).read_text())

@@ -21,6 +21,7 @@ def test_manifest_of_sft_is_the_free_full_run() -> None:
     regime = {"mode": "full", "strategy": "free", "lr": 0.01}
     config = {"steps": 7, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0, "warmup_steps": 10}
     config |= {"examples_per_task": 4000, "seed": 3, "dtype": "float32", "device": "auto"}
+    config |= {"grad_accum": 1, "mode": "full", "lora_rank": 8, "lora_targets": None}
     expected = {"run_id": "abc", "model": "default", "seed": 3, "strategy": "free", "config": config}
     assert manifest == {**expected, "regime": regime}
 

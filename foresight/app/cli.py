@@ -280,12 +280,11 @@ def forecast_train(
     """Train a forecaster on every trajectory under a root (but those of held-out tasks)."""
     from foresight.app.forecast import train_command
     from predictors.precheck import check_request
-    from predictors.registry import forecaster_name
 
     check.check_seed(seed)
     claim_output("--out", out, "forecaster", overwrite, " (pass --overwrite to replace it)")
     check.check_out_dir("--out", out)
-    check_request(trajectories, prefix, horizon, circuit_size, [forecaster_name(model)], hold_out or [])
+    check_request(trajectories, prefix, horizon, circuit_size, [model], hold_out or [])
     train_command(trajectories, prefix, horizon, model, circuit_size, out, seed, hold_out or None)
 
 
