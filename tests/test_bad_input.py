@@ -672,7 +672,7 @@ CASES = [
     (
         "finetune-dynamic-that-never-reselects",
         ["finetune", "--task", "ioi", "--strategy", "dynamic", "--steps", "4", "--every", "8", "--out", "ft"],
-        ["--every: 8 is not below --steps 4: strategy dynamic would never re-select"],
+        ["--every: 8 is not below steps (4): strategy dynamic would never re-select"],
     ),
     (
         "compare-dynamic-that-never-reselects",
@@ -691,7 +691,7 @@ CASES = [
             "--out",
             "cmp",
         ],
-        ["--every: 8 is not below --steps 4: strategy dynamic"],
+        ["--every: 8 is not below steps (4): strategy dynamic"],
     ),  # fmt: skip
     # output directories: names and owners
     (

@@ -286,7 +286,7 @@ def test_masked_oracle_takes_the_final_circuit_of_a_masked_static_run(
     def recording(config, data, components, out_dir):  # noqa: ANN001, ANN202
         model = real(config, data, components, out_dir)
         references.append(components)
-        expected.append(circuit(ft.node_scores(model, data), config.components))
+        expected.append(circuit(ft.model_node_scores(model, data), config.components))
         return model
 
     monkeypatch.setattr(ft, "_reference", recording)

@@ -237,6 +237,10 @@ def test_for_model_in_a_plain_trainer_logs_to_one_mlflow_run(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
     monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)  # restored after
+    # the Trainer's MLflowCallback calls mlflow.set_experiment("mine"): a process-wide experiment
+    # (and MLFLOW_EXPERIMENT_ID), restored after so that later tests' runs are not refused
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     mlflow.set_tracking_uri(store)
     model, tokenizer = load_model(str(chat_model), "float64", "cpu")
     if mode == "lora":

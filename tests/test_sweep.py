@@ -177,9 +177,16 @@ BAD = [
     (
         "forecasting-without-forecaster",
         "sweep.toml",
-        _toml(strategies=["predictive"]),
+        _toml(strategies=["predictive"], finetune={**SMALL, "steps": 4}),
         [],
         ["need finetune.forecaster or forecasters.ioi"],
+    ),
+    (
+        "predictive-that-never-switches",
+        "sweep.toml",
+        _toml(strategies=["predictive"]),
+        [],
+        ["finetune.every: 2 is not below steps (2): strategy predictive would never re-select"],
     ),
     ("workers-zero", "sweep.toml", _toml(), ["--workers", "0"], ["--workers must be at least 1, not 0"]),
     (

@@ -157,7 +157,7 @@ def checked_strategy(name: str, every: int, steps: int) -> type[Strategy]:
     cls = strategy_class(name)
     if cls.reselects and every >= steps:
         raise ConfigError(
-            "every", f"{every} is not below --steps {steps}: strategy {name} would never re-select"
+            "every", f"{every} is not below steps ({steps}): strategy {name} would never re-select"
         )
     return cls
 
