@@ -140,7 +140,9 @@ def sft_command(
 @config_options(SFTConfig, skip=SFT_HIDDEN, into="sft_settings")
 @config_options(TrackerSettings, skip=TRACKER_HIDDEN, into="tracker_settings")
 def track_command(
-    task: list[str] = typer.Option(..., help="tasks to track (names or .jsonl files), and to train on unless --train-data"),
+    task: list[str] = typer.Option(
+        ..., help="tasks to track (names or .jsonl files), and to train on unless --train-data"
+    ),
     model: str = typer.Option("default", help="'default', 'default-gpt2' or a model directory"),
     out: Path = typer.Option(Path("runs"), help="parent directory of the run directory"),
     name: str = typer.Option(None, help="run directory name (default: TASKS-sSEED)"),
