@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedModel, TrainerCallback
@@ -30,6 +29,7 @@ from foresight.circuits import circuit
 from foresight.encoding import encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
+from foresight.gradients import gradient_norms as component_gradient_norms
 from foresight.mlflow_log import SafeLogger
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
@@ -194,8 +194,9 @@ def _reference(
 
 def gradient_norms(model: PreTrainedModel, data: TaskData) -> dict[str, float]:
     """Per head and MLP, the L2 norm of the gradient of the task loss on the run's attribution
-    pairs with respect to the weights it owns (`foresight.gradients.ComponentGradients`)."""
-    return {c: float(np.linalg.norm(g)) for c, g in ComponentGradients(model)(model, data.pairs).items()}
+    pairs with respect to the weights it owns (`foresight.gradients.ComponentGradients`), in one
+    host transfer (`foresight.gradients.gradient_norms`)."""
+    return component_gradient_norms(ComponentGradients(model)(model, data.pairs))
 
 
 def finetune(
