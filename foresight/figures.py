@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -89,21 +88,18 @@ def plot_head_heatmap(head_scores: pd.DataFrame, path: str | Path) -> Path:
 
 
 def log_figures(
+    logger: SafeLogger,
     metrics: pd.DataFrame,
     out_dir: str | Path,
     head_scores: pd.DataFrame | None = None,
     artifact_path: str = "figures",
-    logger: SafeLogger | None = None,
 ) -> list[Path]:
     """Save the metric line figures (and the head-score heatmap, if given) as PNGs in
-    `out_dir` and log them as artifacts under `artifact_path`: through `logger` if given,
-    else in the active run. Returns the PNG paths."""
+    `out_dir` and log them through `logger` as artifacts under `artifact_path`. Returns the
+    PNG paths."""
     paths = plot_metrics(metrics, out_dir)
     if head_scores is not None:
         paths.append(plot_head_heatmap(head_scores, Path(out_dir) / "head_scores.png"))
     for path in paths:
-        if logger is not None:
-            logger.log_artifact(path, artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path)
+        logger.log_artifact(path, artifact_path)
     return paths

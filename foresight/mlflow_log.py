@@ -5,7 +5,10 @@
 - `open_run` / `start_run`: a run with its (flattened) params and tags, resumable by run id.
 - `SafeLogger`: logging that survives the tracking server going away: after the first
   failure it warns once and appends every further call to `pending_mlflow.jsonl` in the
-  run directory; `sync(run_dir)` uploads that file later.
+  run directory; `sync(root)` uploads the files under a directory later. Every write of a
+  Foresight job (tracked runs, comparisons and their child runs, sweeps, forecaster
+  evaluations: params, metrics, tags, tables, figures, files, new runs) goes through it;
+  only opening a job's first run needs the server.
 
 A failing call to a tracking *server* can take minutes before it fails (mlflow retries;
 see MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_TIMEOUT), which is why
@@ -20,17 +23,27 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import mlflow
+import pandas as pd
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
 PENDING_FILE = "pending_mlflow.jsonl"
+# the id of a run created while the server was away, until `sync` creates it
+PLACEHOLDER = "pending-"
+PARENT_TAG, RUN_NAME_TAG = "mlflow.parentRunId", "mlflow.runName"
 # the experiment tag by which the MLflow UI (3.x) tells model training from GenAI experiments
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # log_batch limits of the MLflow REST API
@@ -180,26 +193,72 @@ def _log_batch(
         client.log_batch(run_id, tags=tags_[i : i + MAX_TAGS], synchronous=True)
 
 
+@dataclass
+class _Link:
+    """What the loggers of one job share: whether the tracking server has failed them."""
+
+    offline: bool = False
+
+
 class SafeLogger:
     """Logs to one MLflow run and never lets a tracking failure stop training.
 
     The first failing call is reported once (logging.warning); that call and every later
     one are appended to `{run_dir}/pending_mlflow.jsonl` (one JSON object per line, with
-    the run id) instead, for `sync(run_dir)` to upload. Metrics at a step not after the
-    last step already logged for that key are dropped, so a resumed run that replays
-    steps does not duplicate them.
+    the run id and the tracking URI) instead, for `sync(run_dir)` to upload. Loggers made
+    from one another (`new_run`) share that state: once one has failed, none calls the
+    server again. Metrics at a step not after the last step already logged for that key
+    are dropped, so a resumed run that replays steps does not duplicate them.
     """
 
-    def __init__(self, run_id: str, run_dir: str | Path, client: MlflowClient | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        run_dir: str | Path,
+        client: MlflowClient | None = None,
+        experiment_id: str | None = None,
+        link: _Link | None = None,
+    ) -> None:
+        """`experiment_id`: where `new_run` creates runs (default: this run's experiment)."""
         self.run_id = run_id
-        self.pending = Path(run_dir) / PENDING_FILE
+        self.run_dir = Path(run_dir)
+        self.pending = self.run_dir / PENDING_FILE
         self.client = client or MlflowClient()
-        self.offline = False
-        self._last_step: dict[str, int] = {}
-        self._call(lambda: self._last_step.update(logged_steps(self.client, run_id)), None)
+        self.experiment_id = experiment_id
+        self._link = link or _Link()
+        self._last_step: dict[str, int] | None = {} if run_id.startswith(PLACEHOLDER) else None
+
+    @property
+    def offline(self) -> bool:
+        """Whether a call of this logger (or of one it shares its state with) has failed."""
+        return self._link.offline
+
+    def new_run(self, run_name: str, tags: Mapping[str, str], run_dir: str | Path) -> SafeLogger:
+        """A logger of a new child run of this one, `run_name` with `tags`, in this logger's
+        experiment, queuing to `{run_dir}/pending_mlflow.jsonl`. Offline, the child gets a
+        placeholder id (PLACEHOLDER...) and its creation is queued first: `sync` creates it."""
+        if self.experiment_id is None:
+            raise ValueError(f"run {self.run_id}: a logger that creates runs needs its experiment id")
+        tags = {**tags, RUN_NAME_TAG: run_name, PARENT_TAG: self.run_id}
+        created: list[str] = []
+        create = self.client.create_run
+        self._call(lambda: created.append(create(self.experiment_id, tags=tags).info.run_id), None)
+        if created:
+            return self.logger_of(created[0], run_dir)
+        child = self.logger_of(PLACEHOLDER + uuid.uuid4().hex, run_dir)
+        child._queue({"create": {"experiment_id": self.experiment_id, "tags": tags}})
+        return child
+
+    def logger_of(self, run_id: str, run_dir: str | Path) -> SafeLogger:
+        """A logger of another run of this logger's experiment that shares its client and its
+        state: once either has failed, neither calls the server again."""
+        return SafeLogger(run_id, run_dir, self.client, self.experiment_id, self._link)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Log `metrics` (name -> value) at `step`."""
+        if self._last_step is None:  # the steps a resumed run logged before
+            self._last_step = {}
+            self._call(lambda: self._last_step.update(logged_steps(self.client, self.run_id)), None)
         timestamp = int(time.time() * 1000)
         fresh = {k: float(v) for k, v in metrics.items() if step > self._last_step.get(k, step - 1)}
         if not fresh:
@@ -225,26 +284,72 @@ class SafeLogger:
         entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
         self._call(lambda: _log_artifact(self.client, self.run_id, str(local_path), artifact_path), entry)
 
+    def log_figure(self, figure: Figure, artifact_file: str) -> Path:
+        """Save `figure` as `{run_dir}/{artifact_file}` and log it there; returns the file."""
+        path = self.run_dir / artifact_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+        self.log_artifact(path, str(PurePosixPath(artifact_file).parent))
+        return path
+
+    def log_table(self, table: pd.DataFrame, artifact_file: str) -> Path:
+        """Save `table` as `{run_dir}/{artifact_file}` (JSON, orient "split") and log it as an
+        MLflow table (`MlflowClient.log_table`, which the UI's evaluation view reads)."""
+        path = self.run_dir / artifact_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_json(path, orient="split", index=False)
+        entry = {"table": str(path.resolve()), "artifact_file": artifact_file}
+        self._call(lambda: _log_table(self.client, self.run_id, entry["table"], artifact_file), entry)
+        return path
+
     def end_run(self, status: str) -> None:
         """End the run as FINISHED, FAILED or KILLED (queued for `sync` when offline)."""
         entry = {"status": status}
         self._call(lambda: self.client.set_terminated(self.run_id, status), entry)
 
+    def delete_run(self) -> None:
+        """Delete the run (an attempt that did not finish; queued for `sync` when offline)."""
+        self._call(lambda: self.client.delete_run(self.run_id), {"delete": True})
+
     def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
+        """`action` while the server answers; from its first failure on, `entry` to the queue."""
         if not self.offline:
             try:
                 action()
                 return
             except Exception as e:  # any failure of the tracking backend: go offline
-                self.offline = True
+                self._link.offline = True
                 message = "MLflow logging failed (%s: %s); run %s goes on, logging to %s for a later sync"
                 log.warning(message, type(e).__name__, e, self.run_id, self.pending)
         if entry is not None:
-            self.pending.parent.mkdir(parents=True, exist_ok=True)
-            with self.pending.open("a") as f:
-                f.write(json.dumps({"run_id": self.run_id, **entry}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            self._queue(entry)
+
+    def _queue(self, entry: dict[str, Any]) -> None:
+        """Append `entry` (with the run id and tracking URI) to the pending file, synced to disk."""
+        self.pending.parent.mkdir(parents=True, exist_ok=True)
+        with self.pending.open("a") as f:
+            f.write(json.dumps({"run_id": self.run_id, "uri": self.client.tracking_uri, **entry}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@contextmanager
+def ended(logger: SafeLogger) -> Iterator[SafeLogger]:
+    """Ends `logger`'s run when the block exits: FINISHED, KILLED on Ctrl-C, FAILED on any
+    other exception (which goes on)."""
+    try:
+        yield logger
+    except KeyboardInterrupt:
+        logger.end_run("KILLED")
+        raise
+    except BaseException:
+        logger.end_run("FAILED")
+        raise
+    logger.end_run("FINISHED")
+
+
+def _log_table(client: MlflowClient, run_id: str, local_path: str, artifact_file: str) -> None:
+    client.log_table(run_id, pd.read_json(local_path, orient="split"), artifact_file)
 
 
 def _log_artifact(client: MlflowClient, run_id: str, local_path: str, artifact_path: str | None) -> None:
@@ -270,20 +375,43 @@ def _read_pending(file: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
-    """Upload `{run_dir}/pending_mlflow.jsonl` to the run ids stored in it (log_batch) and
-    remove the file. Metric (key, step) pairs that the run already holds are skipped, so
-    syncing twice does not duplicate. If an upload fails, the entries not yet uploaded
-    are written back and the error is raised. Returns the number of entries uploaded."""
-    file = Path(run_dir) / PENDING_FILE
-    if not file.is_file():
-        return 0
+def pending_files(root: str | Path) -> list[Path]:
+    """The pending files under `root` (its own and its run directories'), in path order."""
+    root = Path(root)
+    return sorted(root.rglob(PENDING_FILE)) if root.is_dir() else []
+
+
+def queued_tracking_uri(root: str | Path) -> str | None:
+    """The tracking URI that the first queued call under `root` was meant for, if any."""
+    for file in pending_files(root):
+        for entry in _read_pending(file):
+            if entry.get("uri"):
+                return entry["uri"]
+    return None
+
+
+def sync(root: str | Path, client: MlflowClient | None = None) -> int:
+    """Upload every pending file under `root` (`pending_files`) and remove it; returns the
+    number of entries uploaded. Runs queued with a placeholder id are created first (their
+    later entries go to the new id), metric (key, step) pairs the run already holds are
+    skipped, so syncing twice does not duplicate. If an upload fails, the entries not yet
+    uploaded are written back (placeholders of created runs replaced) and the error is raised."""
     client = client or MlflowClient()
+    return sum(_sync_file(file, client) for file in pending_files(root))
+
+
+def _sync_file(file: Path, client: MlflowClient) -> int:
     entries = _read_pending(file)
+    created: dict[str, str] = {}  # placeholder -> the id of the run created for it
     histories: dict[tuple[str, str], set[int]] = {}
     for done, entry in enumerate(entries):
-        run_id = entry["run_id"]
         try:
+            if "create" in entry:
+                create = entry["create"]
+                run = client.create_run(create["experiment_id"], tags=create["tags"])
+                created[entry["run_id"]] = run.info.run_id
+                continue
+            run_id = created.get(entry["run_id"], entry["run_id"])
             metrics = []
             for metric in _metrics(entry):
                 if (run_id, metric.key) not in histories:
@@ -295,12 +423,16 @@ def sync(run_dir: str | Path, client: MlflowClient | None = None) -> int:
             _log_batch(client, run_id, metrics, entry.get("params"), entry.get("tags"))
             if "artifact" in entry:
                 _log_artifact(client, run_id, entry["artifact"], entry.get("artifact_path"))
+            if "table" in entry:
+                _log_table(client, run_id, entry["table"], entry["artifact_file"])
             if "status" in entry:
                 client.set_terminated(run_id, entry["status"])
+            if entry.get("delete"):
+                client.delete_run(run_id)
         except Exception:
-            remaining = "".join(json.dumps(e) + "\n" for e in entries[done:])
+            remaining = [{**e, "run_id": created.get(e["run_id"], e["run_id"])} for e in entries[done:]]
             tmp = file.with_suffix(".tmp")
-            tmp.write_text(remaining)
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in remaining))
             os.replace(tmp, file)
             raise
     file.unlink()

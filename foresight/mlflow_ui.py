@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -206,13 +205,16 @@ def comparison_figure(task: str, table: pd.DataFrame, tests: pd.DataFrame) -> Fi
     return fig
 
 
-def log_comparison(task: str, table: pd.DataFrame, tests: pd.DataFrame, report: Path) -> None:
-    """Log the comparison to the active (parent) run: summary metrics, tables, figure, the
-    report file, and the report as the run's description."""
-    mlflow.log_metrics(comparison_metrics(table, tests))
-    mlflow.log_table(table, "comparison/summary.json")
+def log_comparison(
+    logger: SafeLogger, task: str, table: pd.DataFrame, tests: pd.DataFrame, report: Path
+) -> None:
+    """Log the comparison to `logger`'s (parent) run: summary metrics, tables, figure, the
+    report file, and the report as the run's description. The tables and the figure are also
+    saved in the logger's run directory under `comparison/`."""
+    logger.log_metrics(comparison_metrics(table, tests), 0)
+    logger.log_table(table, "comparison/summary.json")
     if len(tests):
-        mlflow.log_table(tests, "comparison/paired_tests.json")
-    mlflow.log_figure(comparison_figure(task, table, tests), "comparison/accuracy.png")
-    mlflow.log_artifact(str(report))
-    mlflow.set_tag("mlflow.note.content", report.read_text())
+        logger.log_table(tests, "comparison/paired_tests.json")
+    logger.log_figure(comparison_figure(task, table, tests), "comparison/accuracy.png")
+    logger.log_artifact(report)
+    set_description(logger, report.read_text())

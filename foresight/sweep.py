@@ -6,10 +6,16 @@ params: task and the shared `FinetuneConfig` settings) and one child run per tri
 `foresight.updater.compare.log_trial` (the same tags, params and metrics). Each sweep run carries a
 deterministic key, tag `sweep_key`: `{task}` on a parent, `{task}/{strategy}/s{seed}` on a trial.
 
-Exactly once: an attempt at a trial first looks its key up under its parent. A FINISHED run means
-the trial is done (nothing runs, nothing is logged); any other run with that key (RUNNING, left by
-a worker that died, or FAILED) is deleted before the trial runs again. Ray retries a trial whose
-worker dies or which raises, `retries` times (its `max_retries`, `retry_exceptions`).
+Exactly once: the driver looks every trial's key up under its parent before the first trial runs.
+A FINISHED run means the trial is done (nothing runs, nothing is logged); any other run with that
+key (RUNNING, left by a worker that died, or FAILED) is deleted, with the trial's directory. Ray
+retries a trial whose worker dies or which raises, `retries` times (its `max_retries`,
+`retry_exceptions`); a retry deletes the run its failed attempt recorded in `run_id`.
+
+One MLflow path: after those lookups every write (child runs, their metrics, the comparisons, the
+parents' ends) goes through `foresight.mlflow_log.SafeLogger`, so a tracking server that goes away
+mid-sweep loses nothing: the calls wait in `pending_mlflow.jsonl` files under `out` for
+`foresight sync OUT`.
 
 Resume: the driver submits only the trials without a FINISHED run, so running a finished sweep
 again logs nothing. A task whose trials are all FINISHED gets its comparison
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tomllib
 import types
@@ -35,12 +40,15 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from tqdm import tqdm
-from transformers import TrainerCallback
 
 from foresight.config import MAX_SEED, ConfigError, check_settings, setting
 from foresight.mlflow_log import (
+    PARENT_TAG,
+    PLACEHOLDER,
+    SafeLogger,
     check_params,
     get_or_create_experiment,
     open_run,
@@ -49,14 +57,11 @@ from foresight.mlflow_log import (
 from foresight.output_dirs import record_sweep
 from foresight.report import strategy_frame
 from foresight.tracking_uri import check_tracking_uri, probe_tcp
-from foresight.updater.compare import log_summary, log_trial, shared_params
+from foresight.updater.compare import RUN_ID_FILE, log_summary, log_trial, shared_params
 from foresight.updater.config import FinetuneConfig
 from foresight.updater.strategies import Strategy, checked_strategy, register_strategy, strategy_class
 
 SWEEP_KEY = "sweep_key"
-# for tests: a file path; the first trial to reach step 1 while it does not exist creates it
-# (holding the trial's key) and kills its worker (os._exit), as a crash would
-DIE_ONCE = "FORESIGHT_SWEEP_DIE_ONCE"
 SWEEP_KEYS = ("experiment", "tasks", "strategies", "seeds", "finetune", "out", "forecasters", "retries")
 
 
@@ -72,6 +77,10 @@ class Trial:
     def key(self) -> str:
         """The trial's `sweep_key`: `{task}/{strategy}/s{seed}`."""
         return f"{self.task}/{self.strategy}/s{self.seed}"
+
+    def directory(self, out: Path) -> Path:
+        """The trial's files: `{out}/{task}/{strategy}-s{seed}`."""
+        return out / self.task / f"{self.strategy}-s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -233,21 +242,6 @@ def _of_type(value: object, hint: object) -> bool:
     return type(value) is hint
 
 
-class _DieOnce(TrainerCallback):
-    """Kills the process at step 1 unless `marker` exists, which it creates first (see DIE_ONCE)."""
-
-    def __init__(self, marker: Path, key: str) -> None:
-        self.marker, self.key = marker, key
-
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        try:
-            with open(self.marker, "x") as handle:
-                handle.write(self.key)
-        except FileExistsError:
-            return
-        os._exit(1)
-
-
 def _key_filter(key: str) -> str:
     return f"tags.{SWEEP_KEY} = '{key}'"
 
@@ -260,24 +254,24 @@ def run_trial(
     settings: FinetuneConfig,
     out: Path,
     strategy: type[Strategy],
-) -> None:
-    """One attempt at `trial` (in a Ray worker): skipped if its run is FINISHED, else run and
-    logged afresh (see the module docstring). `strategy`, the class the driver registered as
-    `trial.strategy`, is registered in the worker too (its module is imported as it arrives)."""
+) -> dict[str, object]:
+    """One attempt at `trial` (in a Ray worker), logged as a child run of `parent_id`; returns
+    its summary row (`FinetuneResult.summary`). An attempt that finds the directory of an
+    earlier one (whose worker died, or which failed) deletes that attempt's run and files
+    first. `strategy`, the class the driver registered as `trial.strategy`, is registered in
+    the worker too (its module is imported as it arrives)."""
     register_strategy(strategy)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
-    found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parent_id}'"
-    for run in client.search_runs([experiment_id], found):
-        if run.info.status == "FINISHED":
-            return
-        client.delete_run(run.info.run_id)  # a partial run: its worker died or it failed
-    out_dir = out / trial.task / f"{trial.strategy}-s{trial.seed}"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    marker = os.environ.get(DIE_ONCE)
-    callbacks = [_DieOnce(Path(marker), trial.key)] if marker else []
+    out_dir = trial.directory(out)
+    parent = SafeLogger(parent_id, out_dir, experiment_id=experiment_id)
+    earlier = out_dir / RUN_ID_FILE
+    if earlier.is_file():
+        run_id = earlier.read_text()
+        shutil.rmtree(out_dir)
+        if not run_id.startswith(PLACEHOLDER):  # a placeholder's run was only in the removed queue
+            parent.logger_of(run_id, out_dir).delete_run()
     config = settings.with_run(trial.strategy, trial.seed)
-    log_trial(trial.task, config, experiment_id, parent_id, out_dir, {SWEEP_KEY: trial.key}, callbacks)
+    return log_trial(trial.task, config, parent, out_dir, {SWEEP_KEY: trial.key}).summary()
 
 
 def _parent_params(config: SweepConfig, task: str) -> dict[str, object]:
@@ -294,15 +288,31 @@ def _logged_parent(client: MlflowClient, config: SweepConfig, experiment_id: str
     return runs[0].info.run_id
 
 
-def _finished(client: MlflowClient, experiment_id: str, parents: Mapping[str, str]) -> set[str]:
-    """The keys of the FINISHED trial runs under `parents`."""
-    runs = client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50_000)
-    ids = set(parents.values())
-    return {
-        r.data.tags[SWEEP_KEY]
-        for r in runs
-        if SWEEP_KEY in r.data.tags and r.data.tags.get("mlflow.parentRunId") in ids
-    }
+def _finished(experiment_id: str, parents: Mapping[str, str]) -> pd.DataFrame:
+    """The FINISHED trial runs under `parents`, as `foresight.report.strategy_frame` rows."""
+    runs = mlflow.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50_000)
+    if f"tags.{SWEEP_KEY}" not in runs:
+        return strategy_frame(runs.iloc[:0])
+    mine = runs[f"tags.{SWEEP_KEY}"].notna() & runs[f"tags.{PARENT_TAG}"].isin(list(parents.values()))
+    return strategy_frame(runs[mine].iloc[::-1])
+
+
+def _clear(
+    client: MlflowClient, experiment_id: str, parents: Mapping[str, str], trials: list[Trial], out: Path
+) -> None:
+    """Delete what earlier attempts at `trials` left: their runs (RUNNING, left by a worker that
+    died, or FAILED) and their directories."""
+    for trial in trials:
+        found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parents[trial.task]}'"
+        for run in client.search_runs([experiment_id], found):
+            client.delete_run(run.info.run_id)
+        shutil.rmtree(trial.directory(out), ignore_errors=True)
+
+
+def _keys(frame: pd.DataFrame) -> set[str]:
+    """The trial keys of the rows of a strategy frame."""
+    columns = (frame["task"], frame["strategy"], frame["seed"])
+    return {Trial(t, s, int(seed)).key for t, s, seed in zip(*columns, strict=True)}
 
 
 def _error(error: Exception) -> str:
@@ -321,9 +331,10 @@ def _run_on_ray(
     workers: int | None,
     address: str | None,
     progress: bool,
-) -> dict[str, str]:
+) -> tuple[list[dict[str, object]], dict[str, str]]:
     """Run `trials` as Ray tasks (one CPU each) on a local Ray of `workers` CPUs, or on the
-    cluster at `address`; returns key -> error of the trials that failed every try."""
+    cluster at `address`; returns the summary rows of the trials that ran, and key -> error
+    of those that failed every try."""
     import ray
 
     started = not ray.is_initialized()
@@ -349,6 +360,7 @@ def _run_on_ray(
             ): t
             for t in trials
         }
+        rows: list[dict[str, object]] = []
         failed: dict[str, str] = {}
         remaining = list(futures)
         with tqdm(total=len(trials), desc="sweep", unit="trial", disable=not progress) as bar:
@@ -356,36 +368,29 @@ def _run_on_ray(
                 ready, remaining = ray.wait(remaining, num_returns=1)
                 trial = futures[ready[0]]
                 try:
-                    ray.get(ready[0])
+                    rows.append(ray.get(ready[0]))
                 except ray.exceptions.RayError as e:
                     failed[trial.key] = _error(e)
                 bar.set_postfix_str(trial.key, refresh=False)
                 bar.update()
-        return failed
+        return rows, failed
     finally:
         if started:
             ray.shutdown()
 
 
-def _close_parent(
-    client: MlflowClient, config: SweepConfig, experiment_id: str, task: str, parent_id: str, done: set[str]
-) -> None:
-    """Log `task`'s comparison on its parent and end it FINISHED if its trials all are, else end
-    it FAILED."""
+def _close_parent(config: SweepConfig, parent: SafeLogger, task: str, frame: pd.DataFrame) -> None:
+    """Log `task`'s comparison of `frame` (the strategy frame of its finished trials) on its
+    parent and end it FINISHED if its trials all finished, else end it FAILED."""
+    frame = frame[frame["task"] == task]
     keys = {t.key for t in config.trials() if t.task == task}
-    if not keys <= done:
-        client.set_terminated(parent_id, "FAILED")
+    if not keys <= _keys(frame):
+        parent.end_run("FAILED")
         return
-    runs = mlflow.search_runs(
-        [experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'FINISHED'",
-        max_results=50_000,
-    ).iloc[::-1]
-    frame = strategy_frame(runs)
     order = {s: i for i, s in enumerate(config.strategies)}
-    frame = frame.sort_values("strategy", key=lambda s: s.map(order), kind="stable")
-    with mlflow.start_run(run_id=parent_id):
-        log_summary(task, frame, config.out / task)
+    frame = frame.sort_values(["strategy", "seed"], key=lambda c: c.map(order) if c.name == "strategy" else c)
+    log_summary(task, frame.reset_index(drop=True), config.out / task, parent)
+    parent.end_run("FINISHED")
 
 
 def check_ray_address(address: str | None) -> None:
@@ -406,7 +411,9 @@ def run_sweep(
     config: SweepConfig, workers: int | None = None, address: str | None = None, progress: bool = True
 ) -> SweepResult:
     """Run (or resume) the sweep on Ray (see the module docstring), logging to MLflow
-    (MLFLOW_TRACKING_URI, else ./mlflow.db); `progress`: a progress bar of trials on stderr."""
+    (MLFLOW_TRACKING_URI, else ./mlflow.db); `progress`: a progress bar of trials on stderr.
+    What the sweep reads from MLflow it reads before the first trial, so that a server that
+    goes away later only delays its writes (`foresight sync` the sweep's `out`)."""
     uri = resolve_tracking_uri()
     check_tracking_uri(uri)
     check_ray_address(address)  # before any run is created or file written
@@ -420,19 +427,24 @@ def run_sweep(
         tags = {"task": task, SWEEP_KEY: task}
         params = _parent_params(config, task)
         parents[task] = run_id or open_run(config.experiment, f"compare-{task}", params, tags)
-    before = _finished(client, experiment_id, parents)
-    pending = [t for t in config.trials() if t.key not in before]
+    closed = {task for task, run_id in parents.items() if client.get_run(run_id).info.status == "FINISHED"}
+    before = _finished(experiment_id, parents)
+    skipped = _keys(before)
+    pending = [t for t in config.trials() if t.key not in skipped]
+    _clear(client, experiment_id, parents, pending, config.out)
     for task in {t.task for t in pending}:
         client.update_run(parents[task], status="RUNNING")
-    failed = (
+    rows, failed = (
         _run_on_ray(pending, config, uri, experiment_id, parents, workers, address, progress)
         if pending
-        else {}
+        else ([], {})
     )
-    done = _finished(client, experiment_id, parents)
-    for task, parent_id in parents.items():
-        if client.get_run(parent_id).info.status != "FINISHED":
-            _close_parent(client, config, experiment_id, task, parent_id, done)
+    frame = pd.concat([before, pd.DataFrame(rows, columns=before.columns)], ignore_index=True)
+    driver = SafeLogger(parents[config.tasks[0]], config.out, experiment_id=experiment_id)
+    for task, run_id in parents.items():
+        if task not in closed or any(t.task == task for t in pending):
+            _close_parent(config, driver.logger_of(run_id, config.out / task), task, frame)
     ran = [t.key for t in pending if t.key not in failed]
-    skipped = [t.key for t in config.trials() if t.key in before]
-    return SweepResult(experiment_id, parents, ran, skipped, failed)
+    return SweepResult(
+        experiment_id, parents, ran, [t.key for t in config.trials() if t.key in skipped], failed
+    )

@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from foresight import stats
+from foresight.mlflow_log import SafeLogger, ended, get_or_create_experiment, open_run
 from predictors.base import Forecaster
 from predictors.problem import ForecastProblem, Trajectory, observe, target_scores, valid_prefixes
 from predictors.registry import make_forecaster
@@ -187,35 +189,35 @@ def evaluate(
     models: Sequence[str] | Mapping[str, Factory],
     seed: int = 0,
     n_boot: int = 1000,
-    log_mlflow: bool = False,
-    experiment: str = "foresight-forecasting",
     groups: Callable[[str], str] | None = None,
 ) -> Evaluation:
-    """Leave-one-task-out (with `groups`: leave-one-group-out) evaluation and its summary; with
-    `log_mlflow`, one MLflow run per model (in the current tracking URI) via `log_evaluation`."""
+    """Leave-one-task-out (with `groups`: leave-one-group-out) evaluation and its summary."""
     per_run = leave_one_task_out(runs, problem, models, seed, groups)
-    result = Evaluation(problem, per_run, summarize(per_run, n_boot, seed))
-    if log_mlflow:
-        log_evaluation(result, experiment)
-    return result
+    return Evaluation(problem, per_run, summarize(per_run, n_boot, seed))
 
 
-def log_evaluation(result: Evaluation, experiment: str, artifact_location: str | None = None) -> list[str]:
-    """One MLflow run per model: params (prefix, horizon, circuit_size, level, model), overall
-    metrics (NaNs skipped) and the markdown table as artifact `comparison.md`. Returns the run ids."""
-    import mlflow
-
-    from foresight.mlflow_log import get_or_create_experiment
-
-    experiment_id = get_or_create_experiment(experiment, artifact_location)
-    markdown, p, ids = result.markdown, result.problem, []
-    overall = result.summary[result.summary["task"] == ALL]
-    for row in overall.to_dict("records"):
-        name = f"{row['model']}-k{p.prefix}-h{p.horizon}-n{p.circuit_size}"
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
-            mlflow.log_params({**p.to_dict(), "model": row["model"], "n_runs": row["n_runs"]})
-            metrics = {k: float(v) for k, v in row.items() if k not in ("model", "task", "n_runs")}
-            mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
-            mlflow.log_text(markdown, "comparison.md")
-            ids.append(run.info.run_id)
+def log_evaluation(result: Evaluation, experiment: str, run_dir: Path) -> list[str]:
+    """A parent run `evaluation-k{prefix}-h{horizon}-n{size}` of experiment `experiment` (in the
+    current tracking URI) with one child run per model: params (prefix, horizon, circuit_size,
+    level, model, n_runs), overall metrics (NaNs skipped) and the markdown table as artifact
+    `comparison.md` (also on the parent). The writes go through `SafeLogger` (queued under
+    `run_dir` if the server goes away). Returns the child run ids (placeholders while queued)."""
+    p = result.problem
+    suffix = f"k{p.prefix}-h{p.horizon}-n{p.circuit_size}"
+    experiment_id = get_or_create_experiment(experiment)
+    parent_id = open_run(experiment, f"evaluation-{suffix}", p.to_dict())
+    parent = SafeLogger(parent_id, run_dir, experiment_id=experiment_id)
+    report = run_dir / "comparison.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(result.markdown)
+    ids = []
+    with ended(parent):
+        parent.log_artifact(report)
+        for row in result.summary[result.summary["task"] == ALL].to_dict("records"):
+            with ended(parent.new_run(f"{row['model']}-{suffix}", {"model": row["model"]}, run_dir)) as run:
+                run.log_params({**p.to_dict(), "model": row["model"], "n_runs": row["n_runs"]})
+                metrics = {k: float(v) for k, v in row.items() if k not in ("model", "task", "n_runs")}
+                run.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, 0)
+                run.log_artifact(report)
+                ids.append(run.run_id)
     return ids

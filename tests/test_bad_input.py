@@ -588,7 +588,7 @@ CASES = [
     (
         "sync-not-a-run-directory",
         ["sync", "{data}/empty"],
-        ["{data}/empty: not a run directory of foresight track (no run.json)"],
+        ["{data}/empty: not a run directory of foresight track, compare or sweep"],
     ),
     (
         "resume-nothing-to-resume",

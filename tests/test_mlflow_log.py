@@ -109,7 +109,7 @@ def test_params_metrics_and_artifacts_round_trip(store: Path, tmp_path: Path) ->
             mlflow.log_metrics({"cd_vs_start_all": value, "accuracy": 1 - value}, step=step)
         table = pd.DataFrame({"step": [0, 10, 20], "cd_vs_start_all": [0.0, 2 / 3, 1.0]})
         heads = pd.DataFrame([[1.0, -2.0], [0.5, 0.0]], index=["a0.h0", "a0.h1"], columns=[0, 10])
-        paths = log_figures(table, tmp_path / "figs", head_scores=heads)
+        paths = log_figures(SafeLogger(run.info.run_id, tmp_path), table, tmp_path / "figs", heads)
     run_id = run.info.run_id
     data = MlflowClient().get_run(run_id).data
     assert data.params == {"task": "ioi", "lora.rank": "8", "lora.alpha": "16.0"}

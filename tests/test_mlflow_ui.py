@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from selenium.webdriver.support.ui import WebDriverWait
 
-from foresight.mlflow_log import start_run
+from foresight.mlflow_log import SafeLogger, start_run
 from foresight.mlflow_ui import log_comparison, ui_url
 from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.updater.compare import EXPERIMENT
@@ -59,7 +59,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
     mlflow.set_tracking_uri(f"sqlite:///{store}")
     try:
         with start_run(EXPERIMENT, "compare-ioi", artifact_location=str(root / "artifacts")) as parent:
-            log_comparison("ioi", table, tests, report)
+            logger = SafeLogger(parent.info.run_id, root, experiment_id=parent.info.experiment_id)
+            log_comparison(logger, "ioi", table, tests, report)
     finally:
         mlflow.set_tracking_uri(saved)
     figure = Path(parent.info.artifact_uri.removeprefix("file://")) / "comparison" / "accuracy.png"

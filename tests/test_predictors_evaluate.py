@@ -62,9 +62,12 @@ def test_evaluation_table_and_mlflow(tmp_path: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
         mlflow.create_experiment("forecast-test", artifact_location=str(tmp_path / "artifacts"))
-        ids = log_evaluation(result, "forecast-test")
+        ids = log_evaluation(result, "forecast-test", tmp_path / "evaluation")
         client = MlflowClient()
         run = client.get_run(ids[0])
+        parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+        assert parent.info.run_name == "evaluation-k2-hfinal-n6" and parent.info.status == "FINISHED"
+        assert [client.get_run(i).info.run_name for i in ids] == ["static-k2-hfinal-n6", "last-k2-hfinal-n6"]
         assert run.data.params["model"] == "static" and run.data.params["horizon"] == "final"
         static_all = result.summary.query("model == 'static' and task == @ALL")["jaccard"].iloc[0]
         assert run.data.metrics["jaccard"] == pytest.approx(static_all)

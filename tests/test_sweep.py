@@ -1,6 +1,7 @@
 """Sweeps on Ray (`foresight.sweep`, `foresight sweep`): a 2 task x 2 strategy x 2 seed sweep of
-the shipped default model on a local Ray of 2 workers, one of which is killed mid-trial; the
-counts are MLflow's own (search_runs), not what the sweep returns. Then bad sweep configs."""
+the shipped default model on a local Ray of 2 workers, one of which is killed mid-trial (by the
+test strategy `dying_strategy.DiesOnce`); the counts are MLflow's own (search_runs), not what the
+sweep returns. Then bad sweep configs."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from mlflow.tracking import MlflowClient
 from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
 from foresight.report import report
-from foresight.sweep import DIE_ONCE, SWEEP_KEY, SweepConfig, run_sweep
+from dying_strategy import DiesOnce, ship_by_value
+
+from foresight.sweep import SWEEP_KEY, SweepConfig, run_sweep
 from foresight.updater.config import FinetuneConfig
 
-TASKS, STRATEGIES, SEEDS = ("ioi", "gender"), ("free", "static"), (0, 1)
-SMALL = {"steps": 2, "every": 2, "batch_size": 8, "n_pairs": 8, "n_eval": 16, "save_model": False}
+TASKS, STRATEGIES, SEEDS = ("ioi", "gender"), ("free", DiesOnce.name), (0, 1)
+SMALL = {"steps": 2, "every": 1, "batch_size": 8, "n_pairs": 8, "n_eval": 16, "save_model": False}
 CONFIG = {"experiment": "sweep-test", "tasks": list(TASKS), "strategies": list(STRATEGIES)}
 CONFIG |= {"seeds": list(SEEDS), "out": "runs", "finetune": SMALL}
 GRID = {(t, s, str(seed)) for t in TASKS for s in STRATEGIES for seed in SEEDS}
@@ -34,14 +37,15 @@ def all_runs(experiment_id: str) -> list:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The sweep, run once with DIE_ONCE set: the first trial to reach step 1 kills its worker."""
+    """The sweep, run once: the first dies-once trial to reach step 1 kills its worker."""
     root = tmp_path_factory.mktemp("sweep")
     (root / "sweep.json").write_text(json.dumps(CONFIG))
     marker = root / "died"
+    ship_by_value()
     with pytest.MonkeyPatch.context() as mp:
         uri = f"sqlite:///{root}/mlflow.db"
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv(DIE_ONCE, str(marker))  # set before ray.init: its workers inherit it
+        mp.setattr(DiesOnce, "marker", str(marker))
         mp.chdir(root)
         mlflow.set_tracking_uri(uri)
         experiment_id = mlflow.create_experiment(CONFIG["experiment"], artifact_location=str(root / "art"))
@@ -81,7 +85,7 @@ def test_every_trial_is_one_finished_child_run_under_its_task_parent(swept: Simp
 
 def test_the_killed_trial_was_retried_and_logged_once(swept: SimpleNamespace) -> None:
     key = swept.marker.read_text()  # the trial whose worker died at step 1
-    assert key.split("/")[0] in TASKS
+    assert key.split("/")[0] in TASKS and key.split("/")[1] == DiesOnce.name
     mine = [r for r in swept.runs if r.data.tags.get(SWEEP_KEY) == key]
     # the dead worker's partial run (deleted by the retry) and the retry's finished one
     assert sorted((r.info.lifecycle_stage, r.info.status) for r in mine) == [
@@ -184,7 +188,7 @@ BAD = [
     (
         "predictive-that-never-switches",
         "sweep.toml",
-        _toml(strategies=["predictive"]),
+        _toml(strategies=["predictive"], finetune={**SMALL, "every": 2}),
         [],
         ["finetune.every: 2 is not below steps (2): strategy predictive would never re-select"],
     ),

@@ -28,6 +28,7 @@ from foresight.jsonfile import read_json_object
 from foresight.mlflow_log import (
     SafeLogger,
     check_store,
+    ended,
     get_or_create_experiment,
     open_run,
     resolve_tracking_uri,
@@ -261,19 +262,12 @@ def track(
             set_description(logger, describe_tracked_run(tasks))
             if train_data is not None and not logger.offline:
                 log_training_data(train_data, run_id, logger.client)
-        try:
+        with ended(logger):
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
                 save_model, background, train_data,
             )  # fmt: skip
-        except KeyboardInterrupt:
-            logger.end_run("KILLED")
-            raise
-        except BaseException:
-            logger.end_run("FAILED")
-            raise
-        _mark_finished(run_dir)
-        logger.end_run("FINISHED")
+            _mark_finished(run_dir)
     finally:
         if lock is not None:
             os.close(lock)
@@ -373,7 +367,7 @@ def _train(
         frame = tracker.metrics_frame(task.name)
         if len(frame):
             heads = head_score_matrix(load_trajectory(run_dir / "trajectories" / task.name))
-            log_figures(frame, run_dir / "figures" / task.name, heads, f"figures/{task.name}", logger)
+            log_figures(logger, frame, run_dir / "figures" / task.name, heads, f"figures/{task.name}")
     logger.log_artifact(run_dir / "trajectories", "trajectories")
     return tracker
 

@@ -162,7 +162,6 @@ def track_command(
     tracker_settings: dict | None = None,
 ) -> None:
     """SFT with circuit tracking: trajectories on disk, metrics and figures in MLflow."""
-    from foresight.mlflow_log import PENDING_FILE
     from foresight.mlflow_ui import ui_url
     from foresight.model_files import context_length
     from foresight.models import load_tokenizer
@@ -207,15 +206,7 @@ def track_command(
     ]
     for line in lines:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
-    pending = run_dir / PENDING_FILE
-    if pending.is_file():
-        n = len(pending.read_text().splitlines())
-        err_console.print(
-            f"[yellow]{n} MLflow calls wait in {escape(str(pending))}: upload them with "
-            f"`foresight sync {escape(str(run_dir))}`",
-            highlight=False,
-            soft_wrap=True,
-        )
+    _tell_pending(run_dir)
 
 
 @app.command("attribute")
@@ -298,13 +289,16 @@ def forecast_eval(
     circuit_size: int = option(ForecastProblem, "circuit_size"),
     model: list[str] = typer.Option(None, help="forecasters and baselines (default: all)"),
     seed: int = typer.Option(0),
+    log_mlflow: bool = typer.Option(False, help="also log to MLflow (experiment foresight-forecasting)"),
 ) -> None:
     """Leave-one-family-out comparison of forecasters and baselines."""
-    from foresight.app.forecast import eval_command
+    from foresight.app.forecast import EVALUATION_DIR, eval_command
     from predictors.precheck import check_request
 
     check_request(trajectories, prefix, horizon, circuit_size, model or [])
-    eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed)
+    eval_command(trajectories, prefix, horizon, circuit_size, model or None, seed, log_mlflow)
+    if log_mlflow:
+        _tell_pending(EVALUATION_DIR)
 
 
 @forecast.command("predict")
@@ -351,6 +345,7 @@ def compare_command(
     claim_output("--out", out, "compare", hint=" (choose another --out)")
     check.check_empty_out("--out", out, "comparison")
     run(task, names, list(range(seeds)), config, out)
+    _tell_pending(out)
 
 
 @app.command("sweep")
@@ -376,30 +371,57 @@ def sweep_command(
     )  # fmt: skip
     for task, run_id in result.parents.items():
         console.print(f"{task}: {ui_url(result.experiment_id, run_id)}", soft_wrap=True, highlight=False)
+    _tell_pending(sweep.out)
     if result.failed:
         for key, error in result.failed.items():
             _error(f"trial {key} failed {sweep.retries + 1} times: {error}")
         raise typer.Exit(1)
 
 
+def _tell_pending(directory: Path) -> None:
+    """If MLflow calls wait in queues under `directory`, say how many and how to upload them."""
+    from foresight.mlflow_log import pending_files
+
+    files = pending_files(directory)
+    if files:
+        n = sum(len(f.read_text().splitlines()) for f in files)
+        err_console.print(
+            f"[yellow]{n} MLflow calls wait in {len(files)} queue(s) under {escape(str(directory))}: "
+            f"upload them with `foresight sync {escape(str(directory))}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @app.command("sync")
-def sync_command(run_dir: Path = typer.Argument(..., help="a run directory of foresight track")) -> None:
+def sync_command(
+    run_dir: Path = typer.Argument(..., help="the directory of a foresight track, compare or sweep"),
+) -> None:
     """Upload MLflow calls that were queued while the tracking server was away.
 
-    They go to MLFLOW_TRACKING_URI if set, else to the tracking URI the run recorded."""
+    Every queue under the directory is uploaded (a comparison's or sweep's runs too), to
+    MLFLOW_TRACKING_URI if set, else to the tracking URI the calls were meant for."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from foresight.mlflow_log import PENDING_FILE, check_store, sync
+    from foresight.mlflow_log import PENDING_FILE, check_store, pending_files, queued_tracking_uri, sync
+    from foresight.output_dirs import marker
     from foresight.tracking_uri import check_tracking_uri
     from trackers.run import RunRecord
 
     if not run_dir.is_dir():
         raise NotADirectoryError(f"{run_dir}: no such run directory")
-    record_file, uri = run_dir / "run.json", os.environ.get("MLFLOW_TRACKING_URI")
-    if not record_file.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory of foresight track (no run.json)")
-    uri = uri or RunRecord.read(run_dir).tracking_uri
+    if marker(run_dir) is None and not pending_files(run_dir):
+        raise FileNotFoundError(
+            f"{run_dir}: not a run directory of foresight track, compare or sweep "
+            f"(no run.json, comparison.md, sweep record or {PENDING_FILE})"
+        )
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or queued_tracking_uri(run_dir)
+    if uri is None and (run_dir / "run.json").is_file():
+        uri = RunRecord.read(run_dir).tracking_uri
+    if uri is None:
+        console.print("uploaded 0 queued entries (none wait)")
+        return
     check_tracking_uri(uri)
     check_store(uri)
     try:

@@ -7,10 +7,12 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from foresight.mlflow_log import resolve_tracking_uri
 from foresight.tables import frame_table
 from foresight.tasks import task_family
+from foresight.tracking_uri import check_tracking_uri
 from predictors.base import forecast
-from predictors.evaluate import comparison_frame, evaluate
+from predictors.evaluate import comparison_frame, evaluate, log_evaluation
 from predictors.persist import load_forecaster, save_forecaster
 from predictors.problem import (
     ForecastProblem,
@@ -21,6 +23,9 @@ from predictors.problem import (
     with_checkpoint_index,
 )
 from predictors.registry import MODELS, forecaster_name, make_forecaster
+
+EVALUATION_EXPERIMENT = "foresight-forecasting"
+EVALUATION_DIR = Path("runs/forecast-evaluate")  # the report, and calls queued for `foresight sync`
 
 
 def _print(frame: pd.DataFrame, title: str) -> None:
@@ -98,10 +103,15 @@ def eval_command(
 ) -> pd.DataFrame:
     """Leave-one-family-out comparison (`task_family`; a task outside the registered families is
     its own family) of `models` (default: all) on the trajectories under `trajectories`; prints
-    the table and returns the summary."""
+    the table and returns the summary. With `log_mlflow`, also logged (`log_evaluation`) to
+    experiment EVALUATION_EXPERIMENT, with the report and any queued calls in EVALUATION_DIR."""
     problem = _problem(prefix, horizon, circuit_size)
     runs = _corpus(trajectories, problem)
-    result = evaluate(runs, problem, models or list(MODELS), seed, log_mlflow=log_mlflow, groups=task_family)
+    if log_mlflow:
+        check_tracking_uri(resolve_tracking_uri())
+    result = evaluate(runs, problem, models or list(MODELS), seed, groups=task_family)
+    if log_mlflow:
+        log_evaluation(result, EVALUATION_EXPERIMENT, EVALUATION_DIR)
     title = f"forecasting, k={prefix}, horizon {horizon}, n={circuit_size} (leave-one-family-out)"
     table = comparison_frame(result.summary)
     per_task = [c for c in table.columns if c.startswith("J ")]

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from transformers import TrainerCallback
 
-from foresight.mlflow_log import SafeLogger, resolve_tracking_uri, start_run
+from foresight.mlflow_log import SafeLogger, ended, get_or_create_experiment, open_run, resolve_tracking_uri
 from foresight.mlflow_ui import log_comparison
 from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.tracking_uri import check_tracking_uri
@@ -31,6 +30,7 @@ from foresight.updater.config import FinetuneConfig
 from foresight.updater.finetune import FinetuneResult, finetune
 
 EXPERIMENT = "foresight-compare"
+RUN_ID_FILE = "run_id"  # in a trial's directory: the id of its MLflow run
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Comparison:
     run_id: str
     experiment_id: str
     markdown: str
+    offline: bool  # the server went away: `foresight sync` the output directory
 
 
 def shared_params(config: FinetuneConfig) -> dict[str, object]:
@@ -55,27 +56,22 @@ def shared_params(config: FinetuneConfig) -> dict[str, object]:
 def log_trial(
     task: str,
     config: FinetuneConfig,
-    experiment_id: str,
-    parent_run_id: str,
+    parent: SafeLogger,
     out_dir: Path,
     tags: Mapping[str, str] | None = None,
-    callbacks: Sequence[TrainerCallback] = (),
 ) -> FinetuneResult:
-    """`finetune(task, config, out_dir)` logged as a child run of `parent_run_id` (named
-    `{strategy}-s{seed}`, tagged task, strategy, seed and `tags`), with the params and final metrics of
-    the module docstring; the run ends FINISHED, or FAILED (KILLED on Ctrl-C) if it raises."""
+    """`finetune(task, config, out_dir)` logged as a child run of `parent`'s run (named
+    `{strategy}-s{seed}`, tagged task, strategy, seed and `tags`), with the params and final metrics
+    of the module docstring; the run ends FINISHED, or FAILED (KILLED on Ctrl-C) if it raises. Its
+    id is written to `{out_dir}/run_id` as soon as it exists."""
     child_tags = {"task": task, "strategy": config.strategy, "seed": str(config.seed), **(tags or {})}
     settings = {"model": config.model, "steps": config.steps, "lr": config.learning_rate, "mode": config.mode}
-    with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"{config.strategy}-s{config.seed}",
-        nested=True,
-        parent_run_id=parent_run_id,
-        tags=child_tags,
-    ) as child:
-        logger = SafeLogger(child.info.run_id, out_dir)
-        logger.log_params({"task": task, "strategy": config.strategy, "seed": config.seed, **settings})
-        result = finetune(task, config, out_dir, logger, callbacks=callbacks)
+    logger = parent.new_run(f"{config.strategy}-s{config.seed}", child_tags, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RUN_ID_FILE).write_text(logger.run_id)
+    logger.log_params({"task": task, "strategy": config.strategy, "seed": config.seed, **settings})
+    with ended(logger):
+        result = finetune(task, config, out_dir, logger)
         logger.log_params(
             {
                 "components": len(result.components),
@@ -88,16 +84,18 @@ def log_trial(
     return result
 
 
-def log_summary(task: str, frame: pd.DataFrame, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def log_summary(
+    task: str, frame: pd.DataFrame, out_dir: Path, logger: SafeLogger
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The comparison of `frame` (one row per child run, with `foresight.report.STRATEGY_COLUMNS`
-    and wall_s) written to `{out_dir}/comparison.md` and logged to the active (parent) run;
+    and wall_s) written to `{out_dir}/comparison.md` and logged to the parent run of `logger`;
     returns the strategy table, the paired tests and the markdown."""
     table, tests = strategy_summary(frame), strategy_tests(frame)
     markdown = comparison_markdown(task, table, tests)
     report = out_dir / "comparison.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(markdown)
-    log_comparison(task, table, tests, report)
+    log_comparison(logger, task, table, tests, report)
     return table, tests, markdown
 
 
@@ -123,12 +121,11 @@ def compare(
     out = Path(out_dir)
     params = {"task": task, "strategies": ",".join(strategies), "seeds": ",".join(map(str, seeds))}
     shared = shared_params(config)
-    with start_run(experiment, f"compare-{task}", {**params, **shared}, {"task": task}) as parent:
-        parent_id, experiment_id = parent.info.run_id, parent.info.experiment_id
-        results = [
-            log_trial(task, run, experiment_id, parent_id, out / f"{run.strategy}-s{run.seed}")
-            for run in runs
-        ]
+    experiment_id = get_or_create_experiment(experiment)
+    parent_id = open_run(experiment, f"compare-{task}", {**params, **shared}, {"task": task})
+    parent = SafeLogger(parent_id, out, experiment_id=experiment_id)
+    with ended(parent):
+        results = [log_trial(task, run, parent, out / f"{run.strategy}-s{run.seed}") for run in runs]
         frame = pd.DataFrame([r.summary() for r in results])
-        table, tests, markdown = log_summary(task, frame, out)
-    return Comparison(table, tests, results, parent_id, experiment_id, markdown)
+        table, tests, markdown = log_summary(task, frame, out, parent)
+    return Comparison(table, tests, results, parent_id, experiment_id, markdown, parent.offline)
