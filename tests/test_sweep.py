@@ -13,13 +13,12 @@ from types import SimpleNamespace
 
 import mlflow
 import pytest
+from dying_strategy import DiesOnce, ship_by_value
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
 from foresight.report import report
-from dying_strategy import DiesOnce, ship_by_value
-
 from foresight.sweep import SWEEP_KEY, SweepConfig, run_sweep
 from foresight.updater.config import FinetuneConfig
 
