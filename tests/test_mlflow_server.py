@@ -1,6 +1,7 @@
 """`foresight track` against a real `mlflow server` (SQLite backend, proxied artifacts on
 127.0.0.1), checked through the server's REST API; then the server is killed in the middle
-of a run, and `foresight sync` uploads what it missed to the restarted server.
+of a run, of a `compare` and of a `sweep`, and `foresight sync` uploads what they missed to
+the restarted server: child runs, parents, summaries and figures.
 
 Starting a server takes about 10 s; the module shares one (about 1-2 min in all)."""
 
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from foresight.mlflow_log import PENDING_FILE
 from trackers.store import load_trajectory
@@ -205,3 +207,139 @@ def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tm
     again = run_cli(["sync", run_dir], server)
     assert again.returncode == 0 and "uploaded 0 queued entries" in again.stdout
     assert len(server.history(run_id, "ioi/accuracy")) == len(expected)
+
+
+OFFLINE_FAST = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # fail at once on a dead server, not after minutes
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+SMALL = ["--steps", "2", "--every", "2", "--batch-size", "8", "--components", "4"]
+
+
+def kill_when(server: Server, started: Path, command: list[object], timeout: float = 400) -> str:
+    """Run the CLI `command` against `server`, SIGKILL the server once `started` exists, wait
+    for the command and restart the server (same port and backend); returns its stderr."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, **OFFLINE_FAST}
+    process = subprocess.Popen(
+        [*CLI, *map(str, command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not started.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, f"no {started} in time"
+            time.sleep(0.05)
+        server.kill()
+        _, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.start()
+    assert process.returncode == 0, err[-3000:]
+    return err
+
+
+def assert_synced_comparison(server: Server, out: Path, parent: dict, trials: set[tuple[str, str]]) -> None:
+    """`parent` (a runs/search entry) ended FINISHED with its comparison (metrics, description,
+    tables, figure and report equal to the local files) and one FINISHED child per trial."""
+    client = MlflowClient(server.url)
+    run_id, experiment_id = parent["info"]["run_id"], parent["info"]["experiment_id"]
+    assert parent["info"]["status"] == "FINISHED"
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted((c.data.tags["strategy"], c.data.tags["seed"]) for c in children) == sorted(trials)
+    for child in children:
+        assert child.info.status == "FINISHED" and child.info.run_name == "{strategy}-s{seed}".format(
+            **child.data.tags
+        )
+        assert {"accuracy_before", "accuracy_after", "wall_s"} <= child.data.metrics.keys()
+    logged = client.get_run(run_id).data
+    assert logged.tags["mlflow.note.content"] == (out / "comparison.md").read_text()
+    assert {f"accuracy_after/{s}/mean" for s, _ in trials} <= logged.metrics.keys()
+    for name in ("comparison.md", "comparison/accuracy.png"):
+        assert server.artifact(run_id, name) == (out / name).read_bytes(), name
+    summary = json.loads(server.artifact(run_id, "comparison/summary.json"))
+    local = json.loads((out / "comparison" / "summary.json").read_text())
+    assert summary["columns"] == local["columns"] and summary["data"] == local["data"]
+
+
+def search(server: Server, experiment: str, filter_string: str) -> list[dict]:
+    """runs/search of experiment `experiment` (by name) through the REST API."""
+    experiment_id = server.api("experiments/get-by-name", experiment_name=experiment)["experiment"]
+    body = json.dumps({"experiment_ids": [experiment_id["experiment_id"]], "filter": filter_string})
+    request = urllib.request.Request(
+        f"{server.url}/api/2.0/mlflow/runs/search", body.encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()).get("runs", [])
+
+
+def test_server_lost_mid_compare_then_sync_uploads_parent_children_and_summary(
+    server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "compare"
+    command = [
+        "compare",
+        "--task",
+        "ioi",
+        "--strategies",
+        "free,static",
+        "--seeds",
+        "2",
+        *SMALL,
+        "--out",
+        out,
+    ]
+    err = kill_when(server, out / "free-s1" / "run_id", command)  # free-s0 is logged, the rest is not
+    assert err.count("MLflow logging failed") == 1, err[-3000:]
+    assert f"foresight sync {out}" in " ".join(err.split())
+    assert (out / "static-s1" / "run_id").read_text().startswith("pending-")  # created offline
+
+    synced = run_cli(["sync", out], server)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert not list(out.rglob(PENDING_FILE))
+    (parent,) = search(
+        server, "foresight-compare", "tags.task = 'ioi' and attributes.run_name = 'compare-ioi'"
+    )
+    assert_synced_comparison(
+        server, out, parent, {(s, str(seed)) for s in ("free", "static") for seed in (0, 1)}
+    )
+
+
+def test_server_lost_mid_sweep_then_sync_uploads_trials_parent_and_summary(
+    server: Server, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    config = {
+        "experiment": "sweep-offline",
+        "tasks": ["ioi"],
+        "strategies": ["free", "static"],
+        "seeds": [0, 1],
+    }
+    config |= {
+        "out": str(out),
+        "finetune": {
+            "steps": 2,
+            "every": 2,
+            "n_pairs": 8,
+            "n_eval": 16,
+            "batch_size": 8,
+            "save_model": False,
+        },
+    }
+    file = tmp_path / "sweep.json"
+    file.write_text(json.dumps(config))
+    err = kill_when(server, out / "ioi" / "free-s1" / "run_id", ["sweep", file, "--workers", "1"])
+    assert f"foresight sync {out}" in " ".join(err.split()), err[-3000:]
+    assert (out / "ioi" / "static-s1" / "run_id").read_text().startswith("pending-")  # created offline
+
+    synced = run_cli(["sync", out], server)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert not list(out.rglob(PENDING_FILE))
+    (parent,) = search(server, "sweep-offline", "tags.sweep_key = 'ioi'")
+    assert_synced_comparison(
+        server, out / "ioi", parent, {(s, str(seed)) for s in ("free", "static") for seed in (0, 1)}
+    )
+    again = run_cli(["sweep", file, "--workers", "1"], server)  # the synced sweep is complete
+    assert again.returncode == 0 and "0 trials run, 4 finished before, 0 failed" in again.stdout, (
+        again.stderr[-3000:]
+    )
