@@ -26,8 +26,8 @@ import torch
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
+from foresight.metric_names import CONFLICT, mlflow_name
 from foresight.mlflow_log import resolve_tracking_uri
-from foresight.mlflow_ui import CONFLICT, mlflow_name
 from foresight.report import evolution_frame, evolution_markdown, experiment_runs
 from foresight.sft import SFTConfig
 from foresight.tasks import task_names
@@ -49,7 +49,9 @@ def histories(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
             for metric in CURVES:
                 for m in client.get_metric_history(run_id, mlflow_name(task, metric)):
                     rows.append((run_id, task, metric, m.step, m.value))
-            conflicts = [c[len("metrics.") :] for c in runs if c.startswith(f"metrics.{task}/{CONFLICT}")]
+            conflicts = [
+                c[len("metrics.") :] for c in runs if c.startswith(f"metrics.{task}/{CONFLICT.name}")
+            ]
             for name in conflicts:
                 for m in client.get_metric_history(run_id, name):
                     rows.append((run_id, task, "cc", m.step, m.value))

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from foresight.metric_names import legend_label
 from foresight.mlflow_log import SafeLogger
 
 METRIC_FAMILIES = {"cd": "Circuit Distance", "cs": "Circuit Stability", "cc": "Circuit Conflict"}
@@ -19,16 +20,6 @@ EXPLAINED = {
     "above 1 = the older circuit explains the model better than the current top-k",
     "cc": "share of shared components whose task gradients point opposite ways",
 }
-
-
-def _label(column: str) -> str:
-    """A legend label for a metrics column: cd_start_head -> "to step 0, heads"."""
-    words = {"start": "to step 0", "prev": "to previous", "head": "heads", "mlp": "MLPs", "all": "all",
-             "spearman": "Spearman of scores"}  # fmt: skip
-    prefix, _, rest = column.partition("_")
-    if prefix == "cc":
-        return f"with {rest}"
-    return ", ".join(words.get(part, part) for part in rest.split("_"))
 
 
 def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -46,7 +37,7 @@ def plot_metrics(metrics: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         fig = Figure(figsize=(6.5, 4.8))
         ax = fig.add_subplot()
         for column in columns:
-            ax.plot(metrics["step"], metrics[column], marker="o", label=_label(column))
+            ax.plot(metrics["step"], metrics[column], marker="o", label=legend_label(column))
         if prefix == "cs":
             ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
         ax.set(xlabel="step", ylabel=title)

@@ -1,11 +1,11 @@
 """What a person sees in the MLflow UI: metric names that say what they are, run descriptions,
 and the strategy comparison as summary metrics, tables and a figure on the parent run.
 
-Metric names. The tracker computes short keys (`{task}/cd_start_head`, `cc/{a}/{b}`, `loss`);
-they reach MLflow under descriptive names (`mlflow_name`): the first path segment is the task,
-which the UI makes a section, and the rest names the measure (`ioi/circuit_distance/to_start/heads`).
-A conflict between tasks a and b is logged in both tasks' sections (`a/circuit_conflict/with_b`).
-`describe_tracked_run` is the run description (shown on the run page) that defines each name.
+Metric names come from the vocabulary `foresight.metric_names`: short keys computed
+(`{task}/cd_start_head`, `cc/{a}/{b}`, `loss`) reach MLflow under descriptive names
+(`ioi/circuit_distance/to_start/heads`); `TrackedRunLogger` renames on the way.
+`describe_tracked_run` and `describe_finetune_run` are the run descriptions (shown on the run
+page) that define each name.
 
 Comparison. The parent run of `foresight compare` carries, per strategy, the summary metrics
 `accuracy_after/{strategy}/mean`, `.../ci_low`, `.../ci_high`, `accuracy_before/{strategy}/mean`,
@@ -23,59 +23,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from foresight.metric_names import CONFLICT, FINAL, LOSS, PER_TASK, mlflow_names
 from foresight.mlflow_log import SafeLogger
 
-# the tracker's per-task key -> (MLflow name under the task, what it measures)
-TRACKED_METRICS: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy", "held-out top-1 accuracy"),
-    "metric": (
-        "logit_difference",
-        "mean logit difference, right minus wrong answer, on the attribution pairs",
-    ),
-    "faithfulness": ("faithfulness", "faithfulness of the current circuit (1 = explains the whole model)"),
-    "cd_start_all": ("circuit_distance/to_start/all", "1 - Jaccard of the circuit and the step-0 circuit"),
-    "cd_start_head": ("circuit_distance/to_start/heads", "circuit distance to step 0, attention heads only"),
-    "cd_start_mlp": ("circuit_distance/to_start/mlps", "circuit distance to step 0, MLPs only"),
-    "cd_prev_all": (
-        "circuit_distance/to_previous/all",
-        "1 - Jaccard of the circuit and the previous checkpoint's",
-    ),
-    "cd_prev_head": (
-        "circuit_distance/to_previous/heads",
-        "circuit distance to the previous checkpoint, heads",
-    ),
-    "cd_prev_mlp": ("circuit_distance/to_previous/mlps", "circuit distance to the previous checkpoint, MLPs"),
-    "cs_start": (
-        "circuit_stability/to_start",
-        "faithfulness of the step-0 circuit over the current one's (1 = as good; above 1 = better)",
-    ),
-    "cs_prev": ("circuit_stability/to_previous", "the same for the previous checkpoint's circuit"),
-    **{
-        f"migrated_{kind}": (
-            f"circuit_distance/to_start/{label}_above_noise_floor",
-            f"1 where CD to step 0 ({label}) is above the 95th percentile of its noise floor, else 0",
-        )
-        for kind, label in (("all", "all"), ("head", "heads"), ("mlp", "mlps"))
-    },
-    **{
-        f"cd_floor_p95_{kind}": (
-            f"noise_floor/circuit_distance_p95/{label}",
-            f"95th percentile of CD ({label}) between circuits of bootstrap resamples of the pairs at step 0",
-        )
-        for kind, label in (("all", "all"), ("head", "heads"), ("mlp", "mlps"))
-    },
-    "cs_floor_p05": (
-        "noise_floor/circuit_stability_p05",
-        "5th percentile of CS of bootstrap-resampled circuits against the circuit of all pairs, step 0",
-    ),
-    "cs_start_spearman": (
-        "score_stability/to_start",
-        "Spearman correlation of the node scores with step 0's",
-    ),
-}
-LOSS = ("train/loss", "training loss (cross-entropy of the answer token)")
-CONFLICT = "circuit_conflict/with_"
-CONFLICT_DESCRIPTION = "share of the shared circuit components whose task gradients point opposite ways"
 UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 # MLflow 3.17's UI picks GenAI or model-training pages by this query (the experiment tag
 # mlflow.experimentKind, set too, decides where the UI has no GenAI/model-training switch)
@@ -86,29 +36,6 @@ def ui_url(experiment_id: str, run_id: str, page: str = "", base: str = UI) -> s
     """The MLflow UI page of a run, as a model-training run (`page`: "", "/model-metrics",
     "/artifacts/PATH")."""
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{page}?{MODEL_TRAINING}"
-
-
-def mlflow_name(task: str, key: str) -> str:
-    """The MLflow name of the tracker's per-task `key` (a TRACKED_METRICS key) of `task`."""
-    return f"{task}/{TRACKED_METRICS[key][0]}"
-
-
-def mlflow_names(metrics: Mapping[str, float]) -> dict[str, float]:
-    """The tracker's metrics under their MLflow names; `cc/a/b` becomes `a/circuit_conflict/with_b`
-    and `b/circuit_conflict/with_a`, `loss` becomes `train/loss`; unknown keys pass unchanged."""
-    renamed: dict[str, float] = {}
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if key == "loss":
-            renamed[LOSS[0]] = value
-        elif parts[0] == "cc" and len(parts) == 3:
-            renamed[f"{parts[1]}/{CONFLICT}{parts[2]}"] = value
-            renamed[f"{parts[2]}/{CONFLICT}{parts[1]}"] = value
-        elif len(parts) == 2 and parts[1] in TRACKED_METRICS:
-            renamed[mlflow_name(parts[0], parts[1])] = value
-        else:
-            renamed[key] = value
-    return renamed
 
 
 class TrackedRunLogger(SafeLogger):
@@ -122,15 +49,32 @@ def describe_tracked_run(tasks: Sequence[str]) -> str:
     """The run description (markdown) of a tracked run: what each metric name means."""
     lines = [
         f"Tracked SFT of {', '.join(tasks)}: the circuit (top-k heads and MLPs by |attribution|) "
-        "of every task at every checkpoint. Metrics, per task section:",
+        "of every task at every checkpoint.",
         "",
-        "| metric | meaning |",
-        "| --- | --- |",
+        *metric_table("track"),
+        f"| `TASK/{CONFLICT.name}OTHER` | {CONFLICT.meaning} |",
+        "",
+        "Figures and trajectories are under Artifacts.",
     ]
-    lines += [f"| `TASK/{name}` | {meaning} |" for name, meaning in TRACKED_METRICS.values()]
-    lines += [f"| `TASK/{CONFLICT}OTHER` | {CONFLICT_DESCRIPTION} |", f"| `{LOSS[0]}` | {LOSS[1]} |"]
-    lines += ["", "Figures and trajectories are under Artifacts."]
     return "\n".join(lines)
+
+
+def describe_finetune_run(task: str, strategy: str) -> str:
+    """The run description (markdown) of one `foresight finetune` run in a comparison."""
+    lines = [
+        f"Fine-tuning on {task} of the components that strategy {strategy} selects.",
+        "",
+        *metric_table("finetune"),
+    ]
+    return "\n".join(lines)
+
+
+def metric_table(command: str) -> list[str]:
+    """The markdown rows defining the metrics that runs of `command` log (per-task ones under
+    the task's section TASK, then the run-level ones)."""
+    per_task = [(f"TASK/{m.name}", m.meaning) for m in PER_TASK.values() if command in m.logged_by]
+    run_level = [(m.name, m.meaning) for m in (LOSS, *FINAL.values()) if command in m.logged_by]
+    return ["| metric | meaning |", "| --- | --- |", *(f"| `{n}` | {m} |" for n, m in per_task + run_level)]
 
 
 def set_description(logger: SafeLogger, markdown: str) -> None:

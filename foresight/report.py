@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.stats import t
 
 from foresight import stats
-from foresight.mlflow_ui import CONFLICT, mlflow_name
+from foresight.metric_names import CONFLICT, FINAL, mlflow_name
 
 STRATEGY_COLUMNS = ["task", "strategy", "seed", "accuracy_before", "accuracy_after", "trainable_parameters"]
 PAIRS = (
@@ -196,7 +196,7 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
                 m: run.get(f"metrics.{mlflow_name(task, m)}", np.nan)
                 for m in (*EVOLUTION_METRICS, *FLOOR_METRICS)
             }
-            prefix = f"metrics.{task}/{CONFLICT}"
+            prefix = f"metrics.{task}/{CONFLICT.name}"
             conflicts = [run[c] for c in runs if c.startswith(prefix) and pd.notna(run[c])]
             row["cc"] = float(np.mean(conflicts)) if conflicts else np.nan
             rows.append(row)
@@ -256,7 +256,8 @@ def strategy_frame(runs: pd.DataFrame) -> pd.DataFrame:
     keeps its latest run."""
     if "tags.strategy" not in runs:
         return pd.DataFrame(columns=["run", *STRATEGY_COLUMNS, "wall_s"])
-    runs = runs[runs["tags.strategy"].notna() & runs["metrics.accuracy_after"].notna()]
+    final = {key: f"metrics.{measure.name}" for key, measure in FINAL.items()}
+    runs = runs[runs["tags.strategy"].notna() & runs[final["accuracy_after"]].notna()]
     return (
         pd.DataFrame(
             {
@@ -264,10 +265,8 @@ def strategy_frame(runs: pd.DataFrame) -> pd.DataFrame:
                 "task": runs["tags.task"],
                 "strategy": runs["tags.strategy"],
                 "seed": runs["tags.seed"].astype(int),
-                "accuracy_before": runs["metrics.accuracy_before"],
-                "accuracy_after": runs["metrics.accuracy_after"],
+                **{key: runs[column] for key, column in final.items()},
                 "trainable_parameters": runs["params.trainable_parameters"].astype(float),
-                "wall_s": runs["metrics.wall_s"],
             }
         )
         .drop_duplicates(["task", "strategy", "seed"], keep="last")

@@ -128,9 +128,10 @@ def test_compare_logs_one_child_per_strategy_and_seed(comparison: Comparison, ti
             client.get_metric_history(run.info.run_id, k) for k in ("accuracy_before", "accuracy_after")
         ]
         assert [[m.step for m in history] for history in finals] == [[0], [0]]  # one value: a bar
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "accuracy")]
-        assert steps == [0, 2]
-        assert client.get_metric_history(run.info.run_id, "cd")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "gender/accuracy")]
+        assert steps == [0, 2]  # the names of a tracked run's metrics (foresight.metric_names)
+        assert client.get_metric_history(run.info.run_id, "gender/circuit_distance/to_updated")
+        assert client.get_metric_history(run.info.run_id, "train/loss")
     artifacts = {a.path for a in client.list_artifacts(comparison.run_id, "comparison")}
     assert artifacts == {f"comparison/{f}" for f in ("accuracy.png", "summary.json", "paired_tests.json")}
     assert "comparison.md" in {a.path for a in client.list_artifacts(comparison.run_id)}
@@ -171,7 +172,7 @@ def test_dynamic_reselection_takes_effect_on_the_next_step(
         "gender", FinetuneConfig(strategy="dynamic", model=str(tiny_model_dir), **FAST), tmp_path
     )
     assert result.selections == {0: sorted(first), 2: sorted(later)}
-    assert list(result.metrics["cd"]) == [0.0, 1.0, 0.0]
+    assert list(result.metrics["cd_selected"]) == [0.0, 1.0, 0.0]
     tuned = weights(tmp_path / "model")
     for component in first | later:
         assert moved(base, tuned, component), component
@@ -190,7 +191,7 @@ def test_metrics_cadence_is_separate_from_the_reselection_cadence(
     result = finetune("gender", config, tmp_path)
     assert result.selections == {0: sorted(first), 2: sorted(later)}  # reselected at step 2 ...
     assert list(result.metrics.dropna(subset=["accuracy"])["step"]) == [0, 4]  # ... logged at 0 and 4
-    assert list(result.metrics.dropna(subset=["accuracy"])["cd"]) == [0.0, 0.0]
+    assert list(result.metrics.dropna(subset=["accuracy"])["cd_selected"]) == [0.0, 0.0]
 
 
 def test_last_reselects_once_at_the_switch_step(

@@ -19,8 +19,9 @@ import pytest
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from selenium.webdriver.support.ui import WebDriverWait
 
+from foresight.metric_names import FINAL, LOSS, PER_TASK, legend_label, mlflow_names
 from foresight.mlflow_log import SafeLogger, start_run
-from foresight.mlflow_ui import log_comparison, ui_url
+from foresight.mlflow_ui import describe_finetune_run, describe_tracked_run, log_comparison, ui_url
 from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.updater.compare import EXPERIMENT
 
@@ -95,3 +96,21 @@ def test_the_comparison_figure_renders_in_the_artifact_view(ui: UI) -> None:
     )
     width = struct.unpack(">I", ui.figure.read_bytes()[16:20])[0]  # the PNG header's width
     assert widths == [width]
+
+
+def test_the_vocabulary_names_labels_and_describes_every_measure_once() -> None:
+    names = [m.name for m in PER_TASK.values()] + [LOSS.name, *(m.name for m in FINAL.values())]
+    assert len(names) == len(set(names))  # one MLflow name per measure
+    assert mlflow_names({"ioi/cd_start_head": 0.5, "loss": 1.0, "cc/ioi/gt": 0.25}) == {
+        "ioi/circuit_distance/to_start/heads": 0.5,
+        "train/loss": 1.0,
+        "ioi/circuit_conflict/with_gt": 0.25,
+        "gt/circuit_conflict/with_ioi": 0.25,
+    }
+    assert legend_label("cd_start_head") == "to start, heads"
+    assert legend_label("cs_start_spearman") == "score stability, to start"
+    tracked, finetuned = describe_tracked_run(["ioi"]), describe_finetune_run("ioi", "static")
+    for key, measure in PER_TASK.items():
+        assert (f"`TASK/{measure.name}`" in tracked) == ("track" in measure.logged_by), key
+        assert (f"`TASK/{measure.name}`" in finetuned) == ("finetune" in measure.logged_by), key
+    assert "`accuracy_after`" in finetuned and "`accuracy_after`" not in tracked

@@ -22,7 +22,7 @@ from transformers import DataCollatorForSeq2Seq, LlamaConfig, LlamaForCausalLM, 
 
 from foresight.app.cli import main
 from foresight.factory.tokenizer import build_tokenizer
-from foresight.mlflow_ui import mlflow_names
+from foresight.metric_names import mlflow_names
 from foresight.models import load_model
 from foresight.sft_data import IGNORE, SFTDataError, load_sft_data
 from trackers.store import MANIFEST, load_trajectory

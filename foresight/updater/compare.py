@@ -22,8 +22,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from foresight.metric_names import FINAL
 from foresight.mlflow_log import SafeLogger, ended, get_or_create_experiment, open_run, resolve_tracking_uri
-from foresight.mlflow_ui import log_comparison
+from foresight.mlflow_ui import describe_finetune_run, log_comparison, set_description
 from foresight.report import comparison_markdown, strategy_summary, strategy_tests
 from foresight.tracking_uri import check_tracking_uri
 from foresight.updater.config import FinetuneConfig
@@ -70,6 +71,7 @@ def log_trial(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_ID_FILE).write_text(logger.run_id)
     logger.log_params({"task": task, "strategy": config.strategy, "seed": config.seed, **settings})
+    set_description(logger, describe_finetune_run(task, config.strategy))
     with ended(logger):
         result = finetune(task, config, out_dir, logger)
         logger.log_params(
@@ -79,8 +81,7 @@ def log_trial(
                 "trainable_parameters": result.trainable_parameters,
             }
         )
-        final = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after}
-        logger.log_metrics({**final, "wall_s": result.wall_s}, 0)
+        logger.log_metrics({FINAL[key].name: getattr(result, key) for key in FINAL}, 0)
     return result
 
 

@@ -30,6 +30,7 @@ from foresight.encoding import encode_pairs
 from foresight.evaluation import accuracy
 from foresight.gradients import ComponentGradients
 from foresight.gradients import gradient_norms as component_gradient_norms
+from foresight.metric_names import mlflow_names
 from foresight.mlflow_log import SafeLogger
 from foresight.models import load_model
 from foresight.sft import SFTConfig, make_trainer
@@ -44,7 +45,8 @@ from foresight.updater.strategies import Context, Strategy, TaskData, checked_st
 @dataclass
 class FinetuneResult:
     """What one run did. `selections` maps a step to the set in force from the next step on
-    (step 0: the initial set); `metrics` has columns step, loss, accuracy, cd; `out_dir` holds
+    (step 0: the initial set); `metrics` has columns step, loss, accuracy, cd_selected
+    (keys of `foresight.metric_names`, logged under their MLflow names); `out_dir` holds
     `model` (the merged fine-tuned model, if saved) and, for predictive runs, `trajectory`."""
 
     task: str
@@ -111,11 +113,12 @@ class _Monitor(TrainerCallback):
         if log:
             row = {
                 "accuracy": accuracy(model, self.data.tokenizer, self.data.examples),
-                "cd": circuit_distance(self.selected, circuit(scores(), c.components), "all"),
+                "cd_selected": circuit_distance(self.selected, circuit(scores(), c.components), "all"),
             }
             self.rows.setdefault(step, {}).update(row)
             if self.logger is not None:
-                self.logger.log_metrics(row, step)
+                task = self.data.task.name
+                self.logger.log_metrics(mlflow_names({f"{task}/{k}": v for k, v in row.items()}), step)
         return self.strategy.reselect(step, model, scores) if check else None
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
@@ -125,11 +128,11 @@ class _Monitor(TrainerCallback):
         if logs and "loss" in logs and state.is_world_process_zero:
             self.rows.setdefault(state.global_step, {})["loss"] = logs["loss"]
             if self.logger is not None:
-                self.logger.log_metrics({"loss": logs["loss"]}, state.global_step)
+                self.logger.log_metrics(mlflow_names({"loss": logs["loss"]}), state.global_step)
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame.from_dict(self.rows, orient="index").sort_index()
-        frame = frame.reindex(columns=["loss", "accuracy", "cd"])
+        frame = frame.reindex(columns=["loss", "accuracy", "cd_selected"])
         return frame.rename_axis("step").reset_index()
 
 
