@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import fields
 from functools import partial
 
 import pytest
@@ -89,3 +92,36 @@ def test_qualified_name() -> None:
     assert qualified_name(first) == f"{__name__}.first"
     assert qualified_name(Registry) == "foresight.registry.Registry"
     assert qualified_name(partial(first)) is None and qualified_name(3) is None
+
+
+def test_the_four_registries_use_it() -> None:
+    """Strategies, forecasters (with the alias lightgbm), attribution methods and tasks each
+    register in one `Registry`, in the order the command line lists them."""
+    from foresight.attribution.methods import METHODS
+    from foresight.tasks import TASKS, get_task
+    from foresight.tasks.builtin import IOI
+    from foresight.updater.strategies import STRATEGIES, Static
+    from predictors.registry import FORECASTERS
+    from trackers.settings import TrackerSettings
+
+    assert METHODS.names() == ("eap", "eap-ig", "patching")
+    method = next(f for f in fields(TrackerSettings) if f.name == "method")
+    assert method.metadata["choices"] == METHODS.names()
+    with pytest.raises(ValueError, match=r"^unknown method 'gradcam'; choose from eap, eap-ig, patching$"):
+        METHODS.get("gradcam")
+    assert STRATEGIES.names()[:4] == ("free", "static", "random", "last")
+    assert STRATEGIES.get("static") is Static
+    assert FORECASTERS.name("lightgbm") == "lgbm" and "lightgbm" not in FORECASTERS.names()
+    assert TASKS.get("ioi") is IOI and type(get_task("ioi_met")).__mro__[1] is IOI
+    with pytest.raises(
+        ValueError, match=r"^task 'ioi' is registered already \(foresight.tasks.builtin.IOI\)$"
+    ):
+        TASKS.register("ioi", Static)
+    assert TASKS.get("ioi") is IOI
+
+
+def test_the_method_names_are_light_to_import() -> None:
+    """The command line reads the method names (`TrackerSettings`) without importing torch."""
+    code = "import sys, trackers.settings; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
