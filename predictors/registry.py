@@ -24,8 +24,8 @@ def make_forecaster(name: str, problem: ForecastProblem, seed: int = 0, **kwargs
     return FORECASTERS.get(name)(problem, seed, **kwargs)
 
 
-for _name, _baseline in BASELINES.items():
-    FORECASTERS.register(_name, _baseline)
+for _baseline in BASELINES:
+    FORECASTERS.register(_baseline.name, _baseline)
 FORECASTERS.register("lgbm", LGBMForecaster, aliases=("lightgbm",))
 FORECASTERS.register("lgbm-ranker", partial(LGBMForecaster, ranker=True))
 FORECASTERS.register("lgbm-no-lookahead", partial(LGBMForecaster, lookahead=False))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import fields
 from functools import partial
 
@@ -118,10 +116,3 @@ def test_the_four_registries_use_it() -> None:
     ):
         TASKS.register("ioi", Static)
     assert TASKS.get("ioi") is IOI
-
-
-def test_the_method_names_are_light_to_import() -> None:
-    """The command line reads the method names (`TrackerSettings`) without importing torch."""
-    code = "import sys, trackers.settings; print('torch' in sys.modules)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == "False"

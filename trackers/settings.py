@@ -1,5 +1,5 @@
-"""`TrackerSettings`: what is tracked and when (light to import: the command line builds its
-options from these fields)."""
+"""`TrackerSettings`: what is tracked and when (the command line builds its options from these
+fields; the method names come from the attribution registry, `foresight.attribution.methods`)."""
 
 from __future__ import annotations
 

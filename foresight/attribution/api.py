@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from foresight.attribution.methods import METHODS
+from foresight.attribution.methods import METHODS, Request
 from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import Runner, eval_mode, input_device
 from foresight.attribution.scores import Scores
@@ -91,9 +91,8 @@ def _attribute(
     metric_fn = get_metric(metric)
     runner = Runner(model)
     with eval_mode(model):
-        values, clean, corrupted, runs = run(
-            runner, batch, metric_fn, level, ig_steps, batch_size or len(batch), keep_runs
-        )
+        request = Request(runner, batch, metric_fn, level, ig_steps, batch_size or len(batch), keep_runs)
+        values, clean, corrupted, runs = run(request)
     dtype = torch.promote_types(model.get_input_embeddings().weight.dtype, torch.float32)
     values = torch.from_numpy(values).to(dtype).numpy()
     graph = runner.graph
