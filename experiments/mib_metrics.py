@@ -22,14 +22,13 @@ import torch
 
 from foresight.attribution import attribute
 from foresight.attribution.faithfulness import CircuitEvaluator
+from foresight.attribution.methods import METHODS
 from foresight.attribution.mib import mib_frame
 from foresight.attribution.runner import eval_mode
 from foresight.attribution.scores import Scores
 from foresight.encoding import encode_pairs
 from foresight.models import load_model
 from foresight.tasks import get_task
-
-METHODS = ("eap", "eap-ig", "patching")
 
 
 def random_scores(like: Scores, seed: int) -> Scores:
@@ -47,7 +46,7 @@ def run(model_name: str, tasks: list[str], n_pairs: int, random_seeds: int) -> p
         batch = encode_pairs(tokenizer, get_task(task).attribution_pairs(n_pairs, seed=0))
         with eval_mode(model):
             evaluator = CircuitEvaluator.of_batch(model, batch, "logit_diff", None)
-        scored = {m: attribute(model, batch, method=m, level="edge") for m in METHODS}
+        scored = {m: attribute(model, batch, method=m, level="edge") for m in METHODS.names()}
         runs = [(m, 0, s) for m, s in scored.items()]
         runs += [("random", seed, random_scores(scored["eap"], seed)) for seed in range(random_seeds)]
         for method, seed, scores in runs:

@@ -20,7 +20,6 @@ MAX_SEED = 2**32 - 1  # seeds are what numpy and torch accept: 0..MAX_SEED
 DTYPE_NAMES = ("float32", "bfloat16", "float16", "float64")  # the weights' dtypes (`foresight.models.DTYPES`)
 DTYPE_HELP = "weights: float32, bfloat16, float16 or float64 (scores accumulate in float32)"
 DEVICE_HELP = "auto (the GPU when there is one), cpu, cuda or cuda:N"
-METHODS = ("eap", "eap-ig", "patching")  # attribution methods (`foresight.attribution.api`)
 LEVELS = ("node", "edge")  # attribution levels
 
 

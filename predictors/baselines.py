@@ -135,4 +135,4 @@ class Anticipate(Forecaster):
         self.k_factor = float(state["k_factor"])
 
 
-BASELINES: dict[str, type[Forecaster]] = {c.name: c for c in (Static, Last, Extrapolate, Random, Anticipate)}
+BASELINES: tuple[type[Forecaster], ...] = (Static, Last, Extrapolate, Random, Anticipate)

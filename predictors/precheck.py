@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from predictors.problem import ForecastProblem, parse_horizon
-from predictors.registry import ALIASES, MODELS
+from predictors.registry import FORECASTERS, MODELS
 
 
 def check_models(models: Sequence[str]) -> None:
     """ValueError naming `--model` unless every name is a forecaster or baseline of MODELS (or an
     alias of one)."""
-    unknown = [m for m in models if ALIASES.get(m, m) not in MODELS]
+    unknown = [m for m in models if m not in FORECASTERS]
     if unknown:
         raise ValueError(f"--model {unknown[0]!r}: choose from {', '.join(MODELS)}")
 

@@ -15,7 +15,7 @@ from foresight.app.options import config_options
 from foresight.sft import SFTConfig
 from foresight.updater.config import FinetuneConfig
 from predictors.problem import ForecastProblem
-from predictors.registry import forecaster_name, make_forecaster
+from predictors.registry import FORECASTERS, make_forecaster
 from trackers.tracker import TrackerSettings
 
 # command -> (record, fields that are no option of it)
@@ -90,7 +90,7 @@ def test_forecast_options_are_the_problem_defaults(name: str) -> None:
 def test_an_alias_names_its_forecaster() -> None:
     """`lightgbm` is `lgbm` (the registry's alias, no longer the CLI's)."""
     problem = ForecastProblem(prefix=1, horizon=1, circuit_size=2)
-    assert forecaster_name("lightgbm") == "lgbm"
+    assert FORECASTERS.name("lightgbm") == "lgbm"
     assert type(make_forecaster("lightgbm", problem)) is type(make_forecaster("lgbm", problem))
     with pytest.raises(ValueError, match="unknown forecaster 'lightgbn'"):
         make_forecaster("lightgbn", problem)

@@ -1,11 +1,12 @@
-"""`TrackerSettings`: what is tracked and when (light to import: the command line builds its
-options from these fields)."""
+"""`TrackerSettings`: what is tracked and when (the command line builds its options from these
+fields; the method names come from the attribution registry, `foresight.attribution.methods`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from foresight.config import LEVELS, METHODS, ConfigError, check_settings, seed_setting, setting
+from foresight.attribution.methods import METHODS
+from foresight.config import LEVELS, ConfigError, check_settings, seed_setting, setting
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class TrackerSettings:
 
     every: int = setting(10, "take a checkpoint every K steps (and at step 0)", at_least=1)
     steps: tuple[int, ...] | None = setting(None, "the checkpoint steps (instead of every)")
-    method: str = setting("eap", "eap, eap-ig or patching", choices=METHODS)
+    method: str = setting("eap", "eap, eap-ig or patching", choices=METHODS.names())
     levels: tuple[str, ...] = setting(("node", "edge"), "node, edge or both")
     n_pairs: int = setting(32, "attribution pairs (fixed for the whole run)", at_least=1)
     n_eval: int = setting(100, "held-out examples for accuracy", at_least=1)

@@ -22,7 +22,7 @@ from predictors.problem import (
     valid_prefixes,
     with_checkpoint_index,
 )
-from predictors.registry import MODELS, forecaster_name, make_forecaster
+from predictors.registry import FORECASTERS, MODELS, make_forecaster
 
 EVALUATION_EXPERIMENT = "foresight-forecasting"
 EVALUATION_DIR = Path("runs/forecast-evaluate")  # the report, and calls queued for `foresight sync`
@@ -88,7 +88,7 @@ def train_command(
         raise ValueError(f"--hold-out leaves no runs under {trajectories} to train on")
     forecaster = make_forecaster(model, problem, seed).fit(runs)
     save_forecaster(forecaster, out)
-    Console().print(f"trained {forecaster_name(model)} on {len(runs)} runs; saved to {out}")
+    Console().print(f"trained {FORECASTERS.name(model)} on {len(runs)} runs; saved to {out}")
     return out
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from foresight.tasks import Task
     from foresight.updater.config import FinetuneConfig
 
-from foresight.config import MAX_SEED
+from foresight.config import LEVELS, MAX_SEED
 from foresight.output_dirs import claim_sweep
 from foresight.size_bounds import check_no_repeated_lines
 
@@ -67,9 +67,9 @@ def check_placement(dtype: str, device: str, mode: str | None = None) -> None:
 
 def check_method(method: str, level: str = "node") -> None:
     """An attribution method and level that `foresight.attribution` knows."""
-    from foresight.attribution.api import LEVELS, METHODS
+    from foresight.attribution.methods import METHODS
 
-    check_choice("--method", method, METHODS)
+    check_choice("--method", method, METHODS.names())
     check_choice("--level", level, LEVELS)
 
 

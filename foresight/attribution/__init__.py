@@ -1,5 +1,5 @@
-"""Circuit attribution: node and edge scores (eap, eap-ig, exact patching) and the
-faithfulness of circuits. The graph is `foresight.graph`, circuits are
+"""Circuit attribution: node and edge scores (eap, eap-ig, exact patching: the registry
+`methods.METHODS`) and the faithfulness of circuits. The graph is `foresight.graph`, circuits are
 `foresight.circuits`, and where the nodes live on a Hugging Face model is
 `foresight.architectures`."""
 

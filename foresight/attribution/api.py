@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from foresight.attribution.eap import gradient_attribution
-from foresight.attribution.patching import PatchedRuns, patching_attribution
+from foresight.attribution.methods import METHODS, Request
+from foresight.attribution.patching import PatchedRuns
 from foresight.attribution.runner import Runner, eval_mode, input_device
 from foresight.attribution.scores import Scores
 from foresight.attribution.task_metrics import get_metric
-from foresight.config import LEVELS, METHODS
+from foresight.config import LEVELS
 from foresight.encoding import PairBatch, encode_pairs
 from foresight.tasks.base import AttributionPair
 
@@ -45,11 +45,11 @@ def attribute(
 ) -> Scores:
     """Scores of every node (graph node order) or edge (graph edge order) of `model`.
 
-    method: "eap" (one corrupted forward, one clean forward and one backward per
-    chunk), "eap-ig" (`ig_steps` interpolation steps on the embedding output) or
-    "patching" (exact, one forward per node or edge). Score sign: metric(c patched
-    to corrupted) - metric(clean), to first order for eap. `batch_size` chunks the
-    pairs (default: all at once). The model is left as found: it runs in eval mode
+    method: a name in `foresight.attribution.methods.METHODS`: "eap" (one corrupted forward,
+    one clean forward and one backward per chunk), "eap-ig" (`ig_steps` interpolation steps
+    on the embedding output) or "patching" (exact, one forward per node or edge). Score
+    sign: metric(c patched to corrupted) - metric(clean), to first order for eap.
+    `batch_size` chunks the pairs (default: all at once). The model is left as found: it runs in eval mode
     and its training flags are restored, hooks are removed, parameter gradients are
     never touched (gradients are taken with torch.autograd.grad at activations).
     """
@@ -83,27 +83,16 @@ def _attribute(
     batch_size: int | None,
     keep_runs: bool,
 ) -> tuple[Scores, PatchedRuns | None]:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    run = METHODS.get(method)
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r} (known: {', '.join(LEVELS)})")
     if method == "eap-ig" and ig_steps < 1:
         raise ValueError(f"eap-ig needs ig_steps >= 1, got {ig_steps}")
     metric_fn = get_metric(metric)
     runner = Runner(model)
-    size = batch_size or len(batch)
     with eval_mode(model):
-        if method == "patching":
-            runs = PatchedRuns.of_batch(runner, batch, metric_fn, size)
-            values = patching_attribution(runs, level)
-            clean, corrupted = runs.clean_value, runs.corrupted_value
-        else:
-            steps = ig_steps if method == "eap-ig" else 0
-            chunks = [] if keep_runs else None
-            values, clean, corrupted = gradient_attribution(
-                runner, batch, metric_fn, level, steps, size, chunks
-            )
-            runs = PatchedRuns(runner, metric_fn, chunks) if keep_runs else None
+        request = Request(runner, batch, metric_fn, level, ig_steps, batch_size or len(batch), keep_runs)
+        values, clean, corrupted, runs = run(request)
     dtype = torch.promote_types(model.get_input_embeddings().weight.dtype, torch.float32)
     values = torch.from_numpy(values).to(dtype).numpy()
     graph = runner.graph

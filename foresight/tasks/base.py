@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from foresight.registry import Registry
+
 
 @dataclass(frozen=True)
 class Example:
@@ -64,3 +66,6 @@ class Task(ABC):
     @abstractmethod
     def attribution_pairs(self, n: int, seed: int = 0) -> list[AttributionPair]:
         """`n` clean/corrupted pairs for the logit-difference metric."""
+
+
+TASKS: Registry[type[Task]] = Registry("task")  # the built-in tasks, then their family variants

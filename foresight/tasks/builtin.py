@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from foresight.tasks import vocab as V
-from foresight.tasks.base import AttributionPair, Example
+from foresight.tasks.base import TASKS, AttributionPair, Example
 from foresight.tasks.generated import GeneratedTask
 
 
@@ -212,7 +212,5 @@ class Docstring(GeneratedTask):
         return Example(prompt, answer), AttributionPair(prompt, corrupted, answer, wrong)
 
 
-BUILTIN_TASKS: dict[str, type[GeneratedTask]] = {
-    cls.name: cls
-    for cls in (IOI, GreaterThan, Induction, Reverse, Bool, Arithmetic, Gender, Sentiment, Docstring)
-}
+for _task in (IOI, GreaterThan, Induction, Reverse, Bool, Arithmetic, Gender, Sentiment, Docstring):
+    TASKS.register(_task.name, _task)

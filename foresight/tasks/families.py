@@ -9,6 +9,7 @@ tokenizer's vocabulary (`foresight.tasks.vocab`).
 from __future__ import annotations
 
 from foresight.tasks import vocab as V
+from foresight.tasks.base import TASKS
 from foresight.tasks.builtin import (
     IOI,
     Arithmetic,
@@ -56,4 +57,5 @@ def _variant(base: type[GeneratedTask], name: str, attributes: dict[str, object]
     )
 
 
-FAMILY_TASKS: dict[str, type[GeneratedTask]] = {n: _variant(b, n, a) for b, n, a in _VARIANTS}
+for _base, _name, _attributes in _VARIANTS:
+    TASKS.register(_name, _variant(_base, _name, _attributes))

@@ -18,7 +18,8 @@ return a new set at every `every`-th step (`reselect`). Strategies:
 - predictive, predictive-dynamic: the forecast circuit (`predictors.strategies`, which
   registers them when it is imported; the app imports it, `foresight` never does).
 
-The registry: `register_strategy` adds a class under its `name`; `strategy_class` finds it.
+The registry `STRATEGIES` (a `foresight.registry.Registry`): `register_strategy` adds a class under
+its `name`; `strategy_class` finds it.
 
 A re-selection at step s takes effect from step s + 1.
 """
@@ -38,6 +39,7 @@ from foresight.circuits import circuit
 from foresight.config import ConfigError
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
+from foresight.registry import Registry
 from foresight.tasks.base import Example, Task
 from foresight.updater.config import DEFAULT_WARMUP_CHECKPOINTS, FinetuneConfig
 
@@ -126,29 +128,22 @@ class Strategy:
         return None
 
 
-STRATEGIES: dict[str, type[Strategy]] = {}  # name -> class, in the order of registration
-
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")  # in the order of registration
 
 S = TypeVar("S", bound=type[Strategy])
 
 
 def register_strategy(cls: S) -> S:
-    """Class decorator: `cls` becomes strategy `cls.name`. A name taken by another class is an
-    error (the same class again, e.g. from a reloaded module, replaces itself)."""
-    found = STRATEGIES.get(cls.name)
-    if found is not None and (found.__module__, found.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(
-            f"strategy {cls.name!r} is registered already ({found.__module__}.{found.__qualname__})"
-        )
-    STRATEGIES[cls.name] = cls
+    """Class decorator: `cls` becomes strategy `cls.name` (`foresight.registry.Registry.register`:
+    a name taken by another class is an error; the same class again, e.g. from a reloaded module,
+    replaces itself)."""
+    STRATEGIES.register(cls.name, cls)
     return cls
 
 
 def strategy_class(name: str) -> type[Strategy]:
     """The class registered as strategy `name`; ValueError naming the registered ones if none is."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    return STRATEGIES.get(name)
 
 
 def checked_strategy(name: str, every: int, steps: int) -> type[Strategy]:
