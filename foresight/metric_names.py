@@ -79,6 +79,16 @@ PER_TASK: dict[str, Measure] = {
         "score_stability/to_start",
         "Spearman correlation of the node scores with step 0's",
     ),
+    **{
+        f"mib_{term}_{level}_{selection}": Measure(
+            f"mib/{term}/{level}/{selection}", f"{meaning}; {level} circuits chosen {selection} (track --mib)"
+        )
+        for term, meaning in (
+            ("cpr", "MIB's CPR: area under faithfulness over MIB's circuit sizes (higher is better)"),
+            ("cmd", "MIB's CMD: area under |1 - faithfulness| over MIB's circuit sizes (lower is better)"),
+        )
+        for level, selection in (("node", "top-k"), ("edge", "top-k"), ("edge", "greedy"))
+    },
     "cd_selected": Measure(
         "circuit_distance/to_updated",
         "1 - Jaccard of the components being fine-tuned and the current circuit",

@@ -51,7 +51,7 @@ from foresight.tasks import JsonlTask, get_task
 from foresight.tasks.base import Example, Task
 from trackers.background import SerialJobs
 from trackers.manifest import Manifest
-from trackers.mib_log import MibLog
+from trackers.mib_log import mib_metrics, mib_table, write_mib_table
 from trackers.settings import TrackerSettings
 from trackers.store import TrajectoryWriter, checkpoint_file, read_checkpoint, scores_table
 
@@ -132,7 +132,6 @@ class CircuitTracker(TrainerCallback):
         self.gradients: ComponentGradients | None = None
         self._previous_parameters: dict[str, torch.Tensor] | None = None
         self.logger = logger
-        self.mib = MibLog() if settings.mib else None
         self.mlflow_experiment: str | None = None  # set by `for_model`: attach a run at train begin
         self._own_run = False
         self.out_dir = Path(out_dir)
@@ -246,9 +245,9 @@ class CircuitTracker(TrainerCallback):
         for state in self.states.values():
             if state.writer.has(step):
                 continue
-            step_metrics, table, scalars = self._checkpoint(model, step, state, gradients)
+            step_metrics, table, scalars, mib = self._checkpoint(model, step, state, gradients)
             metrics.update(step_metrics)
-            pending.append((state.writer, table, scalars))
+            pending.append((state, table, scalars, mib))
         if self.settings.lookahead:
             self._previous_parameters = {
                 n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
@@ -267,13 +266,16 @@ class CircuitTracker(TrainerCallback):
         self._writes.submit(self._write, step, metrics, pending)
 
     def _write(self, step: int, metrics: dict[str, float], pending: list) -> None:
-        """Log a checkpoint's metrics, then write its files (on the writer thread)."""
+        """Log a checkpoint's metrics, then write its files (on the writer thread): the MIB
+        table first, the checkpoint file, by which a resumed run knows the step is done, last."""
         if self.logger is not None and metrics:
             self.logger.log_metrics(metrics, step)
         # written after logging: a crash in between is replayed on resume, and the
         # logger drops steps it already has, so no metric step is lost or doubled
-        for writer, table, scalars in pending:
-            writer.write_checkpoint(step, table, scalars)
+        for state, table, scalars, mib in pending:
+            if mib is not None:
+                write_mib_table(self.logger, mib, state.writer.path, state.task.name, step)
+            state.writer.write_checkpoint(step, table, scalars)
 
     def metrics_frame(self, task: str) -> pd.DataFrame:
         """The step metrics of `task` observed in this process: columns step, accuracy,
@@ -296,9 +298,10 @@ class CircuitTracker(TrainerCallback):
         step: int,
         state: _TaskState,
         gradients: dict[str, tuple[dict[str, torch.Tensor], dict[str, float]]],
-    ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float]]:
-        """Scores, metrics and scalars of checkpoint `step` of one task (not yet written); its
-        component gradients (on the device) and their norms go to `gradients[task]`."""
+    ) -> tuple[dict[str, float], pd.DataFrame, dict[str, float], pd.DataFrame | None]:
+        """Metrics, scores table, scalars and MIB table (with `settings.mib`) of checkpoint `step`
+        of one task (not yet written); its component gradients (on the device) and their norms
+        go to `gradients[task]`."""
         s, name = self.settings, state.task.name
         start = time.perf_counter()
         node_scores, edge_scores, metric_value, runs = node_and_edge_scores(model, state.pairs, self.graph, s)
@@ -326,11 +329,10 @@ class CircuitTracker(TrainerCallback):
             evaluated, metrics = self._evaluate(model, state, runs, current)
             scalars |= evaluated
             step_metrics |= {f"{name}/{key}": value for key, value in metrics.items()}
-        if self.mib is not None:
-            levels = {"node": node_scores, "edge": edge_scores}
-            step_metrics |= self.mib.checkpoint(
-                self.logger, model, runs, levels, s.method, state.writer.path, name, step
-            )
+        mib = None
+        if s.mib:
+            mib = mib_table(model, runs, {"node": node_scores, "edge": edge_scores}, s.method)
+            step_metrics |= mib_metrics(mib, name)
         for kind in ("all", "head", "mlp"):
             step_metrics[f"{name}/cd_start_{kind}"] = circuit_distance(state.start_circuit, current, kind)
             step_metrics[f"{name}/cd_prev_{kind}"] = circuit_distance(state.previous_circuit, current, kind)
@@ -345,7 +347,7 @@ class CircuitTracker(TrainerCallback):
         lookahead = self._lookahead(model, state.pairs)
         scalars["wall_s"] = time.perf_counter() - start
         table = scores_table(all_scores, self.graph.n_layers, s.method, grad_norms, lookahead)
-        return step_metrics, table, scalars
+        return step_metrics, table, scalars, mib
 
     def _evaluate(
         self, model: PreTrainedModel, state: _TaskState, runs: PatchedRuns, current: set[str]
