@@ -151,30 +151,48 @@ def test_track_logs_params_metrics_and_the_trajectory_to_the_server(server: Serv
     assert not (run_dir / PENDING_FILE).exists()
 
 
-def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    checkpoints = run_dir / "trajectories" / "ioi" / "checkpoints"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": server.url,
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # fail at once on a dead server, not after minutes
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    }
-    command = [*CLI, *TRACK, "--steps", "8", "--out", str(tmp_path), "--name", "run"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+OFFLINE_FAST = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # fail at once on a dead server, not after minutes
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+SMALL = ["--steps", "2", "--every", "2", "--batch-size", "8", "--components", "4"]
+
+
+def kill_when(server: Server, started: Path, command: list[object], timeout: float = 400) -> str:
+    """Run the CLI `command` against `server`, SIGKILL the server once `started` exists, wait
+    for the command and restart the server (same port and backend); returns its stderr."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, **OFFLINE_FAST}
+    process = subprocess.Popen(
+        [*CLI, *map(str, command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    killed = False
     try:
-        deadline = time.monotonic() + 300
-        while not (checkpoints / "step-00000002.parquet").exists():
+        deadline = time.monotonic() + timeout
+        while not started.exists():
             assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint 2 in time"
+            assert time.monotonic() < deadline, f"no {started} in time"
             time.sleep(0.05)
-        server.kill()  # steps 0 and 2 are logged; the rest of the run goes on without a server
-        out, err = process.communicate(timeout=400)
+        server.kill()
+        killed = True
+        _, err = process.communicate(timeout=timeout)
     finally:
         if process.poll() is None:
             process.kill()
-        server.start()  # same port, same backend: the run recorded there is reachable again
+        if killed:  # else it still runs: a second one could not take its port
+            server.start()
     assert process.returncode == 0, err[-3000:]
+    return err
+
+
+def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "trajectories" / "ioi" / "checkpoints"
+    # steps 0 and 2 are logged; the rest of the run goes on without a server
+    err = kill_when(
+        server,
+        checkpoints / "step-00000002.parquet",
+        [*TRACK, "--steps", "8", "--out", tmp_path, "--name", "run"],
+    )
     assert err.count("MLflow logging failed") == 1, err[-3000:]
     assert f"foresight sync {run_dir}" in err
     trajectory = run_dir / "trajectories" / "ioi"
@@ -207,36 +225,6 @@ def test_server_lost_mid_run_then_sync_uploads_what_it_missed(server: Server, tm
     again = run_cli(["sync", run_dir], server)
     assert again.returncode == 0 and "uploaded 0 queued entries" in again.stdout
     assert len(server.history(run_id, "ioi/accuracy")) == len(expected)
-
-
-OFFLINE_FAST = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # fail at once on a dead server, not after minutes
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-}
-SMALL = ["--steps", "2", "--every", "2", "--batch-size", "8", "--components", "4"]
-
-
-def kill_when(server: Server, started: Path, command: list[object], timeout: float = 400) -> str:
-    """Run the CLI `command` against `server`, SIGKILL the server once `started` exists, wait
-    for the command and restart the server (same port and backend); returns its stderr."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, **OFFLINE_FAST}
-    process = subprocess.Popen(
-        [*CLI, *map(str, command)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not started.exists():
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, f"no {started} in time"
-            time.sleep(0.05)
-        server.kill()
-        _, err = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        server.start()
-    assert process.returncode == 0, err[-3000:]
-    return err
 
 
 def assert_synced_comparison(server: Server, out: Path, parent: dict, trials: set[tuple[str, str]]) -> None:

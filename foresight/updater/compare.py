@@ -4,13 +4,16 @@ One parent run per comparison (experiment "foresight-compare") and one nested ch
 (strategy, seed), tagged task/strategy/seed, with params task, strategy, seed, model, steps, lr
 and mode, components (the number selected at the end), selected (their names) and
 trainable_parameters, the step metrics of `finetune`, and its final accuracy_before,
-accuracy_after and wall_s logged once (so the UI charts them as bars).
+accuracy_after and wall_s logged once (so the UI charts them as bars; names from
+`foresight.metric_names`), and a description that defines them.
 The parent holds `comparison.md` (`foresight.report`): held-out accuracy per strategy (mean and
 95% t-interval over seeds), trainable parameters, wall time, and paired tests over seeds (exact
 sign-flip p, Holm; `foresight.stats`) of the
 `foresight.report.PAIRS` that ran (predictive vs static, predictive vs random, static vs random, ...);
 `foresight.mlflow_ui.log_comparison` puts the same as summary metrics, tables and a figure on it.
 `log_trial` (one child run) and `log_summary` (the parent's report) are shared with `foresight.sweep`.
+Every write goes through `foresight.mlflow_log.SafeLogger`: if the tracking server goes away after
+the parent run is opened, the comparison goes on and `foresight sync OUT` uploads what it missed.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class Comparison:
     run_id: str
     experiment_id: str
     markdown: str
-    offline: bool  # the server went away: `foresight sync` the output directory
 
 
 def shared_params(config: FinetuneConfig) -> dict[str, object]:
@@ -129,4 +131,4 @@ def compare(
         results = [log_trial(task, run, parent, out / f"{run.strategy}-s{run.seed}") for run in runs]
         frame = pd.DataFrame([r.summary() for r in results])
         table, tests, markdown = log_summary(task, frame, out, parent)
-    return Comparison(table, tests, results, parent_id, experiment_id, markdown, parent.offline)
+    return Comparison(table, tests, results, parent_id, experiment_id, markdown)
