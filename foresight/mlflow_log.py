@@ -219,7 +219,7 @@ class SafeLogger:
         experiment_id: str | None = None,
         link: _Link | None = None,
     ) -> None:
-        """`experiment_id`: where `new_run` creates runs (default: this run's experiment)."""
+        """`experiment_id`: the run's experiment, where `new_run` creates runs (needed by it only)."""
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.pending = self.run_dir / PENDING_FILE

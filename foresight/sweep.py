@@ -302,10 +302,11 @@ def _clear(
 ) -> None:
     """Delete what earlier attempts at `trials` left: their runs (RUNNING, left by a worker that
     died, or FAILED) and their directories."""
-    for trial in trials:
-        found = f"{_key_filter(trial.key)} and tags.mlflow.parentRunId = '{parents[trial.task]}'"
-        for run in client.search_runs([experiment_id], found):
+    keys, ids = {t.key for t in trials}, set(parents.values())
+    for run in client.search_runs([experiment_id], "attributes.status != 'FINISHED'", max_results=50_000):
+        if run.data.tags.get(SWEEP_KEY) in keys and run.data.tags.get(PARENT_TAG) in ids:
             client.delete_run(run.info.run_id)
+    for trial in trials:
         shutil.rmtree(trial.directory(out), ignore_errors=True)
 
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from foresight.figures import head_score_matrix, log_figures, plot_metrics
 from foresight.mlflow_log import (
     PENDING_FILE,
+    PLACEHOLDER,
     SafeLogger,
     TrackingUnavailable,
     check_reachable,
@@ -224,3 +225,51 @@ def test_plot_metrics_and_head_matrix(tmp_path: Path) -> None:
     assert matrix.index.tolist() == ["a0.h0", "a0.h1", "a1.h0"]
     assert matrix.columns.tolist() == [0, 5]
     assert matrix.to_numpy().tolist() == [[4.0, 3.0], [3.0, 2.0], [2.0, 1.0]]
+
+
+def test_a_child_run_created_offline_is_created_by_sync_once_even_if_sync_fails_half_way(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent_id = new_run("parent")
+    client = MlflowClient()
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    parent = SafeLogger(parent_id, tmp_path, client, experiment_id)
+
+    def server_gone(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("server went away")
+
+    monkeypatch.setattr(client, "create_run", server_gone)
+    child = parent.new_run("static-s0", {"strategy": "static"}, tmp_path / "child")
+    assert child.run_id.startswith(PLACEHOLDER) and parent.offline and child.offline
+    child.log_metrics({"accuracy_after": 0.75}, 0)
+    child.log_table(pd.DataFrame({"strategy": ["static"], "accuracy": [0.75]}), "comparison/summary.json")
+    child.end_run("FINISHED")
+    monkeypatch.undo()
+
+    set_terminated, calls = client.set_terminated, []
+
+    def fails_once(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise ConnectionError("server went away again")
+        set_terminated(*args, **kwargs)
+
+    monkeypatch.setattr(client, "set_terminated", fails_once)
+    with pytest.raises(ConnectionError, match="again"):
+        sync(tmp_path, client)
+    left = [json.loads(line) for line in (tmp_path / "child" / PENDING_FILE).read_text().splitlines()]
+    assert [e.get("status") for e in left] == ["FINISHED"]  # the status is left, under the new id
+    assert not left[0]["run_id"].startswith(PLACEHOLDER)
+    assert sync(tmp_path, client) == 1
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(children) == 1 and children[0].info.run_id == left[0]["run_id"]
+    run = children[0]
+    assert (run.info.run_name, run.info.status, run.data.tags["strategy"]) == (
+        "static-s0",
+        "FINISHED",
+        "static",
+    )
+    assert run.data.metrics == {"accuracy_after": 0.75}
+    table = client.load_table(experiment_id, "comparison/summary.json", run_ids=[run.info.run_id])
+    assert table[["strategy", "accuracy"]].to_dict("list") == {"strategy": ["static"], "accuracy": [0.75]}
+    assert not list(tmp_path.rglob(PENDING_FILE))

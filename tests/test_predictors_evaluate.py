@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -9,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from synthetic import synthetic_runs
+from synthetic import synthetic_runs, synthetic_trajectories, write_corpus
+from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
+from foresight.mlflow_log import PENDING_FILE
 from predictors.baselines import Last
 from predictors.evaluate import ALL, bootstrap_ci, evaluate, leave_one_task_out, log_evaluation, summarize
 from predictors.problem import ForecastProblem
@@ -150,3 +154,32 @@ def test_corpus_fingerprint_changes_with_any_file_of_the_corpus(tmp_path: Path) 
     assert corpus_fingerprint(tmp_path / "c") != before
     shutil.rmtree(tmp_path / "copy" / "arithmetic-s1")
     assert corpus_fingerprint(tmp_path / "copy") != before
+
+
+def test_forecast_eval_logs_a_parent_with_one_child_per_model(
+    cli: Callable[..., Result],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    corpus = write_corpus(
+        *synthetic_trajectories(tasks=("t0", "t1"), seeds=(0,), n_checkpoints=5), tmp_path / "c"
+    )
+    args = ["forecast", "eval", "--trajectories", corpus, "--prefix", "2", "--horizon", "final"]
+    args += ["--circuit-size", "5", "--model", "static", "--model", "last", "--log-mlflow"]
+    done = cli(*args)
+    assert done.code == 0, done.err
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("foresight-forecasting")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId IS NULL")
+    assert (parent.info.run_name, parent.info.status) == ("evaluation-k2-hfinal-n5", "FINISHED")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(c.data.params["model"] for c in children) == ["last", "static"]
+    assert (tmp_path / "runs" / "forecast-evaluate" / "comparison.md").is_file()
+    assert not list(tmp_path.rglob(PENDING_FILE))
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    shutil.rmtree(tmp_path / "runs")
+    assert_one_error_line(cli(*args), "is not reachable")
+    assert not (tmp_path / "runs").exists()  # checked before anything is written

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
 from foresight.report import report
-from foresight.sweep import SWEEP_KEY, SweepConfig, run_sweep
+from foresight.sweep import SWEEP_KEY, SweepConfig, Trial, _clear, run_sweep
 from foresight.updater.config import FinetuneConfig
 
 TASKS, STRATEGIES, SEEDS = ("ioi", "gender"), ("free", DiesOnce.name), (0, 1)
@@ -242,3 +242,25 @@ def test_an_unreachable_tracking_server_fails_before_anything_is_written(
         cli("sweep", config, "--workers", "2"), f"MLflow tracking server {uri} is not reachable"
     )
     assert sorted(tmp_path.iterdir()) == [config]
+
+
+def test_clear_deletes_only_the_unfinished_runs_and_directories_of_the_trials_to_run(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = client.create_experiment("clear", artifact_location=str(tmp_path / "art"))
+    parent, other = (client.create_run(experiment_id).info.run_id for _ in range(2))
+    todo, done = Trial("ioi", "static", 0), Trial("ioi", "free", 0)
+
+    def child(trial: Trial, status: str, under: str = parent) -> str:
+        tags = {SWEEP_KEY: trial.key, "mlflow.parentRunId": under}
+        run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        client.set_terminated(run_id, status)
+        return run_id
+
+    stale = [child(todo, "RUNNING"), child(todo, "FAILED")]
+    kept = [child(todo, "FINISHED"), child(done, "FAILED"), child(todo, "FAILED", under=other)]
+    for trial in (todo, done):
+        (trial.directory(tmp_path / "out") / "x").mkdir(parents=True)
+    _clear(client, experiment_id, {"ioi": parent}, [todo], tmp_path / "out")
+    stages = {r: client.get_run(r).info.lifecycle_stage for r in stale + kept}
+    assert stages == {**dict.fromkeys(stale, "deleted"), **dict.fromkeys(kept, "active")}
+    assert not todo.directory(tmp_path / "out").exists() and done.directory(tmp_path / "out").exists()

@@ -399,8 +399,7 @@ def sync_command(
 ) -> None:
     """Upload MLflow calls that were queued while the tracking server was away.
 
-    Every queue under the directory is uploaded (a comparison's or sweep's runs too), to
-    MLFLOW_TRACKING_URI if set, else to the tracking URI the calls were meant for."""
+    Every queue under RUN_DIR goes to MLFLOW_TRACKING_URI if set, else where it was meant to go."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

@@ -91,7 +91,7 @@ def log_summary(
     task: str, frame: pd.DataFrame, out_dir: Path, logger: SafeLogger
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The comparison of `frame` (one row per child run, with `foresight.report.STRATEGY_COLUMNS`
-    and wall_s) written to `{out_dir}/comparison.md` and logged to the parent run of `logger`;
+    and wall_s) written to `{out_dir}/comparison.md` and logged through `logger` (the parent run's);
     returns the strategy table, the paired tests and the markdown."""
     table, tests = strategy_summary(frame), strategy_tests(frame)
     markdown = comparison_markdown(task, table, tests)
