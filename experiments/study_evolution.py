@@ -9,9 +9,10 @@ pairs at step 0, `trackers.tracker.TrackerSettings.noise_floor`), in MLflow expe
 "study-evolution" with run directories runs/study-evolution/s{seed} (a run whose directory
 exists is resumed, a finished one kept). Writes experiments/results/evolution.md (the
 `foresight report` table: every metric at the last checkpoint, mean ± sd over seeds, and how
-many runs migrated above the noise floor), evolution.png (per task, CD to step 0 of heads and
-of MLPs and CS to step 0 over steps, mean over seeds) and evolution_cc.png (per task, Circuit
-Conflict with the other tasks over steps). Prints the wall time.
+many runs migrated above the noise floor; its rows per run and task in evolution_per_run.csv),
+evolution.png (per task, CD to step 0 of heads and of MLPs and CS to step 0 over steps, mean over
+seeds) and evolution_cc.png (per task, Circuit Conflict with the other tasks over steps). Prints
+the wall time.
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ def main() -> None:
     plot_curves(curves, tasks, RESULTS / "evolution.png")
     plot_conflict(curves, tasks, RESULTS / "evolution_cc.png")
     wall = f"{time.perf_counter() - start:.0f} s" if not args.report_only else "n/a (report only)"
-    markdown = evolution_markdown(evolution_frame(runs), "Evolution study: the circuit over SFT")
+    per_run = evolution_frame(runs)
+    per_run.insert(1, "seed", per_run["run"].map(runs.set_index("run_id")["params.seed"]).astype(int))
+    per_run.to_csv(RESULTS / "evolution_per_run.csv", index=False)
+    markdown = evolution_markdown(per_run, "Evolution study: the circuit over SFT")
     steps, every = (",".join(sorted(runs[f"params.{p}"].unique())) for p in ("steps", "every"))
     markdown += (
         f"\nDefault model, all {len(tasks)} tasks mixed, {steps} steps, tracked every {every}, "
