@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
 if TYPE_CHECKING:
@@ -284,6 +284,11 @@ class SafeLogger:
         entry = {"artifact": str(Path(local_path).resolve()), "artifact_path": artifact_path}
         self._call(lambda: _log_artifact(self.client, self.run_id, str(local_path), artifact_path), entry)
 
+    def log_inputs(self, inputs: Sequence[DatasetInput]) -> None:
+        """Log dataset inputs (MLflow's dataset API; queued as their fields when offline)."""
+        entry = {"inputs": [_input_fields(i) for i in inputs]}
+        self._call(lambda: self.client.log_inputs(self.run_id, list(inputs)), entry)
+
     def log_figure(self, figure: Figure, artifact_file: str) -> Path:
         """Save `figure` as `{run_dir}/{artifact_file}` and log it there; returns the file."""
         path = self.run_dir / artifact_file
@@ -346,6 +351,21 @@ def ended(logger: SafeLogger) -> Iterator[SafeLogger]:
         logger.end_run("FAILED")
         raise
     logger.end_run("FINISHED")
+
+
+def _input_fields(dataset_input: DatasetInput) -> dict[str, Any]:
+    """A dataset input as JSON-ready fields (`_inputs` rebuilds it)."""
+    d = dataset_input.dataset
+    fields = {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source}
+    fields |= {"schema": d.schema, "profile": d.profile}
+    return {"dataset": fields, "tags": {t.key: t.value for t in dataset_input.tags}}
+
+
+def _inputs(entry: Mapping[str, Any]) -> list[DatasetInput]:
+    return [
+        DatasetInput(Dataset(**i["dataset"]), [InputTag(k, v) for k, v in i["tags"].items()])
+        for i in entry.get("inputs", [])
+    ]
 
 
 def _log_table(client: MlflowClient, run_id: str, local_path: str, artifact_file: str) -> None:
@@ -425,6 +445,8 @@ def _sync_file(file: Path, client: MlflowClient) -> int:
                 _log_artifact(client, run_id, entry["artifact"], entry.get("artifact_path"))
             if "table" in entry:
                 _log_table(client, run_id, entry["table"], entry["artifact_file"])
+            if "inputs" in entry:
+                client.log_inputs(run_id, _inputs(entry))
             if "status" in entry:
                 client.set_terminated(run_id, entry["status"])
             if entry.get("delete"):

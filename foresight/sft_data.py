@@ -33,9 +33,10 @@ from typing import Any
 import datasets
 import mlflow
 from mlflow.entities import DatasetInput, InputTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from transformers import PreTrainedTokenizerBase
+
+from foresight.mlflow_log import SafeLogger
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "prompt-completion": ("prompt", "completion"),
@@ -285,8 +286,8 @@ def load_sft_data(
     return SFTData(tokenized, path, fmt, file_digest(path), len(tokenized), sum(lengths), loss)
 
 
-def log_training_data(data: SFTData, run_id: str, client: MlflowClient | None = None) -> None:
-    """Log `data` as the training input of MLflow run `run_id` (MLflow's dataset API: name, the
+def log_training_data(data: SFTData, logger: SafeLogger) -> None:
+    """Log `data` as the training input of `logger`'s run (MLflow's dataset API: name, the
     file's digest, its source path, a profile with the row count, the tokenized columns' schema)."""
     with warnings.catch_warnings():  # a local path resolves to two equal source classes: MLflow warns
         warnings.simplefilter("ignore", UserWarning)
@@ -294,4 +295,4 @@ def log_training_data(data: SFTData, run_id: str, client: MlflowClient | None = 
             data.dataset, source=str(data.path.resolve()), name=data.path.name, digest=data.digest
         )
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
-    (client or MlflowClient()).log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+    logger.log_inputs([DatasetInput(dataset._to_mlflow_entity(), tags)])

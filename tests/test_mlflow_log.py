@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
 
 from foresight.figures import head_score_matrix, log_figures, plot_metrics
@@ -243,6 +244,8 @@ def test_a_child_run_created_offline_is_created_by_sync_once_even_if_sync_fails_
     assert child.run_id.startswith(PLACEHOLDER) and parent.offline and child.offline
     child.log_metrics({"accuracy_after": 0.75}, 0)
     child.log_table(pd.DataFrame({"strategy": ["static"], "accuracy": [0.75]}), "comparison/summary.json")
+    dataset = Dataset("train.jsonl", "d1g35t", "local", '{"uri": "/data/train.jsonl"}')
+    child.log_inputs([DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
     child.end_run("FINISHED")
     monkeypatch.undo()
 
@@ -270,6 +273,12 @@ def test_a_child_run_created_offline_is_created_by_sync_once_even_if_sync_fails_
         "static",
     )
     assert run.data.metrics == {"accuracy_after": 0.75}
+    (logged,) = run.inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest, logged.tags[0].value) == (
+        "train.jsonl",
+        "d1g35t",
+        "training",
+    )
     table = client.load_table(experiment_id, "comparison/summary.json", run_ids=[run.info.run_id])
     assert table[["strategy", "accuracy"]].to_dict("list") == {"strategy": ["static"], "accuracy": [0.75]}
     assert not list(tmp_path.rglob(PENDING_FILE))

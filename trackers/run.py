@@ -260,8 +260,8 @@ def track(
         logger = TrackedRunLogger(run_id, run_dir)
         if record is None:
             set_description(logger, describe_tracked_run(tasks))
-            if train_data is not None and not logger.offline:
-                log_training_data(train_data, run_id, logger.client)
+            if train_data is not None:
+                log_training_data(train_data, logger)
         with ended(logger):
             tracker = _train(
                 run_dir, model, lm, tokenizer, task_objects, sft, settings, resume, logger, save_every,
