@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlflow
 import pandas as pd
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 PENDING_FILE = "pending_mlflow.jsonl"
 # the id of a run created while the server was away, until `sync` creates it
@@ -240,11 +241,9 @@ class SafeLogger:
         if self.experiment_id is None:
             raise ValueError(f"run {self.run_id}: a logger that creates runs needs its experiment id")
         tags = {**tags, RUN_NAME_TAG: run_name, PARENT_TAG: self.run_id}
-        created: list[str] = []
-        create = self.client.create_run
-        self._call(lambda: created.append(create(self.experiment_id, tags=tags).info.run_id), None)
-        if created:
-            return self.logger_of(created[0], run_dir)
+        created = self._call(lambda: self.client.create_run(self.experiment_id, tags=tags), None)
+        if created is not None:
+            return self.logger_of(created.info.run_id, run_dir)
         child = self.logger_of(PLACEHOLDER + uuid.uuid4().hex, run_dir)
         child._queue({"create": {"experiment_id": self.experiment_id, "tags": tags}})
         return child
@@ -257,8 +256,7 @@ class SafeLogger:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Log `metrics` (name -> value) at `step`."""
         if self._last_step is None:  # the steps a resumed run logged before
-            self._last_step = {}
-            self._call(lambda: self._last_step.update(logged_steps(self.client, self.run_id)), None)
+            self._last_step = self._call(lambda: logged_steps(self.client, self.run_id), None) or {}
         timestamp = int(time.time() * 1000)
         fresh = {k: float(v) for k, v in metrics.items() if step > self._last_step.get(k, step - 1)}
         if not fresh:
@@ -316,18 +314,19 @@ class SafeLogger:
         """Delete the run (an attempt that did not finish; queued for `sync` when offline)."""
         self._call(lambda: self.client.delete_run(self.run_id), {"delete": True})
 
-    def _call(self, action: Callable[[], object], entry: dict[str, Any] | None) -> None:
-        """`action` while the server answers; from its first failure on, `entry` to the queue."""
+    def _call(self, action: Callable[[], R], entry: dict[str, Any] | None) -> R | None:
+        """`action()`'s result while the server answers; from its first failure on, None, and
+        `entry` goes to the queue."""
         if not self.offline:
             try:
-                action()
-                return
+                return action()
             except Exception as e:  # any failure of the tracking backend: go offline
                 self._link.offline = True
                 message = "MLflow logging failed (%s: %s); run %s goes on, logging to %s for a later sync"
                 log.warning(message, type(e).__name__, e, self.run_id, self.pending)
         if entry is not None:
             self._queue(entry)
+        return None
 
     def _queue(self, entry: dict[str, Any]) -> None:
         """Append `entry` (with the run id and tracking URI) to the pending file, synced to disk."""
