@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from foresight.encoding import encode_pairs, pad_right, prompt_ids
+from foresight.next_token import next_token_logits
 from foresight.tasks.base import AttributionPair, Example
 
 
@@ -26,7 +27,7 @@ def predict_next(
             rows = [prompt_ids(tokenizer, p) for p in prompts[start : start + batch_size]]
             ids = pad_right(rows, tokenizer.pad_token_id).to(device)
             last = torch.tensor([len(r) - 1 for r in rows], device=device)
-            logits = model(input_ids=ids).logits[torch.arange(len(rows), device=device), last]
+            logits = next_token_logits(model, ids, last)
             predictions += tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
     finally:
         model.train(was_training)
@@ -54,7 +55,7 @@ def choice_accuracy(
     was_training = model.training
     model.eval()
     try:
-        logits = model(input_ids=batch.clean).logits[torch.arange(len(batch)), batch.last]
+        logits = next_token_logits(model, batch.clean, batch.last)
     finally:
         model.train(was_training)
     rows = torch.arange(len(batch))

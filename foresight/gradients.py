@@ -12,6 +12,7 @@ from torch import nn
 from foresight.architectures import base_model
 from foresight.architectures.parameters import ComponentMap
 from foresight.encoding import PairBatch
+from foresight.next_token import next_token_logits
 
 
 @contextmanager
@@ -70,7 +71,7 @@ class ComponentGradients:
         tensors = [getattr(base.get_submodule(module), name) for module, name in split]
         batch = batch.to(tensors[0].device)
         with _weights_require_grad(tensors, model.training, model):
-            logits = model(input_ids=batch.clean).logits[torch.arange(len(batch)), batch.last]
+            logits = next_token_logits(model, batch.clean, batch.last)
             loss = nn.functional.cross_entropy(logits.float(), batch.answer)
             grads = dict(zip(self.keys, torch.autograd.grad(loss, tensors), strict=True))
         return {

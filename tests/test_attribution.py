@@ -27,6 +27,7 @@ from foresight.attribution import attribute
 from foresight.attribution.runner import Runner
 from foresight.encoding import PairBatch
 from foresight.graph import Graph
+from foresight.next_token import next_token_logits
 
 V, B, T, HEADS, LAYERS = 40, 5, 7, 4, 2
 
@@ -471,3 +472,16 @@ def test_runner_logits_are_each_rows_last_position(family: str, batch: PairBatch
     assert batch.last.unique().numel() > 1
     assert acts.logits.shape == (B, V)
     torch.testing.assert_close(acts.logits, full[torch.arange(B), batch.last], rtol=1e-10, atol=1e-10)
+
+
+def test_next_token_logits_through_a_peft_model_leave_no_hook(batch: PairBatch) -> None:
+    """Through PEFT's wrapper too, `next_token_logits` [B, V] is the full forward at each row's
+    last position, and afterwards the model computes every position's logits again."""
+    config = LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False)
+    wrapped = get_peft_model(build("llama"), config)
+    with torch.no_grad():
+        full = wrapped(input_ids=batch.clean).logits
+        last = next_token_logits(wrapped, batch.clean, batch.last)
+        after = wrapped(input_ids=batch.clean).logits
+    torch.testing.assert_close(last, full[torch.arange(B), batch.last], rtol=1e-10, atol=1e-10)
+    assert after.shape == (B, T, V)

@@ -58,3 +58,20 @@ def test_gpt2_twin_beats_chance_on_several_tasks_before_sft() -> None:
     chance on at least 4 of the 9 tasks (not on the copying tasks: see README)."""
     verdicts = _before_sft("default-gpt2")
     assert sum(above for above, _, _ in verdicts.values()) >= 4, verdicts
+
+
+def test_batched_predictions_are_each_prompts_own() -> None:
+    """`predict_next` (padded batches, logits at each row's last position only) predicts what
+    each prompt run alone predicts: the argmax of its full forward's last logits."""
+    import torch
+
+    from foresight.encoding import prompt_ids
+    from foresight.evaluation import predict_next
+
+    model, tokenizer = load_model("default")
+    prompts = [ex.prompt for t in ("ioi", "induction") for ex in get_task(t).eval_examples(12, seed=1)]
+    with torch.no_grad():
+        alone = [model(input_ids=torch.tensor([prompt_ids(tokenizer, p)])).logits[0, -1] for p in prompts]
+    alone = [logits.argmax().item() for logits in alone]
+    assert len({len(prompt_ids(tokenizer, p)) for p in prompts}) > 1
+    assert predict_next(model, tokenizer, prompts, batch_size=7) == tokenizer.convert_ids_to_tokens(alone)

@@ -27,6 +27,7 @@ from torch import nn
 
 from foresight.architectures.hooks import Adapter, get_adapter
 from foresight.encoding import PairBatch
+from foresight.next_token import next_token_logits
 
 
 @dataclass
@@ -92,19 +93,6 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
-
-
-def _last_positions(last: torch.Tensor) -> Callable:
-    """A forward pre-hook for the LM head that keeps, of its input [B, T, d], each row's
-    position `last` [B] only ([B, 1, d]): the head then computes [B, 1, V] logits, not
-    [B, T, V] (the same on every transformers release, unlike `logits_to_keep`)."""
-
-    def hook(module: nn.Module, args: tuple) -> tuple:
-        hidden = args[0]
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return (hidden[rows, last.to(hidden.device)][:, None], *args[1:])
-
-    return hook
 
 
 class Runner:
@@ -208,10 +196,7 @@ class Runner:
                 ]
                 for j, module in enumerate([*modules, ad.final_norm]):
                     handles.append(module.register_forward_pre_hook(on_read(j), with_kwargs=True))
-            head = ad.model.get_output_embeddings()
-            handles.append(head.register_forward_pre_hook(_last_positions(last)))
-            out = ad.model(input_ids=ids, use_cache=False)
-            acts.logits = out.logits[:, 0].to(ids.device)
+            acts.logits = next_token_logits(ad.model, ids, last).to(ids.device)
         finally:
             for handle in handles:
                 handle.remove()

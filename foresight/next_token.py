@@ -1,0 +1,35 @@
+"""Next-token logits at one position per row. The LM head sees only those positions, so a
+forward computes [B, V] logits instead of [B, T, V]: on the default model's 100 held-out
+prompts that is most of an evaluation's cost. Done with a hook on the head, the same on every
+transformers release (unlike `logits_to_keep`, whose per-row form only recent releases take)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+@contextmanager
+def head_at(model: nn.Module, last: torch.Tensor) -> Iterator[None]:
+    """Inside: the LM head of `model` reads, of its input [B, T, d], row b's position
+    `last[b]` only ([B, 1, d]), so the model's logits are [B, 1, V]."""
+
+    def keep_last(module: nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return (hidden[rows, last.to(hidden.device)][:, None], *args[1:])
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(keep_last)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def next_token_logits(model: nn.Module, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """[B, V]: the logits that row b of `ids` [B, T] predicts after its position `last[b]`."""
+    with head_at(model, last):
+        return model(input_ids=ids, use_cache=False).logits[:, 0]
