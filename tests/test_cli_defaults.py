@@ -94,3 +94,11 @@ def test_an_alias_names_its_forecaster() -> None:
     assert type(make_forecaster("lightgbm", problem)) is type(make_forecaster("lgbm", problem))
     with pytest.raises(ValueError, match="unknown forecaster 'lightgbn'"):
         make_forecaster("lightgbn", problem)
+
+
+def test_the_strategy_help_names_every_registered_strategy() -> None:
+    from foresight.updater.strategies import STRATEGIES
+    from predictors.strategies import Predictive  # noqa: F401  (registers the forecasting strategies)
+
+    help_text = next(f for f in fields(FinetuneConfig) if f.name == "strategy").metadata["help"]
+    assert help_text.split(", ") == list(STRATEGIES.names())

@@ -38,7 +38,9 @@ class FinetuneConfig:
     float32 adapters), so float16 with mode full is refused."""
 
     strategy: str = setting(
-        "static", "free, static, random, last, dynamic, oracle, predictive, predictive-dynamic"
+        "static",
+        "free, static, random, last, gradient, dynamic, oracle, oracle-masked, predictive, "
+        "predictive-dynamic",
     )
     model: str = setting("default", "'default', 'default-gpt2' or a model directory")
     components: int = setting(8, "K: heads and MLPs to update (not free)", at_least=1)
