@@ -17,8 +17,9 @@ the same steps, data, K and LoRA budget):
 Tasks: the five separating tasks and six template variants (DESIGN_TASKS), 5 seeds: 11 tasks in 9
 families, so the family (the cluster of the tests) has 9 members and the smallest exact two-sided
 sign-flip p is 2/2^9. The report (`design_tests`) pairs the runs by (task, seed), averages within
-each family and tests with `foresight.stats.paired_tests` (Holm over DESIGN_PAIRS and the learning
-rates that random's best was chosen from). Per-run results: experiments/results/design_per_run.csv;
+each family and tests with `foresight.stats.paired_tests` (Holm over DESIGN_PAIRS and, where random ran,
+the learning rates that random's best was chosen from; pairs of arms that did not run are left
+out). Per-run results: experiments/results/design_per_run.csv;
 table: experiments/results/design.md. `--dry-run` prints the trials and the estimated CPU time.
 """
 
@@ -95,8 +96,9 @@ def design_tests(frame: pd.DataFrame, prefixes: list[int]) -> pd.DataFrame:
     and the len(LR_GRID) - 1 learning rates that random's best was picked from."""
     frame = best_random(frame).assign(family=lambda f: f["task"].map(task_family))
     pairs = [*design_pairs(prefixes), ("random@best", "static@base")]
+    hidden = len(LR_GRID) - 1 if (frame["strategy"] == "random@best").any() else 0
     return stats.paired_tests(
-        frame, pairs, "strategy", "accuracy_after", ["task", "seed"], "family", hidden=len(LR_GRID) - 1
+        frame, pairs, "strategy", "accuracy_after", ["task", "seed"], "family", hidden=hidden
     )
 
 
@@ -149,10 +151,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = frame.assign(family=frame["task"].map(task_family), regime="lora", value=frame["accuracy_after"])
     out.to_csv(RESULTS / "design_per_run.csv", index=False)
-    tests = design_tests(frame, args.prefixes)
+    tests = design_tests(frame, [k for k in args.prefixes if f"k{k}" in chosen])
     means = frame.pivot_table(index="task", columns="strategy", values="accuracy_after", aggfunc="mean")
+    missing = [a for a in arms(args.prefixes) if a not in chosen]
     text = (
-        f"# Study design: switch at k = {args.prefixes}, new targets ({len(frame)} runs)\n\n"
+        f"# Study design: arms {', '.join(chosen)} ({len(frame)} runs)\n\n"
+        + (f"Not run: arms {', '.join(missing)}.\n\n" if missing else "")
         + means.reset_index().to_markdown(index=False, floatfmt=".3f")
         + "\n\nFamily-level paired tests (exact sign-flip p, Holm incl. random's learning-rate choice):\n\n"
         + tests.to_markdown(index=False, floatfmt=".3g")

@@ -65,3 +65,16 @@ def test_dry_run_counts_the_trials() -> None:
     assert done.returncode == 0, done.stderr
     # arms: base 6, k0..k3 3 each, 3 learning rates x 2: 24 strategies x 11 tasks x 5 seeds
     assert done.stdout.startswith("8 arms, 1320 trials")
+
+
+def test_a_partial_study_tests_only_what_ran(design) -> None:  # noqa: ANN001
+    """Without the learning-rate arms there is no random row, and Holm counts only the pairs
+    that ran (no hidden learning-rate choice)."""
+    from foresight.stats import holm
+
+    frame = planted(design, 0.05)
+    tests = design.design_tests(frame[~frame["strategy"].str.startswith("random@")], [0])
+    assert set(zip(tests["a"], tests["b"], strict=True)) == {
+        ("predictive@k0", "last@k0"), ("predictive@k0", "static@base"), ("last@k0", "static@base")
+    }  # fmt: skip
+    np.testing.assert_allclose(tests["p_holm"], holm(tests["p"].to_numpy(), 0))
