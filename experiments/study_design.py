@@ -52,7 +52,7 @@ VARIANTS = (
 )
 DESIGN_TASKS = (*SEPARATING, *VARIANTS)
 LR_GRID = (2.5e-3, 5e-3, 1e-2)
-SECONDS_PER_TRIAL = 19.1  # the fastest strategy of the foresight study (experiments/results/foresight.md)
+SECONDS_PER_TRIAL = 10.2  # a switching arm on 2 one-thread workers: 165 trials in about 14 min (2026-12-05)
 BASE = ("free", "static", "dynamic", "predictive-dynamic", "oracle", "oracle-masked")
 SWITCHING = ("predictive", "last", "gradient")
 
@@ -119,8 +119,8 @@ def main() -> None:
     n_trials = sum(len(s) for s, _ in chosen.values()) * len(args.tasks) * len(args.seeds)
     hours = n_trials * SECONDS_PER_TRIAL / 3600
     print(
-        f"{len(chosen)} arms, {n_trials} trials; at {SECONDS_PER_TRIAL} s per trial at least "
-        f"{hours:.1f} CPU hours"
+        f"{len(chosen)} arms, {n_trials} trials; at {SECONDS_PER_TRIAL} s per trial about "
+        f"{hours:.1f} CPU hours (the oracles train twice)"
     )
     if args.dry_run:
         return
@@ -158,7 +158,9 @@ def main() -> None:
         f"# Study design: arms {', '.join(chosen)} ({len(frame)} runs)\n\n"
         + (f"Not run: arms {', '.join(missing)}.\n\n" if missing else "")
         + means.reset_index().to_markdown(index=False, floatfmt=".3f")
-        + "\n\nFamily-level paired tests (exact sign-flip p, Holm incl. random's learning-rate choice):\n\n"
+        + f"\n\nFamily-level paired tests (exact sign-flip p, Holm over these {len(tests)} comparisons"
+        + (" and random's learning-rate choice" if tests["a"].eq("random@best").any() else "")
+        + "):\n\n"
         + tests.to_markdown(index=False, floatfmt=".3g")
         + f"\n\nForecasters: {FORECASTERS}; default lr {DEFAULT_LR['lora']:g}, grid {LR_GRID}.\n"
     )
