@@ -32,11 +32,10 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import torch
+from fresh_process import row_result
 
 OPS = ("train_step", "eap_node", "eap_edge", "eap_ig_node", "eap_ig_edge", "patching_node")
 LLAMA8B_OPS = ("eap_node", "eap_edge")
@@ -209,9 +208,7 @@ def main() -> None:
             if op == "patching_node" and name == "gpt2-small" and args.skip_gpt2_patching:
                 print(f"{name:<13} {op:<14} {'skipped':>9}")
                 continue
-            command = [sys.executable, __file__, *flags, "--child", name, op]
-            out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = row_result(__file__, [*flags, "--child", name, op], env)
             train = train or (result["seconds"] if op == "train_step" else None)
             ratio = f"{result['seconds'] / train:.2f}" if train else "-"
             print(

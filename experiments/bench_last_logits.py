@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 import torch
+from fresh_process import row_result
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from foresight.encoding import encode_pairs, pad_right, prompt_ids
@@ -83,10 +82,8 @@ def main() -> None:
     for which in PASSES:
         found = {}
         for where in ("last", "all"):
-            command = [sys.executable, __file__, "--vocab", str(args.vocab), "--threads", str(args.threads)]
-            command += ["--one", which, where]
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
-            found[where] = json.loads(out.stdout.splitlines()[-1])
+            flags = ["--vocab", str(args.vocab), "--threads", str(args.threads), "--one", which, where]
+            found[where] = row_result(__file__, flags)
         (last_s, last_mib), (all_s, all_mib) = found["last"], found["all"]
         print(
             f"{which}: all positions {all_s:.2f} s, peak {all_mib:.0f} MiB; last only {last_s:.2f} s, "

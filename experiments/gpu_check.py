@@ -42,8 +42,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +50,7 @@ from pathlib import Path
 import peft
 import torch
 import transformers
+from fresh_process import row_result
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from foresight.attribution import attribute
@@ -187,12 +186,9 @@ def run_row(kind: str, directory: Path, args: argparse.Namespace) -> dict[str, f
 
 def in_process(args: argparse.Namespace, *row: str) -> dict[str, float]:
     """The result of `--row ROW...` run in a fresh process of this script."""
-    command = [sys.executable, __file__, "--row", *row, "--device", args.device, "--batch", str(args.batch)]
-    command += ["--steps", str(args.steps), "--every", str(args.every)]
-    done = subprocess.run([*command, *(["--small"] if args.small else [])], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"row {row} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    flags = ["--row", *row, "--device", args.device, "--batch", str(args.batch)]
+    flags += ["--steps", str(args.steps), "--every", str(args.every), *(["--small"] if args.small else [])]
+    return row_result(__file__, flags)
 
 
 def checkpoints(steps: int, every: int) -> int:
