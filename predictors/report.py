@@ -190,16 +190,72 @@ def prefix_markdown(per_run: pd.DataFrame, corpus: str) -> str:
     )
 
 
+def corpus_size_tests(per_run: pd.DataFrame) -> pd.DataFrame:
+    """One row per (fit_seed, model, fraction) of a corpus-size per-run frame (PER_RUN_COLUMNS,
+    fraction: the share of the other families' runs each fold trained on, train_runs: that
+    training set's size; `last` rows without a fraction): mean Jaccard, mean training runs per
+    fold and the family-level `paired_test` against `last` (fit seed 0's), Holm per fit seed
+    over every (model, fraction)."""
+    last = per_run[per_run["model"] == "last"]
+    learned = per_run[per_run["model"] != "last"]
+    rows = []
+    for (seed, model, fraction), part in learned.groupby(["fit_seed", "model", "fraction"], sort=False):
+        test = paired_test(pd.concat([part, last]), model, "last", "model", "jaccard", ["run"], "family")
+        rows.append(
+            {"fit_seed": seed, "model": model, "fraction": fraction, "jaccard": part["jaccard"].mean()}
+            | {"train_runs": part.groupby("family")["train_runs"].first().mean(), **test}
+        )
+    tests = pd.DataFrame(rows)
+    tests["p_holm"] = tests.groupby("fit_seed")["p"].transform(lambda p: holm(p.to_numpy()))
+    return tests
+
+
+def corpus_size_markdown(per_run: pd.DataFrame, corpus: str) -> str:
+    """The corpus-size report of a per-run frame (`corpus_size_tests`): per model and fraction
+    the mean, min and max over fit seeds of Jaccard@n and of the gain over `last`, and how many
+    seeds beat `last` after Holm; then every seed's test."""
+    tests = corpus_size_tests(per_run)
+    n = int(per_run["n"].iloc[0])
+    spread = tests.groupby(["model", "fraction"], sort=False).agg(
+        train_runs=("train_runs", "mean"),
+        jaccard_mean=("jaccard", "mean"),
+        jaccard_min=("jaccard", "min"),
+        jaccard_max=("jaccard", "max"),
+        gain_mean=("mean_diff", "mean"),
+        gain_min=("mean_diff", "min"),
+        gain_max=("mean_diff", "max"),
+        significant=("p_holm", lambda p: f"{int((p < 0.05).sum())}/{len(p)}"),
+    )
+    last = per_run[per_run["model"] == "last"]
+    columns = ["model", "fraction", "fit_seed", "train_runs", "jaccard", "mean_diff", "ci_lo", "ci_hi"]
+    return (
+        f"# Corpus size vs held-out Jaccard@{n} (leave-one-family-out, prefix k = "
+        f"{int(per_run['k'].iloc[0])})\n\n"
+        f"Corpus {corpus}: `last` on the same {len(last)} held-out runs in "
+        f"{last['family'].nunique()} families: {last['jaccard'].mean():.3f}. Each fold trains on a "
+        "random `fraction` of the other families' runs (train_runs: mean per fold), drawn with the "
+        "fit seed. Gain: mean over families of Jaccard(model) - Jaccard(last); p: exact sign-flip "
+        "over families, Holm per fit seed over every (model, fraction); significant: seeds with "
+        "p_holm < 0.05.\n\n"
+        + spread.reset_index().to_markdown(index=False, floatfmt=".3f")
+        + "\n\nEvery fit seed (run-level Wilcoxon p_run secondary):\n\n"
+        + tests[[*columns, "p", "p_holm", "p_run"]].to_markdown(index=False, floatfmt=".4g")
+        + "\n"
+    )
+
+
 def rebuild(path: Path) -> str:
     """The markdown report of a per-run CSV: a strategy study (column strategy:
-    `foresight.report.strategy_markdown`), forecasting by prefix (several k) or the forecasting
-    table over fit seeds (`seeded_report`)."""
+    `foresight.report.strategy_markdown`), corpus size (column fraction: `corpus_size_markdown`),
+    forecasting by prefix (several k) or the forecasting table over fit seeds (`seeded_report`)."""
     frame = pd.read_csv(path)
     if "strategy" in frame:
         return strategy_markdown(read_per_run_csv(path), f"Strategy comparison ({path.name})")
     missing = sorted(set(PER_RUN_COLUMNS) - set(frame.columns))
     if missing:
         raise ReportError(f"{path}: not a per-run results CSV (missing columns {', '.join(missing)})")
+    if "fraction" in frame:
+        return corpus_size_markdown(frame, path.name)
     if frame["k"].nunique() > 1:
         return prefix_markdown(frame, path.name)
     problem = ForecastProblem(int(frame["k"].iloc[0]), "final", int(frame["n"].iloc[0]))

@@ -16,7 +16,15 @@ from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa
 
 from foresight.mlflow_log import PENDING_FILE
 from predictors.baselines import Last
-from predictors.evaluate import ALL, bootstrap_ci, evaluate, leave_one_task_out, log_evaluation, summarize
+from predictors.evaluate import (
+    ALL,
+    PER_RUN_COLUMNS,
+    bootstrap_ci,
+    evaluate,
+    leave_one_task_out,
+    log_evaluation,
+    summarize,
+)
 from predictors.problem import ForecastProblem
 from predictors.scoring import run_metrics
 
@@ -123,6 +131,36 @@ def test_seed_tests_find_a_gain_in_one_regime_at_the_family_level() -> None:
     assert summary.loc["lora-static", "fit seeds"] == 2
     assert summary.loc["lora-static", "significant seeds (last): family, task"] == "2/2, 2/2"
     assert summary.loc["free", "significant seeds (last): family, task"] == "0/2, 0/2"
+
+
+def test_the_corpus_size_csv_rebuilds_its_table_with_family_level_tests(tmp_path: Path) -> None:
+    """A gain of +0.1 over `last` in every family at fraction 1 (both seeds), none at 0.25."""
+    from predictors.report import corpus_size_tests, rebuild
+
+    base = seeded_per_run(0.0, 0.0).query("model == 'last'").assign(k=3, n=8, fraction=None, train_runs=None)
+    rng, learned = np.random.default_rng(1), []
+    for fraction, gain in ((0.25, 0.0), (1.0, 0.1)):
+        for seed in (0, 1):
+            noise = rng.choice([-0.01, 0.01], len(base)) if gain == 0 else 0
+            learned.append(
+                base.assign(
+                    model="lgbm", fit_seed=seed, fraction=fraction, jaccard=0.5 + gain + noise
+                ).assign(train_runs=32 * fraction)
+            )
+    per_run = pd.concat([base, *learned], ignore_index=True)
+    tests = corpus_size_tests(per_run).set_index(["fit_seed", "fraction"])
+    full = tests.loc[(1, 1.0)]
+    assert (full["n_clusters"], full["n_runs"], full["train_runs"]) == (9, 36, 32)
+    assert full["mean_diff"] == pytest.approx(0.1) and full["p"] == pytest.approx(2 / 512)
+    assert full["p_holm"] == pytest.approx(2 * 2 / 512)  # Holm over the seed's two fractions
+    assert tests.loc[(0, 0.25), "p"] > 0.05
+    path = tmp_path / "corpus_size_per_run.csv"
+    per_run.reindex(columns=[*PER_RUN_COLUMNS, "fraction", "train_runs"]).to_csv(path, index=False)
+    text = rebuild(path)
+    assert "`last` on the same 36 held-out runs in 9 families: 0.500" in text
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()]
+    summary = {(c[0], c[1]): c[-1] for c in cells if len(c) == 10 and c[0] == "lgbm"}
+    assert summary == {("lgbm", "0.250"): "0/2", ("lgbm", "1.000"): "2/2"}  # seeds significant after Holm
 
 
 def test_cluster_paired_tests_use_families_not_runs() -> None:
