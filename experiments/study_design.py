@@ -1,7 +1,7 @@
 """A study designed where forecasting could win, at equal cost: the switch at k = 0..3, new targets.
 
     python experiments/study_design.py [--dry-run] [--tasks ...] [--seeds 0 1 2 3 4] [--prefixes 0 1 2 3]
-        [--arms ...] [--report-only]
+        [--arms ...] [--report-only | --per-run experiments/results/design_per_run.csv]
 
 Arms (each one sweep of `foresight.sweep`, MLflow experiment `study-design-{arm}`; every arm has
 the same steps, data, K and LoRA budget):
@@ -20,7 +20,8 @@ sign-flip p is 2/2^9. The report (`design_tests`) pairs the runs by (task, seed)
 each family and tests with `foresight.stats.paired_tests` (Holm over DESIGN_PAIRS and, where random ran,
 the learning rates that random's best was chosen from; pairs of arms that did not run are left
 out). Per-run results: experiments/results/design_per_run.csv;
-table: experiments/results/design.md. `--dry-run` prints the trials and the estimated CPU time.
+table: experiments/results/design.md, rebuilt from MLflow (`--report-only`) or from the per-run
+CSV alone (`--per-run FILE`: design.md beside FILE). `--dry-run` prints the trials and the estimated CPU time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from foresight.tasks import task_family
 from foresight.updater.config import DEFAULT_LR, FinetuneConfig
 
 RESULTS = Path(__file__).parent / "results"
+PER_RUN = RESULTS / "design_per_run.csv"
 SEPARATING = ("bool", "docstring", "induction", "ioi", "reverse")
 VARIANTS = (
     "arithmetic_add",
@@ -82,24 +84,63 @@ def design_pairs(prefixes: list[int]) -> list[tuple[str, str]]:
     return pairs
 
 
-def best_random(frame: pd.DataFrame) -> pd.DataFrame:
-    """The random arm at its best learning rate (highest mean accuracy), labelled random@best."""
+def best_random(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """`frame` with the random arm at its best learning rate (highest mean accuracy) added as
+    random@best, and the label of that arm (None where random did not run)."""
     random = frame[frame["strategy"].str.startswith("random@")]
     if random.empty:
-        return frame
+        return frame, None
     best = random.groupby("strategy")["accuracy_after"].mean().idxmax()
-    return pd.concat([frame, random[random["strategy"] == best].assign(strategy="random@best")])
+    return pd.concat([frame, random[random["strategy"] == best].assign(strategy="random@best")]), best
 
 
 def design_tests(frame: pd.DataFrame, prefixes: list[int]) -> pd.DataFrame:
     """Family-level paired tests of DESIGN_PAIRS and random@best vs static@base; Holm over them
     and the len(LR_GRID) - 1 learning rates that random's best was picked from."""
-    frame = best_random(frame).assign(family=lambda f: f["task"].map(task_family))
+    frame, best = best_random(frame)
+    frame = frame.assign(family=frame["task"].map(task_family))
     pairs = [*design_pairs(prefixes), ("random@best", "static@base")]
-    hidden = len(LR_GRID) - 1 if (frame["strategy"] == "random@best").any() else 0
+    hidden = len(LR_GRID) - 1 if best else 0
     return stats.paired_tests(
         frame, pairs, "strategy", "accuracy_after", ["task", "seed"], "family", hidden=hidden
     )
+
+
+def design_markdown(frame: pd.DataFrame, prefixes: list[int]) -> str:
+    """The design table of a strategy frame whose strategies are labelled `strategy@arm`: the
+    per-task means and `design_tests` over the arms it holds (arms of `arms(prefixes)` it lacks
+    are named as not run)."""
+    ran = set(frame["strategy"].str.split("@").str[1])
+    chosen = [a for a in arms(prefixes) if a in ran]
+    missing = [a for a in arms(prefixes) if a not in ran]
+    tests = design_tests(frame, [k for k in prefixes if f"k{k}" in ran])
+    _, best = best_random(frame)
+    means = frame.pivot_table(index="task", columns="strategy", values="accuracy_after", aggfunc="mean")
+    if tests.empty:
+        body = "No comparison: none of its pairs of arms ran.\n"
+    else:
+        body = (
+            f"Family-level paired tests (exact sign-flip p, Holm over these {len(tests)} comparisons"
+            + (f" and random's learning-rate choice; random@best is {best}" if best else "")
+            + "):\n\n"
+            + tests.to_markdown(index=False, floatfmt=".3g")
+            + "\n"
+        )
+    return (
+        f"# Study design: arms {', '.join(chosen)} ({len(frame)} runs)\n\n"
+        + (f"Not run: arms {', '.join(missing)}.\n\n" if missing else "")
+        + means.reset_index().to_markdown(index=False, floatfmt=".3f")
+        + "\n\n"
+        + body
+        + f"\nForecasters: {FORECASTERS}; default lr {DEFAULT_LR['lora']:g}, grid {LR_GRID}.\n"
+    )
+
+
+def write_report(frame: pd.DataFrame, prefixes: list[int], directory: Path = RESULTS) -> None:
+    """Write `directory`/design.md (`design_markdown`) and print it."""
+    text = design_markdown(frame, prefixes)
+    (directory / "design.md").write_text(text)
+    print(text)
 
 
 def main() -> None:
@@ -113,8 +154,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the table from MLflow")
+    parser.add_argument(
+        "--per-run", type=Path, help="rebuild the table from this per-run CSV instead (design.md beside it)"
+    )
     args = parser.parse_args()
+    if args.per_run:
+        return write_report(pd.read_csv(args.per_run), args.prefixes, args.per_run.parent)
     chosen = {a: v for a, v in arms(args.prefixes).items() if args.arms is None or a in args.arms}
     n_trials = sum(len(s) for s, _ in chosen.values()) * len(args.tasks) * len(args.seeds)
     hours = n_trials * SECONDS_PER_TRIAL / 3600
@@ -150,22 +196,8 @@ def main() -> None:
     frame = pd.concat(frames, ignore_index=True)
     RESULTS.mkdir(exist_ok=True)
     out = frame.assign(family=frame["task"].map(task_family), regime="lora", value=frame["accuracy_after"])
-    out.to_csv(RESULTS / "design_per_run.csv", index=False)
-    tests = design_tests(frame, [k for k in args.prefixes if f"k{k}" in chosen])
-    means = frame.pivot_table(index="task", columns="strategy", values="accuracy_after", aggfunc="mean")
-    missing = [a for a in arms(args.prefixes) if a not in chosen]
-    text = (
-        f"# Study design: arms {', '.join(chosen)} ({len(frame)} runs)\n\n"
-        + (f"Not run: arms {', '.join(missing)}.\n\n" if missing else "")
-        + means.reset_index().to_markdown(index=False, floatfmt=".3f")
-        + f"\n\nFamily-level paired tests (exact sign-flip p, Holm over these {len(tests)} comparisons"
-        + (" and random's learning-rate choice" if tests["a"].eq("random@best").any() else "")
-        + "):\n\n"
-        + tests.to_markdown(index=False, floatfmt=".3g")
-        + f"\n\nForecasters: {FORECASTERS}; default lr {DEFAULT_LR['lora']:g}, grid {LR_GRID}.\n"
-    )
-    (RESULTS / "design.md").write_text(text)
-    print(text)
+    out.to_csv(PER_RUN, index=False)
+    write_report(frame, args.prefixes)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,23 @@ def test_a_partial_study_tests_only_what_ran(design) -> None:  # noqa: ANN001
         ("predictive@k0", "last@k0"), ("predictive@k0", "static@base"), ("last@k0", "static@base")
     }  # fmt: skip
     np.testing.assert_allclose(tests["p_holm"], holm(tests["p"].to_numpy(), 0))
+
+
+def test_the_per_run_csv_rebuilds_the_table_naming_random_s_rate_and_what_did_not_run(
+    design,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "design_per_run.csv"
+    planted(design, 0.05).to_csv(path, index=False)
+    done = subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "study_design.py"), "--per-run", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    text = design.design_markdown(pd.read_csv(path), [0, 1, 2, 3])
+    assert done.stdout.strip() == text.strip() == (tmp_path / "design.md").read_text().strip()
+    assert "Not run: arms k1, k2, k3." in text and f"random@best is random@lr{design.LR_GRID[-1]:g}" in text
+    only_random = planted(design, 0.05).query("strategy.str.startswith('random@')")
+    assert "No comparison: none of its pairs of arms ran." in design.design_markdown(only_random, [0])
