@@ -203,6 +203,29 @@ def evolution_frame(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+FLOOR_COLUMNS = ("task", "kind", "cd")
+
+
+def floor_markdown(frame: pd.DataFrame, title: str) -> str:
+    """Per task and kind (FLOOR_COLUMNS: one row per pair of resampled circuits, its Circuit
+    Distance): the floor's pairs, median and 95th percentile (`NoiseFloor.cd_p95`'s definition),
+    above which a migration counts."""
+    grouped = frame.groupby(["task", "kind"], sort=False)["cd"]
+    table = pd.DataFrame(
+        {
+            "pairs": grouped.size(),
+            "CD floor median": grouped.median(),
+            "CD floor p95": grouped.agg(lambda cd: float(np.percentile(cd, 95))),
+        }
+    )
+    return (
+        f"# {title}\n\nCircuit Distance between every two bootstrap-resampled circuits of one model, "
+        "per task and kind; a CD above the 95th percentile counts as a migration.\n\n"
+        + table.reset_index().to_markdown(index=False, floatfmt=".3f")
+        + "\n"
+    )
+
+
 def evolution_markdown(frame: pd.DataFrame, title: str) -> str:
     """Per task: mean and sd over runs of each metric at the last checkpoint, and, for runs
     tracked with a noise floor, its mean 95th percentile and how many runs migrated above it

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from foresight.report import ReportError, read_per_run_csv, strategy_markdown
+from foresight.report import (
+    FLOOR_COLUMNS,
+    ReportError,
+    evolution_markdown,
+    floor_markdown,
+    read_per_run_csv,
+    strategy_markdown,
+)
 from foresight.stats import holm, paired_test
 from predictors.evaluate import PER_RUN_COLUMNS, comparison_frame, paired_tests, summarize
 from predictors.problem import ForecastProblem
@@ -246,11 +253,22 @@ def corpus_size_markdown(per_run: pd.DataFrame, corpus: str) -> str:
 
 def rebuild(path: Path) -> str:
     """The markdown report of a per-run CSV: a strategy study (column strategy:
-    `foresight.report.strategy_markdown`), corpus size (column fraction: `corpus_size_markdown`),
+    `foresight.report.strategy_markdown`; a design-study CSV is an error naming its script), the
+    evolution study (`foresight.report.evolution_markdown`), a noise floor
+    (`foresight.report.floor_markdown`), corpus size (column fraction: `corpus_size_markdown`),
     forecasting by prefix (several k) or the forecasting table over fit seeds (`seeded_report`)."""
     frame = pd.read_csv(path)
     if "strategy" in frame:
+        if frame["strategy"].astype(str).str.contains("@").any():
+            raise ReportError(
+                f"{path}: a design-study CSV (strategies labelled strategy@arm); its table is rebuilt "
+                f"by python experiments/study_design.py --per-run {path}"
+            )
         return strategy_markdown(read_per_run_csv(path), f"Strategy comparison ({path.name})")
+    if "cd_start_head" in frame:
+        return evolution_markdown(frame, f"Circuit evolution ({path.name})")
+    if set(frame.columns) == set(FLOOR_COLUMNS):
+        return floor_markdown(frame, f"Noise floor of Circuit Distance ({path.name})")
     missing = sorted(set(PER_RUN_COLUMNS) - set(frame.columns))
     if missing:
         raise ReportError(f"{path}: not a per-run results CSV (missing columns {', '.join(missing)})")

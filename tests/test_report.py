@@ -248,3 +248,30 @@ def test_evolution_table_counts_migrations_above_the_noise_floor() -> None:
         got["migrated_head"] == "1/2" and got["migrated_mlp"] == "0/2" and got["cd_floor_p95_head"] == "0.550"
     )
     assert "migrated_head" not in evolution_markdown(pd.DataFrame(runs).drop(columns=["migrated_head"]), "t")
+
+
+def test_the_evolution_and_noise_floor_csvs_rebuild_their_tables(tmp_path: Path) -> None:
+    from predictors.report import rebuild
+
+    base = {m: 0.1 for m in EVOLUTION_METRICS} | {"cc": 0.2}
+    runs = pd.DataFrame([base | {"run": r, "seed": i, "task": "ioi"} for i, r in enumerate("ab")])
+    runs.loc[1, "cd_start_head"] = 0.5
+    runs.to_csv(tmp_path / "evolution_per_run.csv", index=False)
+    title = "Circuit evolution (evolution_per_run.csv)"
+    assert rebuild(tmp_path / "evolution_per_run.csv") == evolution_markdown(runs, title)
+    assert "0.300 ± 0.283" in rebuild(tmp_path / "evolution_per_run.csv")  # cd_start_head: 0.1, 0.5
+
+    floor = pd.DataFrame({"task": "ioi", "kind": "head", "cd": [0.0, 0.25, 0.5, 0.75, 1.0]})
+    floor.to_csv(tmp_path / "noise_floor_per_run.csv", index=False)
+    row = next(line for line in rebuild(tmp_path / "noise_floor_per_run.csv").splitlines() if "| ioi" in line)
+    # 95th percentile, linear between order statistics: 0.75 + 0.8 x (1.0 - 0.75)
+    assert [c.strip() for c in row.strip("|").split("|")] == ["ioi", "head", "5", "0.500", "0.950"]
+
+
+def test_a_design_study_csv_is_sent_to_its_own_script(tmp_path: Path) -> None:
+    from predictors.report import rebuild
+
+    path = tmp_path / "design_per_run.csv"
+    pd.DataFrame({"task": ["ioi"], "seed": [0], "strategy": ["last@k0"], "value": [0.5]}).to_csv(path)
+    with pytest.raises(ReportError, match=r"design-study CSV .* experiments/study_design\.py --per-run"):
+        rebuild(path)
