@@ -24,6 +24,7 @@ import torch
 from foresight.encoding import encode_pairs
 from foresight.models import load_model
 from foresight.noise_floor import KINDS, noise_floor
+from foresight.report import FLOOR_COLUMNS
 from foresight.tasks import get_task, task_names
 
 RESULTS = Path(__file__).parent / "results"
@@ -67,7 +68,7 @@ def main() -> None:
         summary.append(row)
         print(row, flush=True)
     RESULTS.mkdir(exist_ok=True)
-    pd.DataFrame(rows).to_csv(RESULTS / "noise_floor_per_run.csv", index=False)
+    pd.DataFrame(rows, columns=list(FLOOR_COLUMNS)).to_csv(RESULTS / "noise_floor_per_run.csv", index=False)
     table = pd.DataFrame(summary)
     text = (
         "# Noise floor of Circuit Distance on the default model (step 0)\n\n"
