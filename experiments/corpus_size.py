@@ -105,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
+    if args.tables_only and not PER_RUN.is_file():
+        parser.error(f"--tables-only: {PER_RUN} does not exist yet (run without it first)")
     if not args.tables_only:
         problem = ForecastProblem(args.prefix, "final", args.circuit_size)
         compute(args.corpus, problem, args.models, args.fractions, args.seeds)

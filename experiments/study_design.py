@@ -159,6 +159,8 @@ def main() -> None:
         "--per-run", type=Path, help="rebuild the table from this per-run CSV instead (design.md beside it)"
     )
     args = parser.parse_args()
+    if args.per_run and not args.per_run.is_file():
+        parser.error(f"--per-run {args.per_run}: no such file")
     if args.per_run:
         return write_report(pd.read_csv(args.per_run), args.prefixes, args.per_run.parent)
     chosen = {a: v for a, v in arms(args.prefixes).items() if args.arms is None or a in args.arms}
