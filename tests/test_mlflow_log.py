@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from foresight.figures import head_score_matrix, log_figures, plot_metrics
 from foresight.mlflow_log import (
@@ -33,7 +34,7 @@ from foresight.mlflow_log import (
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One temporary SQLite tracking store for the module (creating one takes seconds)."""
     root = tmp_path_factory.mktemp("mlflow")
-    previous = mlflow.get_tracking_uri()
+    previous = tracking_utils._tracking_uri  # the explicit URI (None: unset), not its default
     mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
     mlflow.create_experiment("foresight-test", artifact_location=str(root / "artifacts"))
     yield root

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
 from synthetic import synthetic_runs, synthetic_trajectories, write_corpus
 from test_bad_input import Result, assert_one_error_line, cli, free_port  # noqa: F401 (cli: a fixture)
 
@@ -64,28 +65,26 @@ def test_summary_and_gap_closed() -> None:
     assert bootstrap_ci(np.array([0.5, 0.5])) == (0.5, 0.5)
 
 
-def test_evaluation_table_and_mlflow(tmp_path: Path) -> None:
+def test_evaluation_table_and_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = synthetic_runs(tasks=("t0", "t1"), seeds=(0,), n_checkpoints=6)
     problem = ForecastProblem(2, "final", 6)
     result = evaluate(runs, problem, ["static", "last"], n_boot=100)
     assert set(result.per_run["task"]) == {"t0", "t1"} and len(result.per_run) == 4
     assert "| static" in result.markdown and "J t1" in result.markdown
-    previous = mlflow.get_tracking_uri()
+    # the explicit URI as it was (None: unset), restored after the test
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    try:
-        mlflow.create_experiment("forecast-test", artifact_location=str(tmp_path / "artifacts"))
-        ids = log_evaluation(result, "forecast-test", tmp_path / "evaluation")
-        client = MlflowClient()
-        run = client.get_run(ids[0])
-        parent = client.get_run(run.data.tags["mlflow.parentRunId"])
-        assert parent.info.run_name == "evaluation-k2-hfinal-n6" and parent.info.status == "FINISHED"
-        assert [client.get_run(i).info.run_name for i in ids] == ["static-k2-hfinal-n6", "last-k2-hfinal-n6"]
-        assert run.data.params["model"] == "static" and run.data.params["horizon"] == "final"
-        static_all = result.summary.query("model == 'static' and task == @ALL")["jaccard"].iloc[0]
-        assert run.data.metrics["jaccard"] == pytest.approx(static_all)
-        assert [a.path for a in client.list_artifacts(ids[1])] == ["comparison.md"]
-    finally:
-        mlflow.set_tracking_uri(previous)
+    mlflow.create_experiment("forecast-test", artifact_location=str(tmp_path / "artifacts"))
+    ids = log_evaluation(result, "forecast-test", tmp_path / "evaluation")
+    client = MlflowClient()
+    run = client.get_run(ids[0])
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.info.run_name == "evaluation-k2-hfinal-n6" and parent.info.status == "FINISHED"
+    assert [client.get_run(i).info.run_name for i in ids] == ["static-k2-hfinal-n6", "last-k2-hfinal-n6"]
+    assert run.data.params["model"] == "static" and run.data.params["horizon"] == "final"
+    static_all = result.summary.query("model == 'static' and task == @ALL")["jaccard"].iloc[0]
+    assert run.data.metrics["jaccard"] == pytest.approx(static_all)
+    assert [a.path for a in client.list_artifacts(ids[1])] == ["comparison.md"]
 
 
 def test_leave_one_family_out_never_trains_on_the_held_out_family() -> None:
